@@ -1,0 +1,34 @@
+# Every developer and CI action is a recipe. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list --unsorted
+
+# Run the whole platform on this machine (all-in-one binary, embedded defaults).
+run *ARGS:
+    cargo run --release -p tessera -- dev {{ARGS}}
+
+# Install (if missing) and start PostgreSQL and NATS JetStream on loopback.
+services:
+    tools/services up
+
+# Check formatting.
+fmt-check:
+    cargo fmt --all -- --check
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Clippy over every crate and target, warnings are errors.
+lint:
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Run every test against the real servers `just services` started.
+test *ARGS:
+    eval "$(tools/services env)" && cargo test --workspace --locked {{ARGS}}
+
+# What CI runs after .ci/run has installed and started everything.
+ci: fmt-check lint test

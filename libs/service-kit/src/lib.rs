@@ -1,0 +1,35 @@
+//! The service kit: what every Tessera service shares, so each one only writes its own
+//! routes and storage.
+//!
+//! - [`config`]: clap argument groups with `TESSERA_*` env fallbacks and a one-line error
+//!   on bad settings ([`parse_or_exit`]).
+//! - [`telemetry`]: JSON or pretty logs via `tracing`, filtered by `RUST_LOG`.
+//! - [`Service`]: the public and admin listeners (DESIGN.md §2) with request ids, W3C
+//!   trace context, metrics, problem+json errors, body limits, timeouts and graceful
+//!   drain on shutdown.
+//! - [`db`]: SQLite and PostgreSQL pools with embedded migrations, retried in the
+//!   background and reported by `/readyz`.
+
+mod accept;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod metrics;
+pub mod problem;
+pub mod request_context;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace_context;
+
+pub use config::{DatabaseArgs, HttpArgs, HttpSettings, LogFormat, TelemetryArgs, parse_or_exit};
+pub use db::{Database, DatabaseUrl, Migrations, Pool};
+pub use health::Readiness;
+pub use metrics::Metrics;
+pub use problem::{ApiJson, Problem};
+pub use request_context::RequestContext;
+pub use server::{Listeners, ServeError, Service};
+pub use trace_context::TraceContext;
+
+/// Re-exported so services name one version of these.
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,101 @@
+//! Test-only helpers shared by the crates' integration tests: a fresh PostgreSQL database
+//! per test, and polling until a condition holds.
+//!
+//! PostgreSQL comes from `TESSERA_TEST_POSTGRES_URL` (set by `.ci/run` and `just test`);
+//! without it, tests that need PostgreSQL fail and say how to provide it. They never
+//! skip silently.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+/// Environment variable naming a PostgreSQL server tests may create databases on.
+pub const POSTGRES_URL_ENV: &str = "TESSERA_TEST_POSTGRES_URL";
+
+/// The admin URL of the test PostgreSQL server.
+///
+/// # Panics
+/// When `TESSERA_TEST_POSTGRES_URL` is unset: these tests need a real server.
+pub fn postgres_admin_url() -> String {
+    std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_ENV} is not set: this test needs a PostgreSQL server. \
+             Run `.ci/run` (installs and starts one), or `just services` and \
+             `export {POSTGRES_URL_ENV}=postgres://tessera:tessera@127.0.0.1:5432/postgres`"
+        )
+    })
+}
+
+/// Creates an empty database with a unique name and returns its URL.
+///
+/// # Panics
+/// When the server cannot be reached or refuses: the test cannot run.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = postgres_admin_url();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_ENV}: {e}"));
+    // The name is generated above from hex digits only, so formatting it in is safe.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    let _ = admin.close().await;
+    database_url_with_name(&admin_url, &name)
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn database_url_with_name(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` with
+/// `what` in the message.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_is_replaced_keeping_credentials_and_options() {
+        assert_eq!(
+            database_url_with_name("postgres://u:p@h:5432/postgres?sslmode=disable", "t1"),
+            "postgres://u:p@h:5432/t1?sslmode=disable"
+        );
+        assert_eq!(
+            database_url_with_name("postgres://u@h", "t2"),
+            "postgres://u@h/t2"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! The profile service: user profiles; the reference for a new Tessera service.
+//!
+//! **Not built yet** — this crate only reserves its place in the workspace. Issue #5
+//! builds it; until then it has no binary and `tessera dev` does not start it.
