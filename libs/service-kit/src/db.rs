@@ -113,6 +113,28 @@ pub struct Migrations {
     pub postgres: Migrator,
 }
 
+/// Runs the same sqlx code on whichever backend `pool` is, binding the concrete pool to
+/// `$p`. SQL written once with `$1`-style parameters runs on both SQLite and PostgreSQL;
+/// where dialects differ, match on [`Pool`] instead.
+///
+/// The body is not a closure: `?` in it returns from the enclosing function. To classify
+/// an error first, make the body an `async { .. }.await` block.
+///
+/// ```ignore
+/// let count: i64 = with_pool!(db.pool(), |p| {
+///     sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await
+/// })?;
+/// ```
+#[macro_export]
+macro_rules! with_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            $crate::db::Pool::Sqlite($p) => $body,
+            $crate::db::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
 /// The connection pool, by backend. Services match on it in their `db` module.
 #[derive(Debug, Clone)]
 pub enum Pool {

@@ -11,6 +11,7 @@
 //!   background and reported by `/readyz`.
 
 mod accept;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod health;
@@ -22,6 +23,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DatabaseArgs, HttpArgs, HttpSettings, LogFormat, TelemetryArgs, parse_or_exit};
 pub use db::{Database, DatabaseUrl, Migrations, Pool};
 pub use health::Readiness;

@@ -1,4 +1,270 @@
-//! The identity service: users, service clients, JWT issuance, JWKS and signing-key rotation.
+//! Tessera identity: the platform's trust anchor (DESIGN.md §3–4).
 //!
-//! **Not built yet** — this crate only reserves its place in the workspace. Issue #3
-//! builds it; until then it has no binary and `tessera dev` does not start it.
+//! Users sign up and log in (Argon2id passwords, throttled), get RFC 9068 access tokens
+//! and rotating refresh tokens; service clients use `client_credentials`. Tokens are
+//! signed with the active key of a keyset that either the operator mounts
+//! (`--keyset-dir`) or identity keeps and rotates itself in its database (standalone).
+//! Audit records and `user.registered` go to a transactional outbox.
+//!
+//! The library exposes [`build`] (the service ready to serve) and [`run`]; the binary
+//! only parses the command line.
+
+pub mod api;
+pub mod audit;
+pub mod clients;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod events;
+pub mod keys;
+pub mod password;
+pub mod secrets;
+pub mod state;
+pub mod throttle;
+pub mod tokens;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
+use tessera_auth::{StaticJwks, Verifier, VerifierConfig};
+
+use crate::config::Config;
+use crate::state::{AppState, Settings};
+
+/// How identity is wired beyond its config: the clock and how often standalone key
+/// rotation looks at the keyset (tests shorten both).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub clock: Arc<dyn Clock>,
+    pub key_check_interval: Duration,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            key_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why identity cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is missing or wrong; the message names it.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The database could not be prepared.
+    #[error(transparent)]
+    Db(#[from] service_kit::db::DbError),
+    /// The client registry file is unreadable or invalid.
+    #[error(transparent)]
+    Registry(#[from] clients::RegistryError),
+}
+
+/// Identity, built and ready to serve.
+#[derive(Debug)]
+pub struct Identity {
+    pub service: Service,
+    pub state: AppState,
+}
+
+fn decode_key(value: &SecretString, setting: &str) -> Result<[u8; 32], StartError> {
+    STANDARD
+        .decode(value.expose_secret().trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            StartError::Config(format!(
+                "{setting} must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)"
+            ))
+        })
+}
+
+/// The client-secret pepper derived from the keyset encryption key when none is set.
+fn derived_pepper(seal_key: &[u8; 32]) -> [u8; 32] {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, seal_key);
+    let tag = aws_lc_rs::hmac::sign(&key, b"tessera identity client-secret pepper v1");
+    let mut pepper = [0u8; 32];
+    pepper.copy_from_slice(tag.as_ref());
+    pepper
+}
+
+/// The keyset sealing key (standalone mode) and the client-secret pepper, from config.
+fn secrets_from(config: &Config) -> Result<(Option<[u8; 32]>, [u8; 32]), StartError> {
+    let keys_cfg = &config.keys;
+    let seal_key = keys_cfg
+        .keyset_encryption_key
+        .as_ref()
+        .map(|k| decode_key(k, "TESSERA_KEYSET_ENCRYPTION_KEY"))
+        .transpose()?;
+    if keys_cfg.keyset_dir.is_none() && seal_key.is_none() {
+        return Err(StartError::Config(
+            "set --keyset-dir (keys mounted by the operator) or TESSERA_KEYSET_ENCRYPTION_KEY (standalone: 32 bytes, base64)".into(),
+        ));
+    }
+    let pepper = match (&config.accounts.client_secret_pepper, seal_key) {
+        (Some(pepper), _) => decode_key(pepper, "TESSERA_CLIENT_SECRET_PEPPER")?,
+        (None, Some(seal_key)) if config.accounts.client_registry.is_none() => {
+            derived_pepper(&seal_key)
+        }
+        (None, _) => {
+            return Err(StartError::Config(
+                "TESSERA_CLIENT_SECRET_PEPPER is required with a client registry (it keys the secret hashes)".into(),
+            ));
+        }
+    };
+    Ok((seal_key, pepper))
+}
+
+/// Builds identity: database (migrated in the background), key source, client registry,
+/// and the service with its routes and readiness checks. Background tasks stop with
+/// `shutdown`.
+pub fn build(
+    config: &Config,
+    runtime: Runtime,
+    shutdown: &CancellationToken,
+) -> Result<Identity, StartError> {
+    let (seal_key, pepper) = secrets_from(config)?;
+    let keys_cfg = &config.keys;
+
+    let database = Database::open(
+        &config.database.database_url,
+        config.database.database_max_connections,
+        db::migrations(),
+        shutdown.clone(),
+    )?;
+    let pool = database.pool().clone();
+    let tokens_cfg = &config.tokens;
+    let verifier_keys = Arc::new(StaticJwks::new(jsonwebtoken_empty_set()));
+    let verifier = Verifier::with_clock(
+        VerifierConfig::new(tokens_cfg.issuer.clone(), tokens_cfg.audiences.clone()),
+        verifier_keys.clone(),
+        runtime.clock.clone(),
+    );
+    let key_manager = keys::KeyManager::new(verifier_keys, verifier.clone());
+    let audit = audit::AuditLog::spawn(pool.clone(), shutdown.clone());
+    match (&keys_cfg.keyset_dir, seal_key) {
+        (Some(dir), _) => keys::watch_mounted(key_manager.clone(), dir, shutdown.clone()),
+        (None, Some(seal_key)) => keys::Standalone {
+            manager: key_manager.clone(),
+            pool: pool.clone(),
+            seal_key,
+            policy: keys_cfg.policy(tokens_cfg),
+            clock: runtime.clock.clone(),
+            audit: audit.clone(),
+        }
+        .spawn(runtime.key_check_interval, shutdown.clone()),
+        (None, None) => unreachable!("checked above"),
+    }
+
+    let clients = clients::ClientRegistry::new(secrets::SecretHasher::new(&pepper), pool.clone());
+    if let Some(path) = &config.accounts.client_registry {
+        clients::watch_registry(clients.clone(), path.clone(), shutdown.clone())?;
+    }
+    let accounts = &config.accounts;
+    let passwords = password::PasswordHashing::new(
+        accounts.argon2_memory_kib,
+        accounts.argon2_iterations,
+        accounts.password_hash_concurrency,
+    )
+    .map_err(|e| StartError::Config(format!("Argon2 parameters: {e}")))?;
+    let lockout = Duration::from_secs(accounts.login_lockout_secs);
+    let state = AppState {
+        pool,
+        passwords,
+        account_throttle: Arc::new(throttle::LoginThrottle::new(
+            accounts.login_max_failures,
+            lockout,
+        )),
+        address_throttle: Arc::new(throttle::LoginThrottle::new(
+            accounts.login_max_failures.saturating_mul(20),
+            lockout,
+        )),
+        keys: key_manager.clone(),
+        tokens: tokens::TokenIssuer {
+            keys: key_manager.clone(),
+            issuer: tokens_cfg.issuer.clone(),
+            audiences: tokens_cfg.audiences.clone(),
+            access_ttl: Duration::from_secs(tokens_cfg.access_token_ttl_secs),
+            clock: runtime.clock.clone(),
+        },
+        verifier,
+        clients,
+        audit,
+        clock: runtime.clock,
+        settings: Arc::new(Settings {
+            issuer: tokens_cfg.issuer.clone(),
+            refresh_ttl: Duration::from_secs(tokens_cfg.refresh_token_ttl_secs),
+            refresh_grace: Duration::from_secs(tokens_cfg.refresh_reuse_grace_secs),
+            jwks_max_age: Duration::from_secs(keys_cfg.jwks_max_age_secs),
+            bootstrap_admins: accounts
+                .bootstrap_admins
+                .iter()
+                .filter_map(|e| email::Email::parse(e).ok())
+                .map(|e| e.to_string())
+                .collect::<HashSet<_>>(),
+            trust_forwarded_for: accounts.trust_forwarded_for,
+            signing_algorithm: keys_cfg.key_algorithm.clone(),
+        }),
+    };
+    let service = Service::new("identity", config.http.settings())
+        .public(api::router(state.clone()))
+        .admin(api::admin_router(state.clone()));
+    database.add_readiness_check(service.readiness());
+    service.readiness().add("keys", move || {
+        let ready = key_manager.is_ready();
+        async move {
+            if ready {
+                Ok(())
+            } else {
+                Err("no signing key loaded yet".to_owned())
+            }
+        }
+    });
+    Ok(Identity { service, state })
+}
+
+fn jsonwebtoken_empty_set() -> jsonwebtoken::jwk::JwkSet {
+    jsonwebtoken::jwk::JwkSet { keys: Vec::new() }
+}
+
+/// Runs identity on `listeners` until `shutdown`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let identity = build(&config, Runtime::default(), &shutdown)?;
+    identity.service.serve(listeners, shutdown).await;
+    Ok(())
+}
+
+/// `tessera-identity admin grant <email>`: adds the admin role to an existing user.
+pub async fn grant_admin(config: &Config, email: &str) -> Result<String, StartError> {
+    let email =
+        email::Email::parse(email).map_err(|e| StartError::Config(format!("email: {e}")))?;
+    let database = Database::open_now(&config.database.database_url, 1, &db::migrations()).await?;
+    let pool = database.pool();
+    let db_error = |e: sqlx::Error| StartError::Db(service_kit::db::DbError::Sqlx(e));
+    let user = db::users::by_email(pool, email.as_str())
+        .await
+        .map_err(db_error)?;
+    let Some(mut user) = user else {
+        return Err(StartError::Config(format!("no user has the email {email}")));
+    };
+    if user.roles.iter().any(|r| r == api::users::ADMIN_ROLE) {
+        return Ok(format!("{email} already has the admin role"));
+    }
+    user.roles.push(api::users::ADMIN_ROLE.to_owned());
+    db::users::set_roles(pool, &user.id, &user.roles)
+        .await
+        .map_err(db_error)?;
+    pool.close().await;
+    Ok(format!("granted admin to {email}"))
+}

@@ -1,0 +1,65 @@
+//! What a verifier accepts: issuer, audiences, clock leeway, size limit, and how often the
+//! key set is fetched.
+
+use std::time::Duration;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`: small (RFC 8725 §3.10), but enough for
+/// pods whose clocks drift by a few seconds.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Largest token accepted. Tessera tokens are well under 1 KiB; 8 KiB is also the usual
+/// header-size limit of proxies, so anything bigger is an attack or a bug.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+
+/// JWKS cache lifetime. Key rotation pre-publishes keys for at least this long
+/// (DESIGN.md §4), and ZITADEL and Envoy use the same order of magnitude.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_mins(5);
+
+/// Least time between two fetches caused by unknown `kid`s, so a flood of forged tokens
+/// cannot turn every service into a load generator against identity.
+pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What a [`Verifier`](crate::Verifier) accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// The only accepted `iss`.
+    pub issuer: String,
+    /// A token is accepted when its `aud` names at least one of these.
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Tokens longer than this are refused before any parsing.
+    pub max_token_bytes: usize,
+    /// How often the key set is fetched in the background (the cache lifetime).
+    pub refresh_interval: Duration,
+    /// Least time between two fetches triggered by an unknown `kid`.
+    pub min_refetch_interval: Duration,
+}
+
+impl VerifierConfig {
+    /// A configuration with the default leeway, size limit and refresh intervals.
+    pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audiences,
+            leeway: DEFAULT_LEEWAY,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_fills_in_the_documented_defaults() {
+        let config = VerifierConfig::new("https://id.example", vec!["api".into()]);
+        assert_eq!(config.leeway, Duration::from_secs(30));
+        assert_eq!(config.max_token_bytes, 8192);
+        assert_eq!(config.refresh_interval, Duration::from_secs(300));
+        assert_eq!(config.min_refetch_interval, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,367 @@
+//! The standard OAuth 2.0 endpoints: token (`client_credentials`, `refresh_token`),
+//! revocation (RFC 7009) and introspection (RFC 7662). Errors use the RFC 6749 JSON shape
+//! so any OAuth client library understands them.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::users::{TokenResponse, issue_error, refresh_ttl_secs};
+use crate::clients::Client;
+use crate::db;
+use crate::db::refresh::Rotation;
+use crate::events::{AuditAction, OutboxEvent};
+use crate::state::AppState;
+use crate::tokens::{REFRESH_PREFIX, new_refresh_token};
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: &'static str) -> Self {
+        Self {
+            status,
+            error,
+            description,
+        }
+    }
+
+    fn invalid_client() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )
+    }
+
+    fn invalid_grant() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the refresh token is invalid, expired or revoked",
+        )
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": self.description });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tessera\""),
+            );
+        }
+        response
+    }
+}
+
+/// Either error shape; both render themselves.
+#[derive(Debug)]
+pub enum TokenError {
+    OAuth(OAuthError),
+    Api(ApiError),
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::OAuth(e) => e.into_response(),
+            Self::Api(e) => e.into_response(),
+        }
+    }
+}
+
+impl From<OAuthError> for TokenError {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for TokenError {
+    fn from(e: E) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    token: Option<String>,
+}
+
+fn form(form: Result<axum::Form<TokenForm>, FormRejection>) -> Result<TokenForm, OAuthError> {
+    form.map(|axum::Form(f)| f).map_err(|_| {
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected an application/x-www-form-urlencoded body",
+        )
+    })
+}
+
+/// Client credentials from HTTP Basic (RFC 6749 §2.3.1: each part form-url-encoded) or the
+/// form body — not both.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Option<(String, String)>, OAuthError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, value) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("basic")
+                .then(|| value.trim().to_owned())
+        });
+    let in_body = form.client_id.is_some() || form.client_secret.is_some();
+    match (basic, in_body) {
+        (Some(_), true) => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client credentials must be sent once, in the Authorization header or the body",
+        )),
+        (Some(encoded), false) => {
+            let decoded = STANDARD
+                .decode(encoded)
+                .map_err(|_| OAuthError::invalid_client())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(OAuthError::invalid_client)?;
+            Ok(Some((form_decode(id), form_decode(secret))))
+        }
+        (None, true) => Ok(Some((
+            form.client_id.clone().unwrap_or_default(),
+            form.client_secret.clone().unwrap_or_default(),
+        ))),
+        (None, false) => Ok(None),
+    }
+}
+
+fn form_decode(part: &str) -> String {
+    percent_encoding::percent_decode_str(&part.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<Client, TokenError> {
+    let Some((id, secret)) = client_credentials(headers, form)? else {
+        return Err(OAuthError::invalid_client().into());
+    };
+    state
+        .clients
+        .authenticate(&id, &secret)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client().into())
+}
+
+fn no_store<T: IntoResponse>(body: T) -> Response {
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `POST /oauth2/token`
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<axum::Form<TokenForm>, FormRejection>,
+) -> Result<Response, TokenError> {
+    let form = form(body)?;
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {
+            let client = authenticate_client(&state, &headers, &form).await?;
+            let issued = state
+                .tokens
+                .issue(&client.client_id, &client.roles, Some(&client.client_id))
+                .map_err(issue_error)?;
+            let details = json!({ "jti": issued.jti, "kid": issued.kid, "roles": client.roles });
+            let event = OutboxEvent::audit(
+                AuditAction::TokenIssued,
+                &client.client_id,
+                &details,
+                state.clock.now(),
+            );
+            state
+                .audit
+                .record(event)
+                .await
+                .map_err(|e| ApiError::internal("audit", e))?;
+            Ok(no_store(Json(TokenResponse {
+                access_token: issued.access_token,
+                token_type: "Bearer",
+                expires_in: issued.expires_in,
+                refresh_token: None,
+            })))
+        }
+        Some("refresh_token") => {
+            refresh(&state, form.refresh_token.as_deref().unwrap_or_default()).await
+        }
+        Some(_) => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "supported: client_credentials, refresh_token",
+        )
+        .into()),
+        None => Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        )
+        .into()),
+    }
+}
+
+async fn refresh(state: &AppState, presented: &str) -> Result<Response, TokenError> {
+    if !presented.starts_with(REFRESH_PREFIX) || presented.len() > 128 {
+        return Err(OAuthError::invalid_grant().into());
+    }
+    let now = state.clock.now();
+    let hash = crate::secrets::sha256(presented);
+    let (child, child_hash) = new_refresh_token();
+    let grace = i64::try_from(state.settings.refresh_grace.as_secs()).unwrap_or(0);
+    let unix = now.unix_timestamp();
+    let outcome = db::refresh::rotate(
+        &state.pool,
+        &hash,
+        &child_hash,
+        unix,
+        unix + refresh_ttl_secs(state),
+        grace,
+        |user, family| {
+            OutboxEvent::audit(
+                AuditAction::RefreshReuseDetected,
+                user,
+                &json!({ "family_id": family }),
+                now,
+            )
+        },
+    )
+    .await?;
+    let user_id = match outcome {
+        Rotation::Rotated { user_id } | Rotation::GraceReuse { user_id } => user_id,
+        Rotation::ReuseDetected { user_id, family_id } => {
+            tracing::warn!(%user_id, %family_id, "refresh token reuse detected; family revoked");
+            return Err(OAuthError::invalid_grant().into());
+        }
+        Rotation::Invalid => return Err(OAuthError::invalid_grant().into()),
+    };
+    let user = db::users::by_id(&state.pool, &user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(OAuthError::invalid_grant)?;
+    let issued = state
+        .tokens
+        .issue(&user.id, &user.roles, None)
+        .map_err(issue_error)?;
+    Ok(no_store(Json(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        refresh_token: Some(child),
+    })))
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): a refresh token's family is revoked. Access tokens
+/// are self-contained and expire on their own; the answer is 200 for any token, known or
+/// not, so the endpoint reveals nothing.
+pub async fn revoke(
+    State(state): State<AppState>,
+    body: Result<axum::Form<TokenForm>, FormRejection>,
+) -> Result<StatusCode, TokenError> {
+    let form = form(body)?;
+    let token = form.token.ok_or(OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "token is required",
+    ))?;
+    if token.starts_with(REFRESH_PREFIX) {
+        db::refresh::revoke_family_of(&state.pool, &crate::secrets::sha256(&token), state.now())
+            .await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+/// RFC 7662 response.
+#[derive(Debug, Serialize, Default)]
+pub struct Introspection {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+}
+
+/// `POST /oauth2/introspect` (RFC 7662): only for authenticated service clients.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<axum::Form<TokenForm>, FormRejection>,
+) -> Result<Response, TokenError> {
+    let mut form = form(body)?;
+    let token = form.token.take().unwrap_or_default();
+    authenticate_client(&state, &headers, &form).await?;
+    let answer = match state.verifier.verify(&token).await {
+        Ok(principal) => {
+            let claims = principal.claims;
+            Introspection {
+                active: true,
+                sub: Some(claims.sub),
+                client_id: claims.client_id,
+                exp: Some(claims.exp),
+                iat: Some(claims.iat),
+                iss: Some(claims.iss),
+                aud: Some(claims.aud.0),
+                jti: Some(claims.jti),
+                roles: Some(claims.roles),
+                token_type: Some("Bearer"),
+            }
+        }
+        Err(_) => Introspection::default(),
+    };
+    Ok(no_store(Json(answer)))
+}

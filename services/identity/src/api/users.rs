@@ -1,0 +1,279 @@
+//! The project's own user API: signup, login, logout, and the current user.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use service_kit::{ApiJson, Problem};
+use tessera_auth::Authenticated;
+
+use super::error::ApiError;
+use crate::db;
+use crate::db::refresh::NewRefresh;
+use crate::db::users::{CreateError, UserRow};
+use crate::email::Email;
+use crate::events::{AuditAction, OutboxEvent};
+use crate::password::check_policy;
+use crate::state::AppState;
+use crate::tokens::{IssueError, new_refresh_token};
+
+/// Role every user has.
+pub const USER_ROLE: &str = "user";
+/// Role of administrators.
+pub const ADMIN_ROLE: &str = "admin";
+
+#[derive(Debug, Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: SecretString,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl From<UserRow> for UserView {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email,
+            roles: row.roles,
+            disabled: row.disabled,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Tokens returned by login and refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+fn parse_email(raw: &str) -> Result<Email, Problem> {
+    Email::parse(raw)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_email").detail(e.to_string()))
+}
+
+fn invalid_credentials() -> ApiError {
+    Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials")
+        .detail("The email or password is wrong.")
+        .into()
+}
+
+/// `POST /v1/signup`
+pub async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let email = parse_email(&body.email)?;
+    check_policy(secrecy::ExposeSecret::expose_secret(&body.password)).map_err(|rule| {
+        Problem::new(StatusCode::BAD_REQUEST, "weak_password")
+            .detail(rule.to_string())
+            .with("rule", rule.rule())
+    })?;
+    let password_hash = state
+        .passwords
+        .hash(body.password)
+        .await
+        .map_err(|e| ApiError::internal("hashing", e))?;
+    let now = state.clock.now();
+    let mut roles = vec![USER_ROLE.to_owned()];
+    if state.settings.bootstrap_admins.contains(email.as_str()) {
+        roles.push(ADMIN_ROLE.to_owned());
+    }
+    let user = UserRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: email.to_string(),
+        password_hash,
+        roles,
+        disabled: false,
+        created_at: now.unix_timestamp(),
+    };
+    let events = [
+        OutboxEvent::user_registered(&user.id, email.as_str(), now),
+        OutboxEvent::audit(AuditAction::Signup, &user.id, &json!({}), now),
+    ];
+    match db::users::create(&state.pool, &user, &events).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(user.into()))),
+        Err(CreateError::Duplicate) => Err(Problem::new(StatusCode::CONFLICT, "email_taken")
+            .detail("An account with this email address already exists.")
+            .into()),
+        Err(CreateError::Db(error)) => Err(error.into()),
+    }
+}
+
+/// The address login attempts are counted against.
+fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
+    let forwarded = state
+        .settings
+        .trust_forwarded_for
+        .then(|| {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+        })
+        .flatten()
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 64);
+    forwarded.map_or_else(|| peer.ip().to_string(), str::to_owned)
+}
+
+/// `POST /v1/login`
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let email = parse_email(&body.email).map_err(|_| invalid_credentials())?;
+    let now = state.clock.now();
+    let account_key = format!("account:{email}");
+    let address_key = format!("address:{}", client_address(&state, peer, &headers));
+    let throttled = state
+        .account_throttle
+        .try_acquire(&[&account_key], now)
+        .and_then(|()| state.address_throttle.try_acquire(&[&address_key], now));
+    if let Err(locked) = throttled {
+        let details = json!({ "reason": "locked" });
+        state.audit.record_in_background(OutboxEvent::audit(
+            AuditAction::LoginFailed,
+            email.as_str(),
+            &details,
+            now,
+        ));
+        return Err(
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+                .detail("Too many login attempts; try again later.")
+                .with("retry_after", locked.retry_after_secs)
+                .into(),
+        );
+    }
+
+    let user = db::users::by_email(&state.pool, email.as_str()).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = state
+        .passwords
+        .verify(body.password, hash)
+        .await
+        .map_err(|e| ApiError::internal("hashing", e))?;
+    let Some(mut user) = user.filter(|u| matched && !u.disabled) else {
+        let details = json!({ "reason": "invalid_credentials" });
+        state.audit.record_in_background(OutboxEvent::audit(
+            AuditAction::LoginFailed,
+            email.as_str(),
+            &details,
+            now,
+        ));
+        return Err(invalid_credentials());
+    };
+    state.account_throttle.reset(&account_key);
+
+    if state.settings.bootstrap_admins.contains(&user.email)
+        && !user.roles.iter().any(|r| r == ADMIN_ROLE)
+    {
+        user.roles.push(ADMIN_ROLE.to_owned());
+        db::users::set_roles(&state.pool, &user.id, &user.roles).await?;
+    }
+    let issued = state
+        .tokens
+        .issue(&user.id, &user.roles, None)
+        .map_err(issue_error)?;
+    let (refresh_token, refresh_hash) = new_refresh_token();
+    let family_id = uuid::Uuid::now_v7().to_string();
+    let created_at = now.unix_timestamp();
+    db::refresh::insert(
+        &state.pool,
+        &NewRefresh {
+            token_hash: &refresh_hash,
+            family_id: &family_id,
+            user_id: &user.id,
+            parent_hash: None,
+            created_at,
+            expires_at: created_at + refresh_ttl_secs(&state),
+        },
+    )
+    .await?;
+    let details = json!({ "jti": issued.jti, "kid": issued.kid });
+    state
+        .audit
+        .record(OutboxEvent::audit(
+            AuditAction::LoginSucceeded,
+            &user.id,
+            &details,
+            now,
+        ))
+        .await
+        .map_err(|e| ApiError::internal("audit", e))?;
+    Ok(Json(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        refresh_token: Some(refresh_token),
+    }))
+}
+
+pub(crate) fn refresh_ttl_secs(state: &AppState) -> i64 {
+    i64::try_from(state.settings.refresh_ttl.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+pub(crate) fn issue_error(error: IssueError) -> ApiError {
+    match error {
+        IssueError::NoKey => ApiError::Unavailable("signing keys"),
+        IssueError::Sign(e) => ApiError::internal("signing", e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Logout {
+    refresh_token: SecretString,
+}
+
+/// `POST /v1/logout`: revokes the refresh token's whole family (this login on every
+/// device that shares it). Answers 204 whether or not the token was known.
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Logout>,
+) -> Result<StatusCode, ApiError> {
+    let hash = crate::secrets::sha256(secrecy::ExposeSecret::expose_secret(&body.refresh_token));
+    db::refresh::revoke_family_of(&state.pool, &hash, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/me`
+pub async fn me(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<UserView>, ApiError> {
+    if principal.is_service() {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "not_a_user")
+            .detail("Service tokens have no user.")
+            .into());
+    }
+    let user = db::users::by_id(&state.pool, &principal.subject).await?;
+    let user = user.filter(|u| !u.disabled).ok_or_else(|| {
+        ApiError::from(
+            Problem::new(StatusCode::UNAUTHORIZED, "unknown_user")
+                .detail("The token's user no longer exists or is disabled."),
+        )
+    })?;
+    Ok(Json(user.into()))
+}

@@ -1,0 +1,159 @@
+//! Users: signup, login, the current user, refresh rotation, reuse detection, logout,
+//! lockout — on SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use service_kit::ManualClock;
+
+use crate::support::{Options, PASSWORD, TestIdentity, claims, header, on_both_backends};
+
+async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    let code = body
+        .get("code")
+        .or_else(|| body.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    (status, code.to_owned())
+}
+
+fn manual_clock() -> ManualClock {
+    ManualClock::new(time::OffsetDateTime::now_utc())
+}
+
+on_both_backends! {
+    async fn signup_then_login_gives_an_access_token_for_the_current_user(backend: Backend) {
+        let app = TestIdentity::on(backend).await;
+        let created = app.signup("  Ada@Example.COM ").await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let user: Value = created.json().await.expect("json");
+        assert_eq!(user["email"], "ada@example.com");
+        assert_eq!(user["roles"], json!(["user"]));
+        assert!(user.get("password_hash").is_none());
+
+        let tokens = app.login("ADA@example.com", PASSWORD).await;
+        assert_eq!(tokens["token_type"], "Bearer");
+        assert_eq!(tokens["expires_in"], 900);
+        let access = tokens["access_token"].as_str().expect("access token");
+        assert!(tokens["refresh_token"].as_str().is_some_and(|r| r.starts_with("tsr_")));
+        let header = header(access);
+        assert_eq!((header["typ"].as_str(), header["alg"].as_str()), (Some("at+jwt"), Some("EdDSA")));
+        let claims = claims(access);
+        assert_eq!(claims["sub"], user["id"]);
+        assert_eq!(claims["iss"], crate::support::ISSUER);
+        assert_eq!(claims["roles"], json!(["user"]));
+        for claim in ["aud", "exp", "iat", "nbf", "jti"] {
+            assert!(claims.get(claim).is_some(), "missing {claim}");
+        }
+        let me: Value = app.me(access).await.json().await.expect("json");
+        assert_eq!(me["email"], "ada@example.com");
+    }
+
+    async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(backend: Backend) {
+        let app = TestIdentity::on(backend).await;
+        assert_eq!(app.signup("bob@example.com").await.status(), StatusCode::CREATED);
+        let wrong = app.post_json("/v1/login", &json!({ "email": "bob@example.com", "password": "not the password!" })).await;
+        let unknown = app.post_json("/v1/login", &json!({ "email": "nobody@example.com", "password": PASSWORD })).await;
+        let (wrong, unknown) = (error_code(wrong).await, error_code(unknown).await);
+        assert_eq!(wrong, (StatusCode::UNAUTHORIZED, "invalid_credentials".to_owned()));
+        assert_eq!(wrong, unknown);
+    }
+
+    async fn refresh_rotates_and_a_spent_token_presented_later_revokes_the_family(backend: Backend) {
+        let clock = manual_clock();
+        let app = TestIdentity::start(Options { backend, clock: Some(clock.clone()), ..Options::default() }).await;
+        let first = app.user_tokens("cy@example.com").await;
+        let r1 = first["refresh_token"].as_str().expect("r1").to_owned();
+
+        let rotated = app.refresh(&r1).await;
+        assert_eq!(rotated.status(), StatusCode::OK);
+        assert_eq!(rotated.headers()["cache-control"], "no-store");
+        let second: Value = rotated.json().await.expect("json");
+        let r2 = second["refresh_token"].as_str().expect("r2").to_owned();
+        assert_ne!(r1, r2);
+        assert_eq!(app.me(second["access_token"].as_str().expect("at")).await.status(), StatusCode::OK);
+
+        // Outside the 30 s grace window, the spent token is a theft signal.
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(error_code(app.refresh(&r1).await).await, (StatusCode::BAD_REQUEST, "invalid_grant".to_owned()));
+        // ...and the whole family is gone, including the legitimate latest token.
+        assert_eq!(error_code(app.refresh(&r2).await).await.1, "invalid_grant");
+        let audit = app.outbox().await;
+        assert!(audit.iter().any(|(s, _)| s == "tessera.audit.identity.refresh_reuse_detected"), "{audit:?}");
+    }
+
+    async fn a_concurrent_refresh_within_the_grace_window_gets_tokens_too(backend: Backend) {
+        let clock = manual_clock();
+        let app = TestIdentity::start(Options { backend, clock: Some(clock.clone()), ..Options::default() }).await;
+        let r1 = app.user_tokens("di@example.com").await["refresh_token"].as_str().expect("r1").to_owned();
+        let a: Value = app.refresh(&r1).await.json().await.expect("json");
+        clock.advance(Duration::from_secs(5));
+        let b = app.refresh(&r1).await;
+        assert_eq!(b.status(), StatusCode::OK, "the second tab's refresh must not log the user out");
+        let b: Value = b.json().await.expect("json");
+        for tokens in [&a, &b] {
+            let next = app.refresh(tokens["refresh_token"].as_str().expect("rt")).await;
+            assert_eq!(next.status(), StatusCode::OK);
+        }
+    }
+
+    async fn the_grace_window_covers_the_immediate_parent_only(backend: Backend) {
+        let clock = manual_clock();
+        let app = TestIdentity::start(Options { backend, clock: Some(clock.clone()), ..Options::default() }).await;
+        let r1 = app.user_tokens("ed@example.com").await["refresh_token"].as_str().expect("r1").to_owned();
+        let r2: Value = app.refresh(&r1).await.json().await.expect("json");
+        let r3 = app.refresh(r2["refresh_token"].as_str().expect("r2")).await;
+        assert_eq!(r3.status(), StatusCode::OK);
+        let r3: Value = r3.json().await.expect("json");
+        // r1 is a grandparent of the live token: reuse, even within seconds.
+        assert_eq!(error_code(app.refresh(&r1).await).await.1, "invalid_grant");
+        assert_eq!(error_code(app.refresh(r3["refresh_token"].as_str().expect("r3")).await).await.1, "invalid_grant");
+    }
+
+    async fn logout_revokes_the_refresh_family(backend: Backend) {
+        let app = TestIdentity::on(backend).await;
+        let tokens = app.user_tokens("flo@example.com").await;
+        let refresh = tokens["refresh_token"].as_str().expect("rt");
+        let out = app.post_json("/v1/logout", &json!({ "refresh_token": refresh })).await;
+        assert_eq!(out.status(), StatusCode::NO_CONTENT);
+        assert_eq!(error_code(app.refresh(refresh).await).await.1, "invalid_grant");
+    }
+
+    async fn parallel_wrong_passwords_cannot_exceed_the_lockout_limit(backend: Backend) {
+        let app = TestIdentity::start(Options { backend, args: &["--login-max-failures", "3"], ..Options::default() }).await;
+        assert_eq!(app.signup("gus@example.com").await.status(), StatusCode::CREATED);
+        let wrong = json!({ "email": "gus@example.com", "password": "wrong wrong wrong" });
+        let attempts = (0..12).map(|_| app.post_json("/v1/login", &wrong));
+        let responses = futures_util::future::join_all(attempts).await;
+        let statuses: Vec<StatusCode> = responses.iter().map(reqwest::Response::status).collect();
+        let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+        let locked = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+        assert_eq!((checked, locked), (3, 9), "{statuses:?}");
+        // Even the right password waits for the window to pass.
+        let right = app.post_json("/v1/login", &json!({ "email": "gus@example.com", "password": PASSWORD })).await;
+        assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    async fn signup_writes_the_registered_event_and_audit_record_to_the_outbox(backend: Backend) {
+        let app = TestIdentity::on(backend).await;
+        let user: Value = app.signup("hal@example.com").await.json().await.expect("json");
+        let _ = app.login("hal@example.com", PASSWORD).await;
+        let outbox = app.outbox().await;
+        let registered = outbox
+            .iter()
+            .find(|(subject, _)| subject == "tessera.events.identity.user.registered")
+            .map(|(_, event)| event)
+            .expect("user.registered in the outbox");
+        assert_eq!(registered["type"], "dev.tessera.identity.user.registered.v1");
+        assert_eq!(registered["specversion"], "1.0");
+        assert_eq!(registered["source"], "/tessera/identity");
+        assert_eq!(registered["data"]["user_id"], user["id"]);
+        let subjects: Vec<&str> = outbox.iter().map(|(s, _)| s.as_str()).collect();
+        assert!(subjects.contains(&"tessera.audit.identity.signup"), "{subjects:?}");
+        assert!(subjects.contains(&"tessera.audit.identity.login_succeeded"), "{subjects:?}");
+        assert!(!outbox.iter().any(|(_, e)| e.to_string().contains(PASSWORD)), "a password reached the outbox");
+    }
+}

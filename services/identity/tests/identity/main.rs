@@ -1,0 +1,10 @@
+//! Identity's integration tests: the real service on loopback, against SQLite files and
+//! PostgreSQL, driven over HTTP as clients drive it.
+
+mod support;
+
+mod accounts;
+mod admin;
+mod input;
+mod keys;
+mod oauth;

@@ -1,0 +1,154 @@
+//! The OAuth endpoints: client credentials, revocation, introspection, discovery.
+
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::support::{Backend, Options, TestIdentity, claims, on_both_backends, registry};
+
+const PEPPER: [u8; 32] = [7; 32];
+const SECRET: &str = "tsc_a-very-long-random-client-secret-value";
+
+async fn with_registry(backend: Backend) -> TestIdentity {
+    let pepper = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, PEPPER);
+    let args: &'static [&'static str] = Box::leak(
+        vec![
+            "--client-registry",
+            "{dir}/clients.json",
+            "--client-secret-pepper",
+            Box::leak(pepper.into_boxed_str()),
+        ]
+        .into_boxed_slice(),
+    );
+    TestIdentity::start(Options {
+        backend,
+        args,
+        files: vec![(
+            "clients.json",
+            registry(&PEPPER, "billing", SECRET, &["service"]),
+        )],
+        ..Options::default()
+    })
+    .await
+}
+
+async fn oauth_error(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+on_both_backends! {
+    async fn a_registered_client_gets_a_service_token_with_basic_or_form_credentials(backend: Backend) {
+        let app = with_registry(backend).await;
+        let response = app.client_token("billing", SECRET).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let body: Value = response.json().await.expect("json");
+        assert!(body.get("refresh_token").is_none());
+        let claims = claims(body["access_token"].as_str().expect("token"));
+        assert_eq!((claims["sub"].as_str(), claims["client_id"].as_str()), (Some("billing"), Some("billing")));
+        assert_eq!(claims["roles"], serde_json::json!(["service"]));
+
+        let form = app
+            .http
+            .post(app.url("/oauth2/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", "billing"), ("client_secret", SECRET)])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(form.status(), StatusCode::OK);
+        let issued = app.outbox().await.into_iter().filter(|(s, _)| s == "tessera.audit.identity.token_issued").count();
+        assert_eq!(issued, 2, "one audit record per issued token");
+    }
+
+    async fn wrong_or_doubled_client_credentials_are_refused_the_oauth_way(backend: Backend) {
+        let app = with_registry(backend).await;
+        let wrong = app.client_token("billing", "tsc_guess").await;
+        assert_eq!(wrong.headers()["www-authenticate"], "Basic realm=\"tessera\"");
+        assert_eq!(oauth_error(wrong).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+        assert_eq!(oauth_error(app.client_token("nobody", SECRET).await).await.1, "invalid_client");
+        let doubled = app
+            .http
+            .post(app.url("/oauth2/token"))
+            .basic_auth("billing", Some(SECRET))
+            .form(&[("grant_type", "client_credentials"), ("client_id", "billing"), ("client_secret", SECRET)])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(oauth_error(doubled).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+        let unknown_grant = app.http.post(app.url("/oauth2/token")).form(&[("grant_type", "password")]).send().await.expect("send");
+        assert_eq!(oauth_error(unknown_grant).await.1, "unsupported_grant_type");
+        let json_body = app.http.post(app.url("/oauth2/token")).json(&serde_json::json!({"grant_type": "client_credentials"})).send().await.expect("send");
+        assert_eq!(oauth_error(json_body).await, (StatusCode::BAD_REQUEST, "invalid_request".into()));
+    }
+
+    async fn introspection_answers_authenticated_clients_only(backend: Backend) {
+        let app = with_registry(backend).await;
+        let user = app.user_tokens("ivy@example.com").await;
+        let access = user["access_token"].as_str().expect("at");
+        let anonymous = app.http.post(app.url("/oauth2/introspect")).form(&[("token", access)]).send().await.expect("send");
+        assert_eq!(oauth_error(anonymous).await, (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+
+        let introspect = |token: String| {
+            app.http.post(app.url("/oauth2/introspect")).basic_auth("billing", Some(SECRET)).form(&[("token", token)]).send()
+        };
+        let active: Value = introspect(access.to_owned()).await.expect("send").json().await.expect("json");
+        assert_eq!(active["active"], true);
+        assert_eq!(active["sub"], claims(access)["sub"]);
+        let tampered = format!("{}x", &access[..access.len() - 1]);
+        for token in ["garbage".to_owned(), tampered] {
+            let inactive: Value = introspect(token).await.expect("send").json().await.expect("json");
+            assert_eq!(inactive, serde_json::json!({ "active": false }));
+        }
+    }
+
+    async fn revoking_a_refresh_token_ends_its_family_and_unknown_tokens_get_200(backend: Backend) {
+        let app = TestIdentity::on(backend).await;
+        let refresh = app.user_tokens("jo@example.com").await["refresh_token"].as_str().expect("rt").to_owned();
+        for token in [refresh.as_str(), "tsr_unknown", "not-a-token"] {
+            let response = app.http.post(app.url("/oauth2/revoke")).form(&[("token", token)]).send().await.expect("send");
+            assert_eq!(response.status(), StatusCode::OK, "{token}");
+        }
+        assert_eq!(oauth_error(app.refresh(&refresh).await).await.1, "invalid_grant");
+    }
+}
+
+#[tokio::test]
+async fn discovery_points_at_the_standard_endpoints_and_jwks_is_cacheable() {
+    let app = TestIdentity::on(Backend::Sqlite).await;
+    let config: Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(config["issuer"], crate::support::ISSUER);
+    assert_eq!(
+        config["jwks_uri"],
+        format!("{}/.well-known/jwks.json", crate::support::ISSUER)
+    );
+    assert_eq!(
+        config["token_endpoint"],
+        format!("{}/oauth2/token", crate::support::ISSUER)
+    );
+    let jwks = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+    let jwks: Value = jwks.json().await.expect("json");
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("EdDSA"))
+    );
+    assert!(key.get("d").is_none(), "private key material published");
+}
