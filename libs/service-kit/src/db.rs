@@ -120,7 +120,7 @@ pub struct Migrations {
 /// The body is not a closure: `?` in it returns from the enclosing function. To classify
 /// an error first, make the body an `async { .. }.await` block.
 ///
-/// ```ignore
+/// ```text
 /// let count: i64 = with_pool!(db.pool(), |p| {
 ///     sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(p).await
 /// })?;
