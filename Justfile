@@ -10,9 +10,11 @@ default:
 run *ARGS:
     cargo run --release -p tessera -- dev {{ARGS}}
 
-# Install (if missing) and start PostgreSQL and NATS JetStream on loopback.
+# Install (if missing) and start PostgreSQL and NATS JetStream on loopback; install the
+# Node.js test tools.
 services:
     tools/services up
+    npm ci --prefix tools/jose-check --no-audit --no-fund
 
 # Check formatting.
 fmt-check:
@@ -29,6 +31,10 @@ lint:
 # Run every test against the real servers `just services` started.
 test *ARGS:
     eval "$(tools/services env)" && cargo test --workspace --locked {{ARGS}}
+
+# Benchmark identity (tokens/s, logins/s, JWKS) beside the limits; prints tables.
+bench-identity *ARGS:
+    eval "$(tools/services env)" && cargo run --release -p tessera-bench-identity -- --postgres-url "$TESSERA_TEST_POSTGRES_URL" {{ARGS}}
 
 # What CI runs after .ci/run has installed and started everything.
 ci: fmt-check lint test

@@ -191,13 +191,11 @@ impl Service {
         tracing::info!(service = %self.name, public = ?public_addr, admin = ?admin_addr, "listening");
         let drain = self.settings.drain_timeout;
         let readiness = self.readiness.clone();
-        let name = self.name.clone();
-        let draining = shutdown.clone();
-        tokio::spawn(async move {
-            draining.cancelled().await;
+        let draining = async {
+            shutdown.cancelled().await;
             readiness.set_draining();
-            tracing::info!(service = %name, drain_timeout_ms = drain.as_millis(), "shutting down; draining");
-        });
+            tracing::info!(service = %self.name, drain_timeout_ms = drain.as_millis(), "shutting down; draining");
+        };
         let public = accept::serve(
             "public",
             listeners.public,
@@ -209,10 +207,10 @@ impl Service {
             "admin",
             listeners.admin,
             self.admin_router(),
-            shutdown,
+            shutdown.clone(),
             drain,
         );
-        let (public, admin) = tokio::join!(public, admin);
+        let ((), public, admin) = tokio::join!(draining, public, admin);
         let cut = public.cut + admin.cut;
         if cut > 0 {
             tracing::warn!(service = %self.name, cut, "drain timeout reached; cut open connections");

@@ -195,7 +195,10 @@ impl Standalone {
             }
             self.manager.install(&rotation.keyset)?;
             for change in &rotation.changes {
-                tracing::info!(kid = %change.kid, from = ?change.from, to = ?change.to, "signing key state changed");
+                let state = |s: Option<tessera_keys::KeyState>| {
+                    s.map_or("none", tessera_keys::KeyState::as_str)
+                };
+                tracing::info!(kid = %change.kid, from = state(change.from), to = state(change.to), "signing key state changed");
                 let details = serde_json::json!({ "from": change.from, "to": change.to });
                 self.audit.record_in_background(OutboxEvent::audit(
                     AuditAction::KeyStateChanged,

@@ -122,6 +122,46 @@ fn secrets_from(config: &Config) -> Result<(Option<[u8; 32]>, [u8; 32]), StartEr
     Ok((seal_key, pepper))
 }
 
+/// Feeds `manager` from the mounted keyset file, or (standalone) from the database where
+/// identity rotates its own keys once the migrations have run.
+fn start_key_source(
+    config: &Config,
+    runtime: &Runtime,
+    database: &Database,
+    key_manager: &Arc<keys::KeyManager>,
+    audit: &audit::AuditLog,
+    seal_key: Option<[u8; 32]>,
+    shutdown: &CancellationToken,
+) {
+    let (keys_cfg, tokens_cfg, pool) = (&config.keys, &config.tokens, database.pool().clone());
+    match (&keys_cfg.keyset_dir, seal_key) {
+        (Some(dir), _) => keys::watch_mounted(key_manager.clone(), dir, shutdown.clone()),
+        (None, Some(seal_key)) => {
+            let standalone = keys::Standalone {
+                manager: key_manager.clone(),
+                pool: pool.clone(),
+                seal_key,
+                policy: keys_cfg.policy(tokens_cfg),
+                clock: runtime.clock.clone(),
+                audit: audit.clone(),
+            };
+            // Rotation needs the keyset table: start once the migrations have run.
+            let (migrated, check_every, stop) = (
+                database.clone(),
+                runtime.key_check_interval,
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                migrated.wait_migrated().await;
+                if migrated.is_migrated() {
+                    standalone.spawn(check_every, stop);
+                }
+            });
+        }
+        (None, None) => unreachable!("checked above"),
+    }
+}
+
 /// Builds identity: database (migrated in the background), key source, client registry,
 /// and the service with its routes and readiness checks. Background tasks stop with
 /// `shutdown`.
@@ -149,19 +189,15 @@ pub fn build(
     );
     let key_manager = keys::KeyManager::new(verifier_keys, verifier.clone());
     let audit = audit::AuditLog::spawn(pool.clone(), shutdown.clone());
-    match (&keys_cfg.keyset_dir, seal_key) {
-        (Some(dir), _) => keys::watch_mounted(key_manager.clone(), dir, shutdown.clone()),
-        (None, Some(seal_key)) => keys::Standalone {
-            manager: key_manager.clone(),
-            pool: pool.clone(),
-            seal_key,
-            policy: keys_cfg.policy(tokens_cfg),
-            clock: runtime.clock.clone(),
-            audit: audit.clone(),
-        }
-        .spawn(runtime.key_check_interval, shutdown.clone()),
-        (None, None) => unreachable!("checked above"),
-    }
+    start_key_source(
+        config,
+        &runtime,
+        &database,
+        &key_manager,
+        &audit,
+        seal_key,
+        shutdown,
+    );
 
     let clients = clients::ClientRegistry::new(secrets::SecretHasher::new(&pepper), pool.clone());
     if let Some(path) = &config.accounts.client_registry {

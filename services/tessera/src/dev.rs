@@ -1,48 +1,30 @@
-//! `tessera dev`: starts every built service on loopback and reports what runs where.
+//! `tessera dev`: starts every built service on loopback with embedded defaults (SQLite
+//! files and generated secrets under the data directory) and reports what runs where.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use service_kit::{CancellationToken, HttpSettings, Service, TelemetryArgs};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Parser as _;
+use service_kit::{
+    CancellationToken, HttpSettings, Listeners, LogFormat, Readiness, Service, TelemetryArgs,
+};
 
-/// A service of the platform and whether this binary can run it yet.
-#[derive(Debug, Clone, Copy)]
-pub struct Component {
-    /// Service name.
-    pub name: &'static str,
-    /// The issue that builds it, while it is not built.
-    pub pending_issue: Option<u32>,
-}
-
-/// Every service of DESIGN.md §1, in start order.
-pub const COMPONENTS: &[Component] = &[
-    Component {
-        name: "identity",
-        pending_issue: Some(3),
-    },
-    Component {
-        name: "logging",
-        pending_issue: Some(6),
-    },
-    Component {
-        name: "profile",
-        pending_issue: Some(5),
-    },
-    Component {
-        name: "notification",
-        pending_issue: Some(5),
-    },
-    Component {
-        name: "gateway",
-        pending_issue: Some(4),
-    },
+/// Services not built yet, with the issue that builds each; printed so nobody wonders.
+pub const NOT_BUILT: &[(&str, u32)] = &[
+    ("gateway", 4),
+    ("logging", 6),
+    ("notification", 5),
+    ("profile", 5),
 ];
 
 /// `tessera dev` settings. Everything has a default: `tessera dev` alone runs the platform.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
-    /// Directory for SQLite files, mail and other state; created if missing.
+    /// Directory for SQLite files, generated secrets, mail and other state; created if
+    /// missing.
     #[arg(
         long,
         env = "TESSERA_DATA_DIR",
@@ -51,7 +33,8 @@ pub struct DevArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// Admin listener of the all-in-one process (/healthz, /readyz, /metrics).
+    /// Admin listener of the all-in-one process (/healthz, /readyz over every service,
+    /// /metrics).
     #[arg(
         long,
         env = "TESSERA_ADMIN_LISTEN",
@@ -60,8 +43,43 @@ pub struct DevArgs {
     )]
     pub admin_listen: SocketAddr,
 
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
+    /// Identity's public API (also the token issuer until the gateway exists).
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub identity_listen: SocketAddr,
+
+    /// Identity's admin listener (/healthz, /readyz, /metrics, /debug/keys).
+    #[arg(long, default_value = "127.0.0.1:9091", value_name = "ADDR")]
+    pub identity_admin_listen: SocketAddr,
+
+    /// Emails that get the admin role when they sign up, comma-separated.
+    #[arg(long, env = "TESSERA_BOOTSTRAP_ADMINS", value_delimiter = ',')]
+    pub bootstrap_admins: Vec<String>,
+
+    /// Log line format: `pretty` (default here, for a terminal) or `json`.
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Which log records to write, in `tracing` filter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER")]
+    pub log_filter: String,
+}
+
+impl DevArgs {
+    /// The log settings.
+    pub fn telemetry(&self) -> TelemetryArgs {
+        TelemetryArgs {
+            log_format: self.log_format,
+            log_filter: self.log_filter.clone(),
+        }
+    }
+}
+
+/// A service started in this process.
+#[derive(Debug)]
+struct Running {
+    name: &'static str,
+    public: SocketAddr,
+    admin: SocketAddr,
 }
 
 /// Runs until `shutdown` fires.
@@ -76,28 +94,141 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .await
         .with_context(|| format!("cannot listen on {} (--admin-listen)", args.admin_listen))?;
     let admin_addr = admin.local_addr()?;
-    let service = Service::new("tessera", HttpSettings::default());
 
-    print_summary(&args, admin_addr);
-    let router = service.admin_router();
+    let tessera = Service::new("tessera", HttpSettings::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    let (identity, readiness, serve) = start_identity(&args, &shutdown).await?;
+    add_readiness(tessera.readiness(), identity.name, readiness);
+    tasks.spawn(serve);
+
+    print_summary(&args, admin_addr, &[identity]);
     let stop = shutdown.clone();
-    axum::serve(admin, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .context("admin listener failed")?;
+    let router = tessera.admin_router();
+    tasks.spawn(async move {
+        if let Err(error) = axum::serve(admin, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        {
+            tracing::error!(%error, "admin listener failed");
+        }
+    });
+    while tasks.join_next().await.is_some() {}
     tracing::info!("tessera stopped");
     Ok(())
 }
 
+/// The all-in-one is ready when every service in it is.
+fn add_readiness(all: &Readiness, name: &'static str, service: Readiness) {
+    all.add(name, move || {
+        let service = service.clone();
+        async move {
+            let report = service.report().await;
+            if report.ready {
+                Ok(())
+            } else {
+                let failing: Vec<String> = report
+                    .checks
+                    .into_iter()
+                    .filter(|(_, c)| !c.ok)
+                    .map(|(n, _)| n)
+                    .collect();
+                Err(format!("not ready: {}", failing.join(", ")))
+            }
+        }
+    });
+}
+
+type Serve = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+async fn start_identity(
+    args: &DevArgs,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Running, Readiness, Serve)> {
+    let listeners = Listeners::bind_addrs(args.identity_listen, args.identity_admin_listen)
+        .await
+        .context("identity (--identity-listen / --identity-admin-listen)")?;
+    let public = listeners.public_addr()?;
+    let admin = listeners.admin_addr()?;
+    let seal_key = secret_file(&args.data_dir.join("secrets/identity-keyset.key"))?;
+    let database = args.data_dir.join("identity.db");
+    let mut identity_args = vec![
+        "tessera-identity".to_owned(),
+        "--issuer".to_owned(),
+        format!("http://{public}"),
+        "--database-url".to_owned(),
+        format!("sqlite:{}", database.display()),
+        "--keyset-encryption-key".to_owned(),
+        seal_key,
+    ];
+    if !args.bootstrap_admins.is_empty() {
+        identity_args.extend([
+            "--bootstrap-admins".to_owned(),
+            args.bootstrap_admins.join(","),
+        ]);
+    }
+    let config = tessera_identity::config::Cli::try_parse_from(identity_args)
+        .map_err(|e| anyhow::anyhow!("identity configuration: {}", e.render()))?
+        .config;
+    let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), shutdown)
+        .context("identity cannot start")?;
+    let readiness = identity.service.readiness().clone();
+    let serve = Box::pin(identity.service.serve(listeners, shutdown.clone()));
+    Ok((
+        Running {
+            name: "identity",
+            public,
+            admin,
+        },
+        readiness,
+        serve,
+    ))
+}
+
+/// The base64 of a 32-byte random secret kept in `path` (created with mode 0600 on first
+/// use), so restarts keep decrypting what earlier runs stored.
+fn secret_file(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing.trim().to_owned());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    let encoded = STANDARD.encode(bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, encoded.as_bytes())?;
+    Ok(encoded)
+}
+
 #[allow(clippy::print_stdout, reason = "the summary is the command's output")]
-fn print_summary(args: &DevArgs, admin: SocketAddr) {
+fn print_summary(args: &DevArgs, admin: SocketAddr, running: &[Running]) {
     println!("Tessera dev — data in {}", args.data_dir.display());
     println!("  {:<14} {:<28} admin", "component", "public");
     println!("  {:<14} {:<28} http://{admin}", "tessera", "-");
-    for component in COMPONENTS {
-        if let Some(issue) = component.pending_issue {
-            println!("  {:<14} not built yet (issue #{issue})", component.name);
-        }
+    for service in running {
+        println!(
+            "  {:<14} {:<28} http://{}",
+            service.name,
+            format!("http://{}", service.public),
+            service.admin
+        );
+    }
+    for (name, issue) in NOT_BUILT {
+        println!("  {name:<14} not built yet (issue #{issue})");
+    }
+    if let Some(identity) = running.iter().find(|r| r.name == "identity") {
+        println!(
+            "Try: curl -s http://{}/.well-known/openid-configuration",
+            identity.public
+        );
     }
     println!("Press Ctrl-C to stop.");
 }

@@ -1,8 +1,8 @@
 //! The all-in-one binary: every Tessera service that exists, in one process, each on its
 //! own loopback port, with SQLite files under one data directory (DESIGN.md §1).
 //!
-//! Services plug in as they are built; see [`dev::COMPONENTS`] for what runs today and
-//! what is not built yet.
+//! Services plug in as they are built: today identity runs; [`dev::NOT_BUILT`] lists the
+//! others.
 
 pub mod dev;
 

@@ -9,7 +9,7 @@ async fn main() -> ExitCode {
     let cli: Cli = service_kit::parse_or_exit();
     let result = match cli.command {
         Command::Dev(args) => {
-            if let Err(error) = service_kit::telemetry::init(&args.telemetry) {
+            if let Err(error) = service_kit::telemetry::init(&args.telemetry()) {
                 eprintln!("configuration error: {error}");
                 return ExitCode::from(2);
             }

@@ -7,8 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::{ApiJson, Problem};
 use tessera_auth::Authenticated;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::schema::{
+    InvalidBody, MultipleCredentials, NotAdmin, PROBLEM_JSON, ProblemDoc, Unauthenticated,
+    Unavailable, UnsupportedMediaType,
+};
 use super::users::{ADMIN_ROLE, UserView};
 use crate::db;
 use crate::db::clients::ClientRow;
@@ -29,13 +34,38 @@ fn require_admin(principal: &tessera_auth::Principal) -> Result<(), ApiError> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// A page of a listing in creation order.
+// Derived by path: the `path` macro names the trait `utoipa::IntoParams`, which an
+// import would make an unnecessary qualification.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// The id of the last item of the previous page.
     after: Option<String>,
+    /// Largest number of items; values outside 1 to 500 are clamped.
+    #[param(default = 100, minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
-/// `GET /v1/admin/users?after=<id>&limit=<n>`: users in creation order.
+/// List users
+///
+/// Users in creation order, a page at a time: pass the last id of a page as `after` to
+/// get the next.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users",
+    tag = "admin",
+    params(Page),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users.", body = Vec<UserView>),
+        (status = 400, description = "`multiple_credentials`, or a query that is not a page.",
+            body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = NotAdmin),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -47,8 +77,25 @@ pub async fn list_users(
     Ok(Json(users.into_iter().map(UserView::from).collect()))
 }
 
-/// `POST /v1/admin/users/{id}/disable`: the user can no longer log in; their refresh
-/// tokens are revoked (access tokens expire within their lifetime).
+/// Disable a user
+///
+/// The user can no longer log in; their refresh tokens are revoked (access tokens expire
+/// within their lifetime).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/disable",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The user is disabled."),
+        (status = 400, response = MultipleCredentials),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = NotAdmin),
+        (status = 404, description = "`unknown_user`.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn disable_user(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -71,20 +118,40 @@ pub async fn disable_user(
     }
 }
 
-/// A client as the admin API shows it (never its secret hash).
-#[derive(Debug, Serialize)]
+/// A service client as the admin API shows it (never its secret hash).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClientView {
+    /// The client's name, the `sub` and `client_id` of its access tokens.
     client_id: String,
+    /// The roles its access tokens carry.
     roles: Vec<String>,
+    /// A disabled client can no longer get tokens.
     disabled: bool,
+    /// Unix time in seconds.
     created_at: i64,
     /// Only in the answer to creation: shown once, never stored in clear.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = Password)]
     client_secret: Option<String>,
 }
 
-/// `GET /v1/admin/clients`: clients created through this API (registry-file clients are
-/// managed by the operator).
+/// List service clients
+///
+/// The clients created through this API; clients of the registry file are managed by
+/// the operator.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/clients",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every client, without secrets.", body = Vec<ClientView>),
+        (status = 400, response = MultipleCredentials),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = NotAdmin),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_clients(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -105,9 +172,18 @@ pub async fn list_clients(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A service client to create.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct NewClient {
+    /// 1 to 64 letters, digits, `-`, `_` and `.`.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._-]+$",
+        example = "billing"
+    )]
     client_id: String,
+    /// Each like `client_id`; none by default.
     #[serde(default)]
     roles: Vec<String>,
 }
@@ -120,7 +196,27 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// `POST /v1/admin/clients`: creates a client and returns its secret, once.
+/// Create a service client
+///
+/// Answers the client with its secret, which is shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/clients",
+    tag = "admin",
+    request_body(content = NewClient, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new client, with `client_secret`.", body = ClientView),
+        (status = 400, description = "`invalid_client_id`, `invalid_json` or `multiple_credentials`.",
+            body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = NotAdmin),
+        (status = 409, description = "`client_exists`.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = InvalidBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create_client(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -160,7 +256,25 @@ pub async fn create_client(
     ))
 }
 
-/// `POST /v1/admin/clients/{id}/disable`
+/// Disable a service client
+///
+/// The client can no longer get tokens; tokens already issued expire within their
+/// lifetime.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/clients/{id}/disable",
+    tag = "admin",
+    params(("id" = String, Path, description = "The client's `client_id`.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The client is disabled."),
+        (status = 400, response = MultipleCredentials),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = NotAdmin),
+        (status = 404, description = "`unknown_client`.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn disable_client(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -8,9 +8,19 @@ use http::{HeaderValue, header};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::schema::{JwksDoc, ServerMetadataDoc, Unavailable};
 use crate::state::AppState;
 
-/// `GET /.well-known/openid-configuration` (also valid RFC 8414 metadata).
+/// Server metadata
+///
+/// The OpenID Connect discovery document, also valid RFC 8414 authorization server
+/// metadata: the issuer and the URLs of the endpoints and keys.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "discovery",
+    responses((status = 200, description = "The metadata.", body = ServerMetadataDoc))
+)]
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
     let issuer = &state.settings.issuer;
     Json(json!({
@@ -29,8 +39,20 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> 
     }))
 }
 
-/// `GET /.well-known/jwks.json`, cacheable for the configured max-age (verifiers' cache
-/// lifetime, which the key policy's pre-publication covers).
+/// Public keys
+///
+/// The keys that verify access tokens, cacheable for the configured max-age (verifiers'
+/// cache lifetime, which the key policy's pre-publication covers).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "discovery",
+    responses(
+        (status = 200, description = "The JWKS.", body = JwksDoc,
+            headers(("Cache-Control" = String, description = "`public, max-age=<seconds>`"))),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     if !state.keys.is_ready() {
         return Err(ApiError::Unavailable("signing keys"));

@@ -1,8 +1,10 @@
 //! Identity's HTTP error edge: 4xx as problem+json with stable codes, 5xx opaque with the
-//! cause logged once here.
+//! cause logged once here; the `/oauth2` endpoints answer RFC 6749 errors instead.
 
+use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
 use service_kit::Problem;
 
 /// An error a handler returns.
@@ -77,5 +79,84 @@ impl IntoResponse for ApiError {
                 Problem::internal().into_response()
             }
         }
+    }
+}
+
+/// An RFC 6749 §5.2 error, the answer of the `/oauth2` endpoints that OAuth client
+/// libraries understand.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+}
+
+impl OAuthError {
+    pub(super) fn new(status: StatusCode, error: &'static str, description: &'static str) -> Self {
+        Self {
+            status,
+            error,
+            description,
+        }
+    }
+
+    pub(super) fn invalid_client() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )
+    }
+
+    pub(super) fn invalid_grant() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the refresh token is invalid, expired or revoked",
+        )
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": self.description });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tessera\""),
+            );
+        }
+        response
+    }
+}
+
+/// Either error shape; both render themselves.
+#[derive(Debug)]
+pub enum TokenError {
+    OAuth(OAuthError),
+    Api(ApiError),
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::OAuth(e) => e.into_response(),
+            Self::Api(e) => e.into_response(),
+        }
+    }
+}
+
+impl From<OAuthError> for TokenError {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for TokenError {
+    fn from(e: E) -> Self {
+        Self::Api(e.into())
     }
 }

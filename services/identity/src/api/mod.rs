@@ -4,6 +4,8 @@ pub mod admin;
 pub mod discovery;
 pub mod error;
 pub mod oauth;
+pub mod openapi;
+pub mod schema;
 pub mod users;
 
 use axum::Router;
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
             get(discovery::openid_configuration),
         )
         .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/openapi.json", get(openapi::serve))
         .with_state(state)
 }
 

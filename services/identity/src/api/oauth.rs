@@ -12,8 +12,10 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, OAuthError, TokenError};
+use super::schema::{OAuthErrorDoc, Unavailable};
 use super::users::{TokenResponse, issue_error, refresh_ttl_secs};
 use crate::clients::Client;
 use crate::db;
@@ -22,90 +24,24 @@ use crate::events::{AuditAction, OutboxEvent};
 use crate::state::AppState;
 use crate::tokens::{REFRESH_PREFIX, new_refresh_token};
 
-/// An RFC 6749 §5.2 error.
-#[derive(Debug)]
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: &'static str,
-}
-
-impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: &'static str) -> Self {
-        Self {
-            status,
-            error,
-            description,
-        }
-    }
-
-    fn invalid_client() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        )
-    }
-
-    fn invalid_grant() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "the refresh token is invalid, expired or revoked",
-        )
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": self.description });
-        let mut response = (self.status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"tessera\""),
-            );
-        }
-        response
-    }
-}
-
-/// Either error shape; both render themselves.
-#[derive(Debug)]
-pub enum TokenError {
-    OAuth(OAuthError),
-    Api(ApiError),
-}
-
-impl IntoResponse for TokenError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::OAuth(e) => e.into_response(),
-            Self::Api(e) => e.into_response(),
-        }
-    }
-}
-
-impl From<OAuthError> for TokenError {
-    fn from(e: OAuthError) -> Self {
-        Self::OAuth(e)
-    }
-}
-
-impl<E: Into<ApiError>> From<E> for TokenError {
-    fn from(e: E) -> Self {
-        Self::Api(e.into())
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
+/// The form of the `/oauth2` endpoints; each uses some of the members.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct TokenForm {
+    /// Token endpoint: `client_credentials` or `refresh_token`.
+    #[schema(nullable = false, example = "client_credentials")]
     grant_type: Option<String>,
+    /// Token and introspection endpoints: client authentication in the body
+    /// (`client_secret_post`), instead of HTTP Basic.
+    #[schema(nullable = false)]
     client_id: Option<String>,
+    /// With `client_id`: the client's secret.
+    #[schema(nullable = false, format = Password, write_only)]
     client_secret: Option<String>,
+    /// Token endpoint, `refresh_token` grant: the refresh token to exchange.
+    #[schema(nullable = false, format = Password, write_only)]
     refresh_token: Option<String>,
+    /// Revocation and introspection endpoints: the token concerned.
+    #[schema(nullable = false, format = Password, write_only)]
     token: Option<String>,
 }
 
@@ -191,7 +127,30 @@ fn no_store<T: IntoResponse>(body: T) -> Response {
     response
 }
 
-/// `POST /oauth2/token`
+/// Issue an access token
+///
+/// The `client_credentials` grant authenticates a service client (HTTP Basic, or
+/// `client_id` and `client_secret` in the form) and answers a token with its roles. The
+/// `refresh_token` grant exchanges a user's refresh token for new tokens: the presented
+/// token is used up, and presenting it again after a short grace period revokes the whole
+/// login.
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    tag = "oauth2",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "New tokens; not to be cached.", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request` (not a form, no `grant_type`, client \
+            credentials sent twice), `invalid_grant` (the refresh token is unknown, expired, revoked \
+            or reused) or `unsupported_grant_type`.", body = OAuthErrorDoc),
+        (status = 401, description = "`invalid_client`: client authentication failed.",
+            body = OAuthErrorDoc, headers(("WWW-Authenticate" = String, description = "A `Basic` challenge."))),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -292,9 +251,22 @@ async fn refresh(state: &AppState, presented: &str) -> Result<Response, TokenErr
     })))
 }
 
-/// `POST /oauth2/revoke` (RFC 7009): a refresh token's family is revoked. Access tokens
-/// are self-contained and expire on their own; the answer is 200 for any token, known or
-/// not, so the endpoint reveals nothing.
+/// Revoke a token
+///
+/// RFC 7009: a refresh token's family (the whole login) is revoked. Access tokens are
+/// self-contained and expire on their own; the answer is 200 for any token, known or not,
+/// so the endpoint reveals nothing.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = "oauth2",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Done, or nothing to do."),
+        (status = 400, description = "`invalid_request`: not a form, or no `token`.", body = OAuthErrorDoc),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     body: Result<axum::Form<TokenForm>, FormRejection>,
@@ -312,31 +284,63 @@ pub async fn revoke(
     Ok(StatusCode::OK)
 }
 
-/// RFC 7662 response.
-#[derive(Debug, Serialize, Default)]
+/// RFC 7662 response: only `active` for a token that is not (or no longer) valid; the
+/// token's claims besides for a valid access token.
+#[derive(Debug, Serialize, Default, ToSchema)]
 pub struct Introspection {
     active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     sub: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// For a service client's token: the client.
+    #[schema(nullable = false)]
     client_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     exp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     iat: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     aud: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     jti: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The roles the token grants.
+    #[schema(nullable = false)]
     roles: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// `Bearer`.
+    #[schema(nullable = false, value_type = Option<String>)]
     token_type: Option<&'static str>,
 }
 
-/// `POST /oauth2/introspect` (RFC 7662): only for authenticated service clients.
+/// Introspect a token
+///
+/// RFC 7662, for authenticated service clients (HTTP Basic, or `client_id` and
+/// `client_secret` in the form): whether an access token is valid, and its claims.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = "oauth2",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The token's state; not to be cached.", body = Introspection,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request`: not a form, or client credentials sent \
+            twice.", body = OAuthErrorDoc),
+        (status = 401, description = "`invalid_client`: client authentication failed.",
+            body = OAuthErrorDoc, headers(("WWW-Authenticate" = String, description = "A `Basic` challenge."))),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::{ApiJson, Problem};
 use tessera_auth::Authenticated;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::schema::{
+    InvalidBody, MultipleCredentials, PROBLEM_JSON, ProblemDoc, Unavailable, UnsupportedMediaType,
+};
 use crate::db;
 use crate::db::refresh::NewRefresh;
 use crate::db::users::{CreateError, UserRow};
@@ -27,19 +31,31 @@ pub const USER_ROLE: &str = "user";
 /// Role of administrators.
 pub const ADMIN_ROLE: &str = "admin";
 
-#[derive(Debug, Deserialize)]
+/// An email address and a password, to sign up or log in.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Credentials {
+    /// Trimmed and compared without regard to case.
+    #[schema(format = Email, example = "ada@example.com")]
     email: String,
+    /// At signup: 12 to 256 characters, not a commonly used password.
+    #[schema(value_type = String, format = Password, write_only)]
     password: SecretString,
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserView {
+    /// A UUIDv7, the `sub` of the user's access tokens.
+    #[schema(format = "uuid")]
     pub id: String,
+    /// Lower-cased.
+    #[schema(format = Email)]
     pub email: String,
+    /// `user`, and `admin` for administrators.
     pub roles: Vec<String>,
+    /// A disabled user can no longer log in.
     pub disabled: bool,
+    /// Unix time in seconds.
     pub created_at: i64,
 }
 
@@ -56,12 +72,19 @@ impl From<UserRow> for UserView {
 }
 
 /// Tokens returned by login and refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// A JWT (RFC 9068, `typ: at+jwt`), to send as `Authorization: Bearer`.
     pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// An opaque `tsr_` token for the `refresh_token` grant, used up by it (rotation).
+    /// Absent for service clients.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub refresh_token: Option<String>,
 }
 
@@ -76,7 +99,25 @@ fn invalid_credentials() -> ApiError {
         .into()
 }
 
-/// `POST /v1/signup`
+/// Create an account
+///
+/// The account gets the role `user`, and `admin` when its address is one of the
+/// configured bootstrap administrators.
+#[utoipa::path(
+    post,
+    path = "/v1/signup",
+    tag = "users",
+    request_body(content = Credentials, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new user.", body = UserView),
+        (status = 400, description = "`invalid_email`, `weak_password` (with `rule`) or `invalid_json`.",
+            body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 409, description = "`email_taken`.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = InvalidBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn signup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -137,7 +178,27 @@ fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> St
     forwarded.map_or_else(|| peer.ip().to_string(), str::to_owned)
 }
 
-/// `POST /v1/login`
+/// Log in
+///
+/// Answers an access token and a refresh token. Failed attempts are counted per account
+/// and per client address; too many lock further attempts for a while.
+#[utoipa::path(
+    post,
+    path = "/v1/login",
+    tag = "users",
+    request_body(content = Credentials, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Tokens for the user.", body = TokenResponse),
+        (status = 400, description = "`invalid_json`.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 401, description = "`invalid_credentials`: the same answer for a wrong password, an \
+            unknown address and a disabled user.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = InvalidBody),
+        (status = 429, description = "`too_many_attempts` (with `retry_after`).", body = ProblemDoc,
+            content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -242,13 +303,30 @@ pub(crate) fn issue_error(error: IssueError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The refresh token of the login to end.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Logout {
+    #[schema(value_type = String, format = Password, write_only)]
     refresh_token: SecretString,
 }
 
-/// `POST /v1/logout`: revokes the refresh token's whole family (this login on every
-/// device that shares it). Answers 204 whether or not the token was known.
+/// Log out
+///
+/// Revokes the refresh token's whole family (this login on every device that shares
+/// it). Answers 204 whether or not the token was known.
+#[utoipa::path(
+    post,
+    path = "/v1/logout",
+    tag = "users",
+    request_body(content = Logout, content_type = "application/json"),
+    responses(
+        (status = 204, description = "The login is over."),
+        (status = 400, description = "`invalid_json`.", body = ProblemDoc, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = InvalidBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Logout>,
@@ -258,7 +336,23 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/me`
+/// The current user
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user the access token was issued to.", body = UserView),
+        (status = 400, response = MultipleCredentials),
+        (status = 401, description = "`missing_token` or `invalid_token` (see `WWW-Authenticate`), or \
+            `unknown_user`: the user no longer exists or is disabled.", body = ProblemDoc,
+            content_type = PROBLEM_JSON),
+        (status = 403, description = "`not_a_user`: a service client's token.", body = ProblemDoc,
+            content_type = PROBLEM_JSON),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn me(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

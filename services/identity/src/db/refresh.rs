@@ -60,6 +60,27 @@ pub async fn insert(pool: &Pool, token: &NewRefresh<'_>) -> Result<(), sqlx::Err
     })
 }
 
+/// Reuse detected: revokes the family, records `reuse_event`, commits, and evaluates to
+/// the `ReuseDetected` outcome.
+macro_rules! revoke_family {
+    ($tx:ident, $now:expr, $user_id:expr, $family_id:expr, $reuse_event:expr) => {{
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind($now)
+        .bind(&$family_id)
+        .execute(&mut *$tx)
+        .await?;
+        let event = $reuse_event(&$user_id, &$family_id);
+        insert_events!($tx, [&event])?;
+        $tx.commit().await?;
+        Ok(Rotation::ReuseDetected {
+            user_id: $user_id,
+            family_id: $family_id,
+        })
+    }};
+}
+
 /// Presents `hash`; on success stores `child_hash` as its replacement (same family).
 /// `reuse_event` is written when reuse is detected.
 pub async fn rotate(
@@ -86,65 +107,52 @@ pub async fn rotate(
         .bind(false)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((user_id, family_id)) = current {
-            let child = NewRefresh {
-                token_hash: child_hash,
-                family_id: &family_id,
-                user_id: &user_id,
-                parent_hash: Some(hash),
-                created_at: now,
-                expires_at,
+        // Either the token is current, or it was spent moments ago and its replacement is
+        // still unused; anything else spent is reuse.
+        let (user_id, family_id, grace) = if let Some((user_id, family_id)) = current {
+            (user_id, family_id, false)
+        } else {
+            let spent: Option<SpentRow> = sqlx::query_as(
+                "SELECT user_id, family_id, used_at, revoked_at, expires_at FROM refresh_tokens \
+                 WHERE token_hash = $1",
+            )
+            .bind(hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((user_id, family_id, Some(used_at), None, token_expiry)) = spent else {
+                return Ok(Rotation::Invalid);
             };
-            insert_on!(tx, child)?;
-            tx.commit().await?;
-            return Ok(Rotation::Rotated { user_id });
-        }
-
-        let spent: Option<SpentRow> = sqlx::query_as(
-            "SELECT user_id, family_id, used_at, revoked_at, expires_at FROM refresh_tokens \
-             WHERE token_hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((user_id, family_id, Some(used_at), None, token_expiry)) = spent else {
-            return Ok(Rotation::Invalid);
+            if token_expiry <= now {
+                return Ok(Rotation::Invalid);
+            }
+            // Grace applies to the immediate parent of a still-unused token only.
+            let live_children: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM refresh_tokens \
+                 WHERE parent_hash = $1 AND used_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await?;
+            if now - used_at > grace_secs || live_children == 0 {
+                return revoke_family!(tx, now, user_id, family_id, reuse_event);
+            }
+            (user_id, family_id, true)
         };
-        if token_expiry <= now {
-            return Ok(Rotation::Invalid);
-        }
-        // Grace applies to the immediate parent of a still-unused token only.
-        let live_children: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM refresh_tokens \
-             WHERE parent_hash = $1 AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_one(&mut *tx)
-        .await?;
-        if now - used_at <= grace_secs && live_children > 0 {
-            let sibling = NewRefresh {
-                token_hash: child_hash,
-                family_id: &family_id,
-                user_id: &user_id,
-                parent_hash: Some(hash),
-                created_at: now,
-                expires_at,
-            };
-            insert_on!(tx, sibling)?;
-            tx.commit().await?;
-            return Ok(Rotation::GraceReuse { user_id });
-        }
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(&family_id)
-        .execute(&mut *tx)
-        .await?;
-        let event = reuse_event(&user_id, &family_id);
-        insert_events!(tx, [&event])?;
+        let replacement = NewRefresh {
+            token_hash: child_hash,
+            family_id: &family_id,
+            user_id: &user_id,
+            parent_hash: Some(hash),
+            created_at: now,
+            expires_at,
+        };
+        insert_on!(tx, replacement)?;
         tx.commit().await?;
-        Ok(Rotation::ReuseDetected { user_id, family_id })
+        Ok(if grace {
+            Rotation::GraceReuse { user_id }
+        } else {
+            Rotation::Rotated { user_id }
+        })
     })
 }
 

@@ -6,5 +6,7 @@ mod support;
 mod accounts;
 mod admin;
 mod input;
+mod jose;
 mod keys;
 mod oauth;
+mod openapi;

@@ -152,3 +152,32 @@ async fn discovery_points_at_the_standard_endpoints_and_jwks_is_cacheable() {
     );
     assert!(key.get("d").is_none(), "private key material published");
 }
+
+#[tokio::test]
+async fn the_client_registry_is_reloaded_when_the_operator_rewrites_it_and_a_broken_file_is_ignored()
+ {
+    let app = with_registry(Backend::Sqlite).await;
+    let path = app.dir.path().join("clients.json");
+    let rotated = "tsc_the-rotated-secret-of-the-billing-client";
+    std::fs::write(&path, registry(&PEPPER, "billing", rotated, &["service"])).expect("write");
+    testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "the new secret to work",
+        || async {
+            (app.client_token("billing", rotated).await.status() == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        app.client_token("billing", SECRET).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    std::fs::write(&path, "{ broken").expect("write");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        app.client_token("billing", rotated).await.status(),
+        StatusCode::OK,
+        "a broken file must not drop the clients"
+    );
+}

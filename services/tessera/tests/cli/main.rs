@@ -37,46 +37,152 @@ fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatu
     }
 }
 
-#[tokio::test]
-async fn tessera_dev_prints_what_runs_where_answers_healthz_and_stops_on_ctrl_c() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut child = tessera()
-        .args(["dev", "--admin-listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data.path().join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tessera");
+/// A running `tessera dev` and what it printed.
+struct Dev {
+    child: Child,
+    admin: String,
+    identity: String,
+}
 
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut summary = String::new();
-    while !summary.contains("Ctrl-C") {
-        assert!(
-            stdout.read_line(&mut summary).expect("read") > 0,
-            "stdout closed: {summary}"
-        );
+impl Drop for Dev {
+    /// A failing test must not leave `tessera dev` running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-    assert!(
-        summary.contains(&format!("http://127.0.0.1:{port}")),
-        "{summary}"
-    );
-    assert!(summary.contains("not built yet"), "{summary}");
-    assert!(data.path().join("state").is_dir());
+}
 
-    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+impl Dev {
+    /// Starts `tessera dev` with identity on the given ports (the issuer URL includes the
+    /// port, so a restart that should keep tokens valid must reuse them).
+    fn start(data_dir: &std::path::Path, identity_ports: (u16, u16)) -> Self {
+        let admin_port = free_port();
+        let mut child = tessera()
+            .args(["dev", "--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args([
+                "--identity-listen",
+                &format!("127.0.0.1:{}", identity_ports.0),
+            ])
+            .args([
+                "--identity-admin-listen",
+                &format!("127.0.0.1:{}", identity_ports.1),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tessera");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut summary = String::new();
+        while !summary.contains("Ctrl-C") {
+            assert!(
+                stdout.read_line(&mut summary).expect("read") > 0,
+                "stdout closed: {summary}"
+            );
+        }
+        assert!(
+            summary.contains(&format!("http://127.0.0.1:{admin_port}")),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("gateway        not built yet (issue #4)"),
+            "{summary}"
+        );
+        let identity = summary
+            .lines()
+            .find(|l| l.trim_start().starts_with("identity "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no identity line in:\n{summary}"))
+            .to_owned();
+        Self {
+            child,
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            identity,
+        }
+    }
+
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = reqwest::get(format!("{}/readyz", self.admin))
+                .await
+                .map(|r| r.status().as_u16());
+            if matches!(ready, Ok(200)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tessera dev never became ready: {ready:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let interrupted = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(interrupted.success());
+        wait_for_exit(&mut self.child, Duration::from_secs(10))
+    }
+}
+
+#[tokio::test]
+async fn tessera_dev_runs_identity_for_the_readme_curl_session_and_stops_on_ctrl_c() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let state = data.path().join("state");
+    let ports = (free_port(), free_port());
+    let mut dev = Dev::start(&state, ports);
+    dev.ready().await;
+    let http = reqwest::Client::new();
+    let credentials = serde_json::json!({ "email": "ada@example.com", "password": "correct horse battery staple" });
+    let signup = http
+        .post(format!("{}/v1/signup", dev.identity))
+        .json(&credentials)
+        .send()
         .await
-        .expect("healthz");
-    assert_eq!(health.status(), 200);
-
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(interrupted.success());
-    let status = wait_for_exit(&mut child, Duration::from_secs(10));
+        .expect("signup");
+    assert_eq!(signup.status(), 201);
+    let login: serde_json::Value = http
+        .post(format!("{}/v1/login", dev.identity))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let me: serde_json::Value = http
+        .get(format!("{}/v1/me", dev.identity))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["email"], "ada@example.com");
+    assert!(state.join("identity.db").exists());
+    let status = dev.interrupt();
     assert!(status.success(), "exit status {status}");
+
+    // A second run finds the same users and keys: the token from the first run still works.
+    let mut again = Dev::start(&state, ports);
+    again.ready().await;
+    let me = http
+        .get(format!("{}/v1/me", again.identity))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 200);
+    assert!(again.interrupt().success());
 }
 
 #[test]

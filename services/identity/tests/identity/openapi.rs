@@ -1,0 +1,186 @@
+//! The OpenAPI document: the committed copy matches the code, the service serves it, it
+//! covers every route, and its hand-written schemas match what the service answers.
+//!
+//! `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-identity --test identity openapi`
+//! rewrites `services/identity/openapi.json` after an API change.
+
+use std::collections::BTreeSet;
+
+use http::{StatusCode, header};
+use serde_json::{Value, json};
+use tessera_identity::api::openapi;
+
+use crate::support::{Backend, TestIdentity};
+
+/// The committed document, beside the crate's manifest.
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+
+/// Every route of the public router (without `/openapi.json` itself): method and path.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/signup"),
+    ("post", "/v1/login"),
+    ("post", "/v1/logout"),
+    ("get", "/v1/me"),
+    ("get", "/v1/admin/users"),
+    ("post", "/v1/admin/users/{id}/disable"),
+    ("get", "/v1/admin/clients"),
+    ("post", "/v1/admin/clients"),
+    ("post", "/v1/admin/clients/{id}/disable"),
+    ("post", "/oauth2/token"),
+    ("post", "/oauth2/revoke"),
+    ("post", "/oauth2/introspect"),
+    ("get", "/.well-known/openid-configuration"),
+    ("get", "/.well-known/jwks.json"),
+];
+
+#[test]
+fn the_committed_openapi_document_is_the_one_the_code_generates() {
+    let generated = openapi::pretty_json();
+    if std::env::var_os("TESSERA_UPDATE_OPENAPI").is_some() {
+        std::fs::write(COMMITTED, &generated).expect("write openapi.json");
+        return;
+    }
+    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    let first_difference = committed
+        .lines()
+        .zip(generated.lines())
+        .position(|(c, g)| c != g)
+        .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+    assert!(
+        committed == generated,
+        "openapi.json is stale: run `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-identity \
+         --test identity openapi` (first difference at line {})",
+        first_difference + 1
+    );
+}
+
+fn schema<'a>(document: &'a Value, name: &str) -> &'a Value {
+    &document["components"]["schemas"][name]
+}
+
+fn property_names(schema: &Value) -> BTreeSet<String> {
+    schema["properties"]
+        .as_object()
+        .expect("an object schema")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn member_names(body: &Value) -> BTreeSet<String> {
+    body.as_object()
+        .expect("a JSON object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn the_service_serves_an_openapi_3_1_document_of_every_route() {
+    let app = TestIdentity::on(Backend::Sqlite).await;
+    let response = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    let served: Value = response.json().await.expect("json");
+    assert_eq!(
+        served,
+        serde_json::to_value(openapi::document()).expect("document as JSON")
+    );
+    let version = served["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.1."), "OpenAPI version {version}");
+    assert_eq!(served["info"]["title"], "Tessera identity");
+
+    let paths = served["paths"].as_object().expect("paths");
+    for (method, path) in ROUTES {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    let routed: BTreeSet<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    assert_eq!(documented, routed, "documented paths that are not routes");
+
+    // The list above is the router's: each route answers, if only with an error.
+    for (method, path) in ROUTES {
+        let url = app.url(&path.replace("{id}", "someone"));
+        let request = match *method {
+            "get" => app.http.get(url),
+            _ => app.http.post(url),
+        };
+        let status = request.send().await.expect("send").status();
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is not routed: {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_documented_bodies_have_the_members_the_service_sends() {
+    let app = TestIdentity::on(Backend::Sqlite).await;
+    let document = serde_json::to_value(openapi::document()).expect("document as JSON");
+    let get = |path: &'static str| {
+        let request = app.http.get(app.url(path));
+        async move {
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+
+    let metadata = get("/.well-known/openid-configuration").await;
+    assert_eq!(
+        member_names(&metadata),
+        property_names(schema(&document, "ServerMetadata"))
+    );
+
+    let jwks = get("/.well-known/jwks.json").await;
+    let jwk_schema = schema(&document, "Jwk");
+    let jwk_members = property_names(jwk_schema);
+    let required: BTreeSet<String> =
+        serde_json::from_value(jwk_schema["required"].clone()).expect("required members");
+    for key in jwks["keys"].as_array().expect("keys") {
+        let members = member_names(key);
+        assert!(
+            members.is_subset(&jwk_members),
+            "undocumented JWK members: {key}"
+        );
+        assert!(
+            required.is_subset(&members),
+            "JWK without required members: {key}"
+        );
+    }
+
+    let weak = app
+        .post_json(
+            "/v1/signup",
+            &json!({ "email": "ada@example.com", "password": "short" }),
+        )
+        .await;
+    assert_eq!(weak.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = weak.json().await.expect("json");
+    assert!(
+        member_names(&problem).is_subset(&property_names(schema(&document, "Problem"))),
+        "undocumented problem members: {problem}"
+    );
+
+    let unsupported = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(unsupported.status(), StatusCode::BAD_REQUEST);
+    let error: Value = unsupported.json().await.expect("json");
+    assert_eq!(
+        member_names(&error),
+        property_names(schema(&document, "OAuthError"))
+    );
+}
