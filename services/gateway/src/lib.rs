@@ -1,4 +1,8 @@
-//! The API gateway: routing, JWT authentication, throttling and resilience in front of every service.
+//! The API gateway: the single entry for web and mobile clients (DESIGN.md §1–3).
 //!
-//! **Not built yet** — this crate only reserves its place in the workspace. Issue #4
-//! builds it; until then it has no binary and `tessera dev` does not start it.
+//! **Being built (issue #4).** Modules: `routes` (the routes file, matching, hot
+//! reload), `ratelimit` (GCRA, local and Redis), `proxy` (upstream pools and resilience).
+
+pub mod proxy;
+pub mod ratelimit;
+pub mod routes;
