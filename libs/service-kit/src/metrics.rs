@@ -39,6 +39,11 @@ struct RouteLabels {
     route: String,
 }
 
+/// Put on a response to label its metrics with this route name instead of the matched
+/// path template (the gateway routes every path through one handler).
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub Arc<str>);
+
 /// A service's metric registry plus the HTTP metrics the kit maintains.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -113,13 +118,18 @@ pub(crate) async fn record_http(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map(|p| p.as_str().to_owned());
     let in_flight = InFlight::enter(&metrics.in_flight);
     let response = next.run(request).await;
     drop(in_flight);
+    let route = match (response.extensions().get::<RouteLabel>(), matched) {
+        (Some(label), _) => label.0.to_string(),
+        (None, Some(matched)) => matched,
+        (None, None) => "unmatched".to_owned(),
+    };
     let status = response.status().as_u16();
     metrics
         .durations

@@ -102,6 +102,8 @@ pub struct Service {
     admin: Router,
     readiness: Readiness,
     metrics: Metrics,
+    /// The public router answers every path itself (it has its own fallback).
+    catch_all: bool,
 }
 
 impl Service {
@@ -114,6 +116,7 @@ impl Service {
             admin: Router::new(),
             readiness: Readiness::default(),
             metrics: Metrics::new(name),
+            catch_all: false,
         }
     }
 
@@ -121,6 +124,15 @@ impl Service {
     #[must_use]
     pub fn public(mut self, router: Router) -> Self {
         self.public = self.public.merge(router);
+        self
+    }
+
+    /// Sets a public router that answers every path itself through its own fallback (the
+    /// gateway); the kit then adds no 404 fallback of its own.
+    #[must_use]
+    pub fn public_catch_all(mut self, router: Router) -> Self {
+        self.public = router;
+        self.catch_all = true;
         self
     }
 
@@ -144,9 +156,14 @@ impl Service {
     /// The public router with every layer applied.
     pub fn public_router(&self) -> Router {
         let limit = self.settings.max_body_bytes;
-        self.public
-            .clone()
-            .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+        let router = if self.catch_all {
+            self.public.clone()
+        } else {
+            self.public
+                .clone()
+                .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
+        };
+        router
             // tower-http's limit also covers bodies without Content-Length; axum's own
             // default (2 MiB) is disabled so the configured value is the only limit.
             .layer(DefaultBodyLimit::disable())

@@ -1,8 +1,128 @@
 //! The API gateway: the single entry for web and mobile clients (DESIGN.md §1–3).
 //!
-//! **Being built (issue #4).** Modules: `routes` (the routes file, matching, hot
-//! reload), `ratelimit` (GCRA, local and Redis), `proxy` (upstream pools and resilience).
+//! Routes come from a YAML file ([`routes`]) that is hot-reloaded; each request is matched
+//! by host and longest prefix, authenticated with the shared verification library
+//! (JWKS from identity), throttled with GCRA ([`ratelimit`], local or Redis), and
+//! forwarded to a pooled, load-balanced, circuit-broken upstream ([`proxy`]).
 
+pub mod config;
+pub mod edge;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use secrecy::ExposeSecret;
+use service_kit::{CancellationToken, Clock, Listeners, Service, SystemClock};
+use tessera_auth::{HttpJwks, Verifier, VerifierConfig};
+
+use crate::config::{Config, LimiterBackend};
+use crate::edge::{Gateway, GatewayMetrics};
+use crate::ratelimit::{Limiter, LocalLimiter, RedisLimiter};
+use crate::routes::Routes;
+
+/// How often the local rate-limit store drops clients whose budget is full again.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is missing or wrong.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The routes file is unreadable or invalid.
+    #[error(transparent)]
+    Routes(#[from] routes::RoutesError),
+}
+
+/// The gateway, built and ready to serve.
+#[derive(Debug)]
+pub struct Built {
+    pub service: Service,
+    pub gateway: Gateway,
+}
+
+/// Builds the gateway; background tasks (route reload, JWKS refresh, limiter sweeping)
+/// stop with `shutdown`.
+pub async fn build(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown: &CancellationToken,
+) -> Result<Built, StartError> {
+    let settings = config.http.settings();
+    let client = proxy::UpstreamClient::new();
+    let routes = Routes::load(
+        config.routes_file.clone(),
+        client,
+        config.http.max_body_bytes,
+    )?;
+    routes.spawn_watch(shutdown.clone());
+
+    let mut verifier_config = VerifierConfig::new(config.issuer.clone(), config.audiences.clone());
+    verifier_config.refresh_interval = Duration::from_secs(config.jwks_refresh_secs);
+    let verifier = Verifier::with_clock(
+        verifier_config,
+        Arc::new(HttpJwks::new(config.jwks_url.clone())),
+        clock.clone(),
+    );
+    verifier.spawn_refresh(shutdown.clone());
+
+    let limiter: Arc<dyn Limiter> = match config.rate_limit_backend {
+        LimiterBackend::Local => {
+            let local = LocalLimiter::new(config.rate_limit_max_keys, clock);
+            local.spawn_sweeper(SWEEP_EVERY, shutdown.clone());
+            local
+        }
+        LimiterBackend::Redis => {
+            let url = config.redis_url.as_ref().ok_or_else(|| {
+                StartError::Config(
+                    "--rate-limit-backend redis needs --redis-url / TESSERA_REDIS_URL".into(),
+                )
+            })?;
+            Arc::new(
+                RedisLimiter::connect(url.expose_secret())
+                    .await
+                    .map_err(|e| StartError::Config(format!("TESSERA_REDIS_URL: {e}")))?,
+            )
+        }
+    };
+
+    let service = Service::new("gateway", settings);
+    let gateway = Gateway {
+        routes,
+        verifier: verifier.clone(),
+        limiter,
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        metrics: GatewayMetrics::register(service.metrics()),
+    };
+    let service = service.public_catch_all(
+        Router::new()
+            .fallback(edge::handle)
+            .with_state(gateway.clone()),
+    );
+    service.readiness().add("jwks", move || {
+        let ready = verifier.is_ready();
+        async move {
+            if ready {
+                Ok(())
+            } else {
+                Err("identity's keys not loaded yet".to_owned())
+            }
+        }
+    });
+    Ok(Built { service, gateway })
+}
+
+/// Runs the gateway on `listeners` until `shutdown`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let built = build(&config, Arc::new(SystemClock), &shutdown).await?;
+    built.service.serve(listeners, shutdown).await;
+    Ok(())
+}

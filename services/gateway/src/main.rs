@@ -1,1 +1,32 @@
-fn main() {}
+//! `tessera-gateway`: parses the configuration, starts logging, runs the gateway.
+
+use std::process::ExitCode;
+
+use tessera_gateway::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = service_kit::parse_or_exit();
+    if let Err(error) = service_kit::telemetry::init(&config.telemetry) {
+        eprintln!("configuration error: {error}");
+        return ExitCode::from(2);
+    }
+    let listeners = match service_kit::Listeners::bind(&config.http).await {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            eprintln!("tessera-gateway: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tessera_gateway::run(config, listeners, service_kit::shutdown::on_signals()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error @ tessera_gateway::StartError::Config(_)) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("tessera-gateway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

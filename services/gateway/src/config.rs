@@ -1,0 +1,81 @@
+//! The gateway's settings: its public contract with the operator and the Helm chart.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+use service_kit::{HttpArgs, TelemetryArgs};
+
+/// `tessera-gateway` command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "tessera-gateway", version, about = "Tessera API gateway")]
+pub struct Config {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+
+    /// The routes file (YAML), watched for changes; see the gateway README for the format.
+    #[arg(long, env = "TESSERA_ROUTES_FILE", value_name = "FILE")]
+    pub routes_file: PathBuf,
+
+    /// Identity's JWKS URL, e.g. `http://identity:8080/.well-known/jwks.json`.
+    #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
+    pub jwks_url: String,
+
+    /// The token issuer (`iss`) to accept.
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    pub issuer: String,
+
+    /// Audiences accepted in `aud`, comma-separated.
+    #[arg(
+        long,
+        env = "TESSERA_AUDIENCES",
+        value_delimiter = ',',
+        default_value = "tessera"
+    )]
+    pub audiences: Vec<String>,
+
+    /// How long fetched keys are used before the JWKS is fetched again, in seconds. Keep
+    /// it at or below identity's `--jwks-max-age-secs`.
+    #[arg(long, env = "TESSERA_JWKS_REFRESH_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_secs: u64,
+
+    /// Networks of proxies in front of the gateway (e.g. the ingress), comma-separated
+    /// CIDRs. Only from these is `X-Forwarded-For` believed.
+    #[arg(
+        long,
+        env = "TESSERA_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Where rate-limit counters live: `local` (this process) or `redis` (shared by every
+    /// replica).
+    #[arg(long, env = "TESSERA_RATE_LIMIT_BACKEND", value_enum, default_value_t = LimiterBackend::Local)]
+    pub rate_limit_backend: LimiterBackend,
+
+    /// Redis URL for the `redis` backend, e.g. `redis://redis:6379/`.
+    #[arg(
+        long,
+        env = "TESSERA_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<SecretString>,
+
+    /// Most clients the local backend tracks at once (memory bound).
+    #[arg(long, env = "TESSERA_RATE_LIMIT_MAX_KEYS", default_value_t = 1_000_000)]
+    pub rate_limit_max_keys: usize,
+}
+
+/// Rate-limit counter store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimiterBackend {
+    /// In this process: each replica has its own budget.
+    Local,
+    /// In Redis: every replica shares one budget.
+    Redis,
+}

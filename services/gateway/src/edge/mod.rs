@@ -1,0 +1,360 @@
+//! The gateway's request path: route, check the path, answer CORS preflights, refuse
+//! smuggled credentials, authenticate, throttle, limit the body, forward.
+
+pub mod client_addr;
+pub mod cors;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, RETRY_AFTER};
+use http::{HeaderValue, StatusCode, Uri};
+use ipnet::IpNet;
+use service_kit::metrics::RouteLabel;
+use service_kit::{Problem, RequestContext};
+use tessera_auth::{Principal, Verifier};
+
+pub use metrics::GatewayMetrics;
+
+use crate::proxy::ForwardContext;
+use crate::ratelimit::{Decision, Limiter, RatePolicy, apply_headers};
+use crate::routes::file::AuthSpec;
+use crate::routes::{Route, Routes};
+
+/// Request headers that look like identity assertions. Upstreams verify the token
+/// themselves and must never trust such headers, so the gateway drops them rather than
+/// carrying a client's invention further.
+const IDENTITY_HEADER_PREFIXES: &[&str] = &[
+    "x-user",
+    "x-auth",
+    "x-tessera-",
+    "x-principal",
+    "x-client-id",
+    "x-forwarded-user",
+    "x-remote-user",
+    "remote-user",
+];
+
+/// Everything the request path needs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub routes: Arc<Routes>,
+    pub verifier: Arc<Verifier>,
+    pub limiter: Arc<dyn Limiter>,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub metrics: GatewayMetrics,
+}
+
+fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    Problem::new(status, code).detail(detail).into_response()
+}
+
+/// Whether the path is safe to route by prefix: no dot segments, literal or encoded, no
+/// encoded slashes, no backslashes, so `/public/../admin` cannot reach `/admin` upstream
+/// through a `/public` route.
+fn path_is_clean(path: &str) -> bool {
+    let lowered = path.to_ascii_lowercase();
+    !lowered.contains("%2e")
+        && !lowered.contains("%2f")
+        && !lowered.contains("%5c")
+        && !path.contains('\\')
+        && path
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+}
+
+/// The axum handler for every path.
+pub async fn handle(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let table = gateway.routes.snapshot();
+    let path = request.uri().path().to_owned();
+    if !path_is_clean(&path) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "The path has dot segments or encoded separators.",
+        );
+    }
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(name, port)| {
+                    if port.bytes().all(|b| b.is_ascii_digit()) {
+                        name
+                    } else {
+                        h
+                    }
+                })
+                .to_ascii_lowercase()
+        });
+    let Some(route) = table
+        .find(host.as_deref(), &path, request.method(), request.headers())
+        .cloned()
+    else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "No route matches this request.",
+        );
+    };
+    let mut response = route_request(
+        &gateway,
+        &route,
+        table.global_rate_limit.as_ref(),
+        peer,
+        host,
+        request,
+    )
+    .await;
+    response
+        .extensions_mut()
+        .insert(RouteLabel(Arc::from(route.name.as_str())));
+    response
+}
+
+async fn route_request(
+    gateway: &Gateway,
+    route: &Route,
+    global_limit: Option<&RatePolicy>,
+    peer: SocketAddr,
+    host: Option<String>,
+    mut request: Request,
+) -> Response {
+    let origin = route
+        .cors
+        .as_ref()
+        .and_then(|cors| cors::allowed_origin(cors, request.headers()).cloned());
+    if cors::is_preflight(request.method(), request.headers())
+        && let Some(cors) = &route.cors
+    {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Some(origin) = &origin {
+            cors::preflight_headers(cors, origin, response.headers_mut());
+        }
+        return response;
+    }
+
+    let principal = match authenticate(gateway, route, request.headers(), request.uri()).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    for name in request.headers().keys().cloned().collect::<Vec<_>>() {
+        if IDENTITY_HEADER_PREFIXES
+            .iter()
+            .any(|p| name.as_str().starts_with(p))
+        {
+            request.headers_mut().remove(&name);
+        }
+    }
+
+    let client = client_addr::client_addr(peer.ip(), request.headers(), &gateway.trusted_proxies);
+    let key = principal.as_ref().map_or_else(
+        || format!("ip:{}", client.ip),
+        |p| format!("sub:{}", p.subject),
+    );
+    let shown = match throttle(gateway, route, global_limit, &key).await {
+        Ok(shown) => shown,
+        Err(refused) => return refused,
+    };
+
+    if let Some(length) = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > route.max_body_bytes
+    {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "The request body is larger than this route accepts.",
+        );
+    }
+    let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
+    let upstream_path = route.upstream_path(request.uri().path());
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{upstream_path}?{query}"),
+        None => upstream_path,
+    };
+    let Ok(uri) = path_and_query.parse::<Uri>() else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "The request target cannot be forwarded.",
+        );
+    };
+    *request.uri_mut() = uri;
+    let context = request.extensions().get::<RequestContext>().cloned();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
+    let Some(context) = context else {
+        tracing::error!("request context missing; the service kit layers are not applied");
+        return Problem::internal().into_response();
+    };
+    let forward = ForwardContext {
+        client_addr: client.ip,
+        forwarded_for: client.forwarded_for,
+        proto: "http",
+        host,
+        request: context,
+    };
+    let mut response = route.upstream.forward(request, &forward).await;
+    for (policy, decision) in shown {
+        apply_headers(response.headers_mut(), policy, &decision);
+    }
+    if let (Some(cors), Some(origin)) = (&route.cors, &origin) {
+        cors::response_headers(cors, origin, response.headers_mut());
+    }
+    response
+}
+
+/// Takes one request from `key`'s budgets (global, then the route's). Returns the
+/// decisions to show in headers, or the 429 answer.
+async fn throttle<'a>(
+    gateway: &Gateway,
+    route: &'a Route,
+    global_limit: Option<&'a RatePolicy>,
+    key: &str,
+) -> Result<Vec<(&'a RatePolicy, Decision)>, Response> {
+    let mut shown = Vec::with_capacity(2);
+    for policy in [global_limit, route.rate_limit.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        match gateway.limiter.check(key, policy).await {
+            Ok(decision) if !decision.allowed => {
+                gateway.metrics.rate_limited(&route.name);
+                let mut response = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests; slow down.",
+                );
+                apply_headers(response.headers_mut(), policy, &decision);
+                return Err(response);
+            }
+            Ok(decision) => shown.push((policy, decision)),
+            Err(error) => {
+                // Fail open: a broken counter store must not take the platform down.
+                gateway.metrics.limiter_error();
+                tracing::warn!(%error, "rate limiter unavailable; letting the request through");
+            }
+        }
+    }
+    Ok(shown)
+}
+
+/// Applies the route's auth policy. Every route refuses requests carrying more than one
+/// credential (token smuggling); protected routes verify the token.
+async fn authenticate(
+    gateway: &Gateway,
+    route: &Route,
+    headers: &http::HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Principal>, Response> {
+    let credentials = headers.get_all(AUTHORIZATION).iter().count();
+    let in_query = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+    });
+    if credentials > 1 || (credentials == 1 && in_query) {
+        gateway.metrics.auth_rejected("multiple_credentials");
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "multiple_credentials",
+            "Send one credential, in one Authorization header.",
+        ));
+    }
+    let required_roles = match &route.auth {
+        AuthSpec::Public => return Ok(None),
+        AuthSpec::Authenticated => None,
+        AuthSpec::Roles(roles) => Some(roles),
+    };
+    if !gateway.verifier.is_ready() {
+        // Until the first JWKS load succeeds nobody can be verified: that is our outage,
+        // not the client's fault, so 503 rather than 401.
+        gateway.metrics.auth_rejected("keys_unavailable");
+        let mut response = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "auth_unavailable",
+            "Token verification is starting; retry shortly.",
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        return Err(response);
+    }
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
+        });
+    let Some(token) = token else {
+        gateway.metrics.auth_rejected("missing");
+        return Err(unauthorized("A bearer token is required."));
+    };
+    let principal = match gateway.verifier.verify(token).await {
+        Ok(principal) => principal,
+        Err(error) => {
+            gateway.metrics.auth_rejected(error.code());
+            tracing::debug!(route = %route.name, reason = error.code(), "token refused");
+            return Err(unauthorized("The token is not valid."));
+        }
+    };
+    if let Some(roles) = required_roles
+        && !roles.iter().any(|role| principal.has_role(role))
+    {
+        gateway.metrics.auth_rejected("forbidden");
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "The token lacks a role this route requires.",
+        ));
+    }
+    Ok(Some(principal))
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut response = problem(StatusCode::UNAUTHORIZED, "invalid_token", detail);
+    response.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused() {
+        for bad in [
+            "/a/../admin",
+            "/a/./b",
+            "/a/%2e%2e/admin",
+            "/a/%2E%2E/admin",
+            "/a%2fb",
+            "/a\\..\\b",
+            "/a/%5c",
+        ] {
+            assert!(!path_is_clean(bad), "{bad}");
+        }
+        for good in ["/", "/api/users/7", "/api/v1.2/x", "/files/a..b"] {
+            assert!(path_is_clean(good), "{good}");
+        }
+    }
+}

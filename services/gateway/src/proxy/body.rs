@@ -1,0 +1,169 @@
+//! Body wrappers: the upstream's response body streamed under the total deadline (and
+//! counted as in flight until it ends), and the client's request body watched for read
+//! errors so that a client fault is not blamed on the upstream.
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::balance::InFlight;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The error a response body ends with when the total timeout expires mid-stream; the
+/// client sees the connection (or stream) reset, since the status was already sent.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream response exceeded the total timeout")]
+pub(crate) struct BodyTimeout;
+
+/// An upstream response body, cut at the total deadline.
+#[derive(Debug)]
+pub(crate) struct ResponseBody {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    _in_flight: InFlight,
+}
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Incoming, deadline: std::time::Instant, in_flight: InFlight) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(Instant::from_std(deadline))),
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            tracing::warn!("upstream response body cut at the total timeout");
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+        }
+        Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What went wrong reading the client's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFault {
+    /// A body limit set by the caller (e.g. the route's maximum body size) was exceeded.
+    TooLarge,
+    /// The client stopped sending or sent a malformed body.
+    Unreadable,
+}
+
+impl BodyFault {
+    fn of(error: &(dyn StdError + 'static)) -> Self {
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            if error.is::<LengthLimitError>() {
+                return Self::TooLarge;
+            }
+            cause = error.source();
+        }
+        Self::Unreadable
+    }
+}
+
+/// Where a streamed request body reports its first error.
+pub(crate) type FaultSlot = Arc<OnceLock<BodyFault>>;
+
+/// A streamed client body that records its first read error in a [`FaultSlot`].
+struct WatchedBody {
+    inner: Body,
+    fault: FaultSlot,
+}
+
+impl HttpBody for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(error))) = &polled {
+            let _ = self.fault.set(BodyFault::of(error));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Wraps a body that will be streamed to the upstream so its read errors are recorded.
+pub(crate) fn watch(body: Body) -> (Body, FaultSlot) {
+    let fault = FaultSlot::default();
+    let watched = WatchedBody {
+        inner: body,
+        fault: fault.clone(),
+    };
+    (Body::new(watched), fault)
+}
+
+/// Reads a whole body of at most `limit` bytes, so it can be sent again on a retry.
+pub(crate) async fn buffer(body: Body, limit: usize) -> Result<Bytes, BodyFault> {
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|error| BodyFault::of(&*error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_limit_exceeded_while_reading_is_reported_as_too_large() {
+        let limited = Body::new(Limited::new(Body::from(vec![0u8; 100]), 10));
+        assert_eq!(buffer(limited, 1024).await, Err(BodyFault::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_records_its_first_error() {
+        let failing = Body::from_stream(futures_util::stream::iter([
+            Ok(Bytes::from_static(b"ab")),
+            Err(std::io::Error::other("client went away")),
+        ]));
+        let (body, fault) = watch(failing);
+        assert!(body.collect().await.is_err());
+        assert_eq!(fault.get(), Some(&BodyFault::Unreadable));
+    }
+
+    #[tokio::test]
+    async fn a_small_body_is_buffered_whole() {
+        let bytes = buffer(Body::from("hello"), 1024).await.expect("buffered");
+        assert_eq!(bytes, "hello");
+    }
+}

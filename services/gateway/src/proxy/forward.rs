@@ -1,0 +1,314 @@
+//! The request path of [`Upstream::forward`]: breaker admission, endpoint choice,
+//! attempts under the timeouts, retries within the budget, and the mapping of failures
+//! to problem responses that never carry upstream details (those are logged).
+
+use std::error::Error as StdError;
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use hyper::upgrade::OnUpgrade;
+
+use super::balance::{Endpoint, InFlight};
+use super::body::{self, BodyFault, FaultSlot, ResponseBody};
+use super::client::SendError;
+use super::outcome::{circuit_open, client_fault, finish, timed_out, unavailable};
+use super::{ForwardContext, Upstream, headers, websocket};
+
+/// Largest request body buffered so the request can be retried: 64 KiB holds any JSON
+/// API call; larger (or unsized) bodies are streamed and, once consumed, not retried.
+const MAX_RETRY_BODY: usize = 64 * 1024;
+
+/// The request body, kept for replay when it may be retried.
+enum RequestBody {
+    Buffered(Bytes),
+    Streamed(Option<Body>, FaultSlot),
+}
+
+impl RequestBody {
+    /// Buffers the body when the request may be retried and the body is small enough
+    /// (its declared length says so before anything is read); streams it otherwise.
+    async fn prepare(body: Body, may_retry: bool) -> Result<Self, BodyFault> {
+        let small = body
+            .size_hint()
+            .upper()
+            .is_some_and(|len| len <= MAX_RETRY_BODY as u64);
+        if may_retry && small {
+            Ok(Self::Buffered(body::buffer(body, MAX_RETRY_BODY).await?))
+        } else {
+            let (body, slot) = body::watch(body);
+            Ok(Self::Streamed(Some(body), slot))
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Self::Buffered(_))
+    }
+
+    fn for_attempt(&mut self) -> Body {
+        match self {
+            Self::Buffered(bytes) => Body::from(bytes.clone()),
+            Self::Streamed(body, _) => body.take().unwrap_or_else(Body::empty),
+        }
+    }
+
+    fn fault(&self) -> Option<BodyFault> {
+        match self {
+            Self::Buffered(_) => None,
+            Self::Streamed(_, slot) => slot.get().copied(),
+        }
+    }
+}
+
+/// The result of one attempt.
+enum Attempt {
+    Answered(Response<Incoming>),
+    /// The request never reached the endpoint.
+    ConnectFailed(SendError),
+    /// The exchange broke after the request was (maybe partly) sent.
+    Broken(SendError),
+    TimedOut,
+}
+
+impl Attempt {
+    /// Whether the attempt counts as a failure of the endpoint (and the upstream): no
+    /// answer, or an answer saying the service is down rather than the request is wrong.
+    /// A 500 is the application's answer to this request and does not count.
+    fn failed(&self) -> bool {
+        match self {
+            Self::Answered(response) => matches!(
+                response.status(),
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ),
+            Self::ConnectFailed(_) | Self::Broken(_) | Self::TimedOut => true,
+        }
+    }
+
+    /// Whether another endpoint may be tried: the request never reached the endpoint, or
+    /// the endpoint said it could not handle it (502/503). A timeout or a broken exchange
+    /// may have had effects upstream and is not retried.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::ConnectFailed(_) => true,
+            Self::Answered(response) => matches!(
+                response.status(),
+                StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
+            ),
+            Self::Broken(_) | Self::TimedOut => false,
+        }
+    }
+}
+
+impl Upstream {
+    /// Forwards `request` (its path already rewritten for the upstream) and returns the
+    /// upstream's response, streamed, or a problem response when the gateway has to
+    /// answer for the upstream. Every response carries an
+    /// [`UpstreamOutcome`](super::UpstreamOutcome) extension.
+    pub async fn forward(&self, request: Request<Body>, ctx: &ForwardContext) -> Response<Body> {
+        let started = Instant::now();
+        let permit = match self.breaker.admit(started) {
+            Ok(permit) => permit,
+            Err(wait) => return circuit_open(wait),
+        };
+        let (response, failed) = self.exchange(request, ctx, started).await;
+        // A failure of the client's own (an unreadable body) says nothing about the
+        // upstream: the permit is dropped unrecorded.
+        if let Some(failed) = failed {
+            permit.record(failed, Instant::now());
+        }
+        response
+    }
+
+    /// Runs the attempts; returns the response and whether the upstream failed (`None`
+    /// when the outcome does not judge the upstream).
+    async fn exchange(
+        &self,
+        mut request: Request<Body>,
+        ctx: &ForwardContext,
+        started: Instant,
+    ) -> (Response<Body>, Option<bool>) {
+        // Only a client connection that can be upgraded (HTTP/1.1 served with upgrades)
+        // carries `OnUpgrade`; otherwise the upgrade headers are stripped like any
+        // hop-by-hop header and the request goes through as a plain one.
+        let client_upgrade = (headers::is_websocket_upgrade(request.headers())
+            && request.extensions().get::<OnUpgrade>().is_some())
+        .then(|| hyper::upgrade::on(&mut request));
+        let upgrade = client_upgrade.is_some();
+        let (mut parts, body) = request.into_parts();
+        headers::prepare_request(&mut parts.headers, ctx, upgrade);
+
+        let retry = &self.config.retry;
+        let may_retry = retry.attempts > 0 && is_idempotent(&parts.method);
+        let mut body = match RequestBody::prepare(body, may_retry).await {
+            Ok(body) => body,
+            Err(fault) => return (client_fault(fault, None, 0), None),
+        };
+        self.budget.record_request(started);
+        let deadline = super::after(started, self.config.timeouts.total);
+
+        let mut tried: Vec<usize> = Vec::with_capacity(1);
+        loop {
+            let now = Instant::now();
+            let Some(index) = self.balancer.pick(&self.endpoints, &tried, now) else {
+                tracing::error!("upstream has no endpoints");
+                return (unavailable(None, 0), Some(true));
+            };
+            tried.push(index);
+            let endpoint = self.endpoints[index].clone();
+            let in_flight = InFlight::new(endpoint.clone());
+            let headers = if body.replayable() {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            let attempt_request =
+                build_request(&parts.method, &parts.uri, headers, body.for_attempt());
+
+            let attempt = self
+                .attempt(&endpoint, attempt_request, upgrade, deadline)
+                .await;
+            let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
+            let target = endpoint.target().to_string();
+
+            if let (Some(fault), false) = (body.fault(), matches!(attempt, Attempt::Answered(_))) {
+                return (client_fault(fault, Some(target), attempts), None);
+            }
+            let failed = attempt.failed();
+            let now = Instant::now();
+            endpoint.record(
+                failed,
+                now,
+                self.config.eject_after_failures,
+                self.config.ejection,
+            );
+            if attempt.retryable()
+                && body.replayable()
+                && attempts <= retry.attempts
+                && now < deadline
+                && self.budget.try_retry(now)
+            {
+                tracing::debug!(endpoint = %target, attempts, "retrying on another endpoint");
+                continue;
+            }
+
+            let response = match attempt {
+                Attempt::Answered(response) => self.relay(
+                    response,
+                    client_upgrade,
+                    deadline,
+                    in_flight,
+                    &target,
+                    attempts,
+                ),
+                Attempt::TimedOut => {
+                    tracing::warn!(endpoint = %target, "upstream timed out");
+                    timed_out(Some(target), attempts)
+                }
+                Attempt::ConnectFailed(error) | Attempt::Broken(error) => {
+                    tracing::warn!(endpoint = %target, error = %chain(&error), "upstream request failed");
+                    unavailable(Some(target), attempts)
+                }
+            };
+            return (response, Some(failed));
+        }
+    }
+
+    /// Sends one attempt, waiting for the response headers at most the first-byte timeout
+    /// (less when the total deadline is nearer).
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        request: Request<Body>,
+        upgrade: bool,
+        deadline: Instant,
+    ) -> Attempt {
+        let wait = self
+            .config
+            .timeouts
+            .first_byte
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let sent = self.client.send(endpoint.target(), request, upgrade);
+        match tokio::time::timeout(wait, sent).await {
+            Err(_) => Attempt::TimedOut,
+            Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
+            Ok(Err(error)) => Attempt::Broken(error),
+            Ok(Ok(response)) => Attempt::Answered(response),
+        }
+    }
+
+    /// Turns the upstream's response into the client's: hop-by-hop headers stripped, the
+    /// body streamed under the total deadline, or a `101` spliced.
+    fn relay(
+        &self,
+        mut response: Response<Incoming>,
+        client_upgrade: Option<OnUpgrade>,
+        deadline: Instant,
+        in_flight: InFlight,
+        target: &str,
+        attempts: u32,
+    ) -> Response<Body> {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                tracing::warn!(endpoint = %target, "upstream switched protocols unasked");
+                return unavailable(Some(target.to_owned()), attempts);
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            websocket::splice(
+                client_upgrade,
+                upstream_upgrade,
+                self.client.upgrade_idle_timeout,
+                in_flight,
+            );
+            let (mut parts, _) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, true);
+            return finish(
+                parts,
+                Body::empty(),
+                Some(target.to_owned()),
+                attempts,
+                None,
+            );
+        }
+        let (mut parts, incoming) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        let body = Body::new(ResponseBody::new(incoming, deadline, in_flight));
+        finish(parts, body, Some(target.to_owned()), attempts, None)
+    }
+}
+
+fn build_request(
+    method: &Method,
+    uri: &http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Request<Body> {
+    let mut request = Request::new(body);
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers;
+    request
+}
+
+/// Methods RFC 9110 defines as idempotent that APIs use; only these are retried.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// An error and its causes on one line, for the log.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}

@@ -1,0 +1,284 @@
+//! Header rewriting between client and upstream: hop-by-hop headers (RFC 9110 §7.6.1)
+//! are stripped both ways, and the forwarding and propagation headers are set from what
+//! the gateway knows rather than what the client claimed.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID};
+
+use super::ForwardContext;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that belong to one connection and never cross the proxy.
+fn hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+    ]
+}
+
+/// Whether `Connection` lists `token` (tokens are case-insensitive, comma-separated and
+/// may span several header lines).
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether the request asks for a WebSocket upgrade (`Connection: upgrade` and
+/// `Upgrade: websocket`). Other upgrade protocols (h2c, TLS) are not passed through:
+/// they change how the gateway itself must speak.
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    connection_has(headers, "upgrade")
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Removes hop-by-hop headers, including those `Connection` names. With `upgrade`, the
+/// `Upgrade` header and `Connection: upgrade` are kept for the handshake.
+///
+/// `Content-Length` and `Authorization` are never removed even if `Connection` names
+/// them: the first frames the body, the second is what the gateway authenticated and
+/// upstreams verify again.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|name| {
+            *name != header::CONTENT_LENGTH
+                && *name != header::AUTHORIZATION
+                && !(upgrade && *name == header::UPGRADE)
+        })
+        .collect();
+    for name in &named {
+        headers.remove(name);
+    }
+    // `TE: trailers` is end-to-end in meaning (gRPC servers require it over HTTP/2);
+    // every other TE value is about this connection's transfer codings.
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in hop_by_hop() {
+        if !(upgrade && *name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Prepares a client request's headers for the upstream: hop-by-hop headers stripped,
+/// `X-Forwarded-*`, `X-Request-Id` and `traceparent` set from `ctx`. `Host` is set per
+/// attempt (it depends on the endpoint).
+pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext, upgrade: bool) {
+    strip_hop_by_hop(headers, upgrade);
+    // The gateway answers `100 Continue` to the client itself when it reads the body;
+    // passing `Expect` on would make the upstream send a second, unexpected one.
+    headers.remove(header::EXPECT);
+
+    let client = ctx.client_addr.to_string();
+    let chain = ctx
+        .forwarded_for
+        .as_deref()
+        .map(str::trim)
+        .filter(|chain| !chain.is_empty())
+        .map_or_else(|| client.clone(), |chain| format!("{chain}, {client}"));
+    let forwarded_for = HeaderValue::from_str(&chain)
+        .or_else(|_| HeaderValue::from_str(&client))
+        .expect("an IP address is a valid header value");
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    match HeaderValue::from_str(ctx.proto) {
+        Ok(proto) => headers.insert(X_FORWARDED_PROTO.clone(), proto),
+        Err(_) => headers.remove(&X_FORWARDED_PROTO),
+    };
+    match ctx
+        .host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+    // RFC 7239's `Forwarded` is not set by the gateway; a client-sent one is a claim
+    // nobody checked, so it must not reach upstreams that might believe it.
+    headers.remove(header::FORWARDED);
+
+    for (name, value) in ctx.request.propagation_headers() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    debug_assert!(headers.contains_key(&X_REQUEST_ID) && headers.contains_key(&TRACEPARENT));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use service_kit::{RequestContext, TraceContext};
+
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    fn ctx(client_addr: IpAddr, forwarded_for: Option<&str>) -> ForwardContext {
+        ForwardContext {
+            client_addr,
+            forwarded_for: forwarded_for.map(str::to_owned),
+            proto: "https",
+            host: Some("api.example.com".to_owned()),
+            request: RequestContext {
+                request_id: "req-1".to_owned(),
+                trace: TraceContext::new_root(),
+            },
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Hop"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic eA=="),
+            ("proxy-authenticate", "Basic"),
+            ("x-hop", "1"),
+            ("x-other", "1"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut headers, false);
+        let names: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn connection_cannot_strip_the_body_length_or_the_credentials() {
+        let mut headers = map(&[
+            ("connection", "content-length, authorization"),
+            ("content-length", "5"),
+            ("authorization", "Bearer t"),
+        ]);
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers["content-length"], "5");
+        assert_eq!(headers["authorization"], "Bearer t");
+    }
+
+    #[test]
+    fn te_trailers_survives_but_other_te_values_do_not() {
+        let mut headers = map(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers["te"], "trailers");
+        let mut headers = map(&[("te", "trailers, deflate")]);
+        strip_hop_by_hop(&mut headers, false);
+        assert!(!headers.contains_key("te"));
+    }
+
+    #[test]
+    fn an_upgrade_keeps_upgrade_and_connection_upgrade_only() {
+        let mut headers = map(&[
+            ("connection", "Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert!(is_websocket_upgrade(&headers));
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers["connection"], "upgrade");
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["sec-websocket-key"], "k");
+        assert!(!headers.contains_key("x-hop"));
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_recognised() {
+        assert!(!is_websocket_upgrade(&map(&[
+            ("connection", "upgrade"),
+            ("upgrade", "h2c")
+        ])));
+        assert!(!is_websocket_upgrade(&map(&[("upgrade", "websocket")])));
+        assert!(is_websocket_upgrade(&map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket")
+        ])));
+    }
+
+    #[test]
+    fn forwarding_headers_append_the_client_to_the_trusted_chain_and_replace_claims() {
+        let mut headers = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "gopher"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-request-id", "client-chosen"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("expect", "100-continue"),
+        ]);
+        let ctx = ctx(
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+            Some("203.0.113.7"),
+        );
+        prepare_request(&mut headers, &ctx, false);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 198.51.100.2");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "api.example.com");
+        assert_eq!(headers["x-request-id"], "req-1");
+        assert_eq!(
+            headers["traceparent"],
+            ctx.request.trace.traceparent().as_str()
+        );
+        assert!(!headers.contains_key("forwarded"));
+        assert!(!headers.contains_key("expect"));
+    }
+
+    #[test]
+    fn without_a_trusted_chain_the_client_address_alone_is_forwarded() {
+        let mut headers = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil")]);
+        let mut ctx = ctx(IpAddr::V6(Ipv6Addr::LOCALHOST), None);
+        ctx.host = None;
+        prepare_request(&mut headers, &ctx, false);
+        assert_eq!(headers["x-forwarded-for"], "::1");
+        assert!(!headers.contains_key("x-forwarded-host"));
+    }
+}

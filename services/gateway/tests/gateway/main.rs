@@ -1,0 +1,7 @@
+//! The gateway's integration tests: real upstream servers, a real JWKS server and real
+//! Redis on loopback.
+
+mod edge;
+mod proxy;
+mod ratelimit;
+mod support;

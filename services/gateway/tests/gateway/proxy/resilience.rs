@@ -1,0 +1,232 @@
+//! Failing upstreams: ejection, the circuit breaker, retries and their budget, timeouts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::IntoResponse;
+use http::{Method, StatusCode};
+use http_body_util::Limited;
+use tessera_gateway::proxy::{BreakerState, RetryPolicy};
+
+use super::servers::{self, answering, echo};
+use super::{config, ctx, get, problem_code, request, text, upstream};
+
+/// A loopback port nobody listens on (bound, then released): connections are refused.
+async fn closed_port() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+#[tokio::test]
+async fn an_endpoint_refusing_connections_is_ejected_and_returns_after_the_ejection_time() {
+    let refused = closed_port().await;
+    let healthy = echo().await;
+    let mut config = config(&[refused, healthy.addr]);
+    config.eject_after_failures = 2;
+    config.ejection = Duration::from_millis(1500);
+    let upstream = upstream(config);
+
+    let mut refusals = 0;
+    for _ in 0..12 {
+        let response = get(&upstream, "/").await;
+        if response.status() == StatusCode::BAD_GATEWAY {
+            assert_eq!(problem_code(response).await, "upstream_unavailable");
+            refusals += 1;
+        } else {
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+    // Round robin would have sent six requests to the dead endpoint; ejection stops it
+    // after the second consecutive failure.
+    assert_eq!(refusals, 2);
+    assert_eq!(healthy.hits(), 10);
+    assert!(upstream.status().endpoints[0].ejected);
+    let ejected_at = Instant::now();
+
+    // The endpoint comes back to life; once the ejection has expired it gets traffic.
+    let listener = tokio::net::TcpListener::bind(refused)
+        .await
+        .expect("rebind the released port");
+    let revived = servers::backend_on(listener, |_| async { "revived".into_response() });
+    tokio::time::sleep(Duration::from_millis(1600).saturating_sub(ejected_at.elapsed())).await;
+    for _ in 0..10 {
+        assert_eq!(get(&upstream, "/").await.status(), StatusCode::OK);
+    }
+    assert_eq!(revived.hits(), 5);
+    assert!(!upstream.status().endpoints[0].ejected);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_failures_answers_503_without_calling_the_upstream_and_a_probe_closes_it()
+ {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let backend = servers::switchable(healthy.clone()).await;
+    let mut config = config(&[backend.addr]);
+    config.breaker_failure_ratio = 0.5;
+    config.breaker_min_requests = 4;
+    config.breaker_open_for = Duration::from_millis(800);
+    let upstream = upstream(config);
+
+    for _ in 0..4 {
+        let response = get(&upstream, "/").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            text(response).await,
+            "overloaded",
+            "the upstream's own answer"
+        );
+    }
+    assert_eq!(upstream.status().breaker, BreakerState::Open);
+
+    let refusing = Instant::now();
+    for _ in 0..20 {
+        let response = get(&upstream, "/").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(problem_code(response).await, "circuit_open");
+    }
+    assert!(
+        refusing.elapsed() < Duration::from_millis(500),
+        "refused at once"
+    );
+    assert_eq!(
+        backend.hits(),
+        4,
+        "no request reached the upstream while open"
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(upstream.status().breaker, BreakerState::HalfOpen);
+    let probe = get(&upstream, "/").await;
+    assert_eq!(probe.status(), StatusCode::OK);
+    assert_eq!(upstream.status().breaker, BreakerState::Closed);
+    assert_eq!(get(&upstream, "/").await.status(), StatusCode::OK);
+    assert_eq!(backend.hits(), 6);
+}
+
+#[tokio::test]
+async fn an_idempotent_request_failing_with_503_is_retried_on_another_endpoint() {
+    let failing = answering(StatusCode::SERVICE_UNAVAILABLE).await;
+    let working = echo().await;
+    let mut config = config(&[failing.addr, working.addr]);
+    config.retry.attempts = 1;
+    let upstream = upstream(config);
+
+    for _ in 0..6 {
+        assert_eq!(get(&upstream, "/").await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        failing.hits(),
+        3,
+        "round robin sent half the first attempts there"
+    );
+    assert_eq!(working.hits(), 6);
+
+    // A small PUT body is buffered and sent again whole.
+    for _ in 0..2 {
+        let response = upstream
+            .forward(request(Method::PUT, "/item", vec![1u8; 1024]), &ctx())
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let report: serde_json::Value = serde_json::from_str(&text(response).await).expect("JSON");
+        assert_eq!(report["body_len"], 1024);
+    }
+    assert_eq!(failing.hits(), 4);
+}
+
+#[tokio::test]
+async fn an_idempotent_request_refused_a_connection_is_retried_on_another_endpoint() {
+    let refused = closed_port().await;
+    let working = echo().await;
+    let mut config = config(&[refused, working.addr]);
+    config.retry.attempts = 1;
+    let upstream = upstream(config);
+
+    for _ in 0..6 {
+        let response = get(&upstream, "/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(working.hits(), 6);
+}
+
+#[tokio::test]
+async fn a_post_is_not_retried() {
+    let failing = answering(StatusCode::SERVICE_UNAVAILABLE).await;
+    let working = echo().await;
+    let mut config = config(&[failing.addr, working.addr]);
+    config.retry.attempts = 2;
+    let upstream = upstream(config);
+
+    let mut unavailable = 0;
+    for _ in 0..6 {
+        let response = upstream
+            .forward(request(Method::POST, "/orders", "{}"), &ctx())
+            .await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            unavailable += 1;
+        }
+    }
+    assert_eq!(unavailable, 3);
+    assert_eq!(
+        failing.hits() + working.hits(),
+        6,
+        "one attempt per request"
+    );
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_when_every_endpoint_fails() {
+    let backends = [
+        answering(StatusCode::SERVICE_UNAVAILABLE).await,
+        answering(StatusCode::BAD_GATEWAY).await,
+    ];
+    let mut config = config(&backends.each_ref().map(|b| b.addr));
+    config.retry = RetryPolicy {
+        attempts: 3,
+        budget_ratio: 0.1,
+    };
+    let upstream = upstream(config);
+
+    for _ in 0..200 {
+        let status = get(&upstream, "/").await.status();
+        assert!(status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::BAD_GATEWAY);
+    }
+    let attempts: usize = backends.iter().map(servers::Backend::hits).sum();
+    // Unbudgeted, 200 requests would make 800 attempts. The budget allows 10% of the
+    // requests plus a floor of 3 per second over its 10 s window: at most 200 + 20 + 30.
+    assert!(attempts > 200, "some retries happened");
+    assert!(attempts <= 250, "{attempts} attempts");
+}
+
+#[tokio::test]
+async fn an_upstream_slow_to_answer_gets_504_at_the_first_byte_timeout() {
+    let slow = servers::slow(Duration::from_secs(5)).await;
+    let mut config = config(&[slow.addr]);
+    config.timeouts.first_byte = Duration::from_millis(300);
+    let upstream = upstream(config);
+
+    let started = Instant::now();
+    let response = get(&upstream, "/").await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(problem_code(response).await, "upstream_timeout");
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_callers_limit_answers_413_rather_than_blaming_the_upstream() {
+    let backend = echo().await;
+    let upstream = upstream(config(&[backend.addr]));
+    let limited = Body::new(Limited::new(Body::from(vec![0u8; 200_000]), 1000));
+    let response = upstream
+        .forward(request(Method::POST, "/upload", limited), &ctx())
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem_code(response).await, "body_too_large");
+}

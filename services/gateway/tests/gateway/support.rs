@@ -1,0 +1,231 @@
+//! A gateway under test with real collaborators on loopback: a JWKS server holding a
+//! freshly generated signing key, an echo upstream that reports what it received, and a
+//! routes file in a temp dir.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use clap::Parser;
+use http::StatusCode;
+use serde_json::{Value, json};
+use service_kit::{CancellationToken, Listeners, SystemClock};
+use tessera_auth::{AccessClaims, Audience};
+use tessera_keys::{Algorithm, Key, KeyState, Keyset, SigningKey, generate};
+
+pub(crate) const ISSUER: &str = "http://issuer.test";
+
+/// Serves `router` on a loopback port until the test ends.
+pub(crate) async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+    addr
+}
+
+/// An upstream answering every request with what it saw: method, path, query, headers.
+pub(crate) async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new().fallback(move |request: Request| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let headers: serde_json::Map<String, Value> = request
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        Value::String(v.to_str().unwrap_or("?").to_owned()),
+                    )
+                })
+                .collect();
+            Json(json!({
+                "method": request.method().as_str(),
+                "path": request.uri().path(),
+                "query": request.uri().query(),
+                "headers": headers,
+            }))
+        }
+    });
+    (serve(router).await, hits)
+}
+
+/// A signing key and a JWKS server publishing it; the server answers 503 until
+/// `publishing` is set.
+pub(crate) struct Issuer {
+    pub(crate) key: SigningKey,
+    pub(crate) jwks_url: String,
+    pub(crate) publishing: Arc<AtomicBool>,
+}
+
+impl Issuer {
+    pub(crate) async fn start(publishing_now: bool) -> Self {
+        let generated = generate(Algorithm::EdDSA).expect("key");
+        let now = time::OffsetDateTime::now_utc();
+        let key = Key {
+            kid: generated.kid,
+            alg: Algorithm::EdDSA,
+            state: KeyState::Active,
+            created_at: now,
+            activated_at: Some(now),
+            retiring_at: None,
+            remove_after: None,
+            private_key_pem: generated.private_key_pem,
+        };
+        let keyset = Keyset {
+            version: 1,
+            keys: vec![key.clone()],
+        };
+        let jwks = serde_json::to_value(keyset.jwks()).expect("jwks");
+        let publishing = Arc::new(AtomicBool::new(publishing_now));
+        let flag = publishing.clone();
+        let router = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                let (flag, jwks) = (flag.clone(), jwks.clone());
+                async move {
+                    if flag.load(Ordering::SeqCst) {
+                        Json(jwks).into_response()
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE.into_response()
+                    }
+                }
+            }),
+        );
+        let addr = serve(router).await;
+        Self {
+            key: SigningKey::from_key(&key).expect("signing key"),
+            jwks_url: format!("http://{addr}/.well-known/jwks.json"),
+            publishing,
+        }
+    }
+
+    /// A valid access token for `subject` with `roles`.
+    pub(crate) fn token(&self, subject: &str, roles: &[&str]) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = AccessClaims {
+            iss: ISSUER.to_owned(),
+            sub: subject.to_owned(),
+            aud: Audience(vec!["tessera".to_owned()]),
+            exp: now + 300,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            client_id: None,
+        };
+        self.key.sign(&claims).expect("sign")
+    }
+}
+
+/// A running gateway.
+pub(crate) struct TestGateway {
+    pub(crate) base: String,
+    pub(crate) admin: String,
+    pub(crate) routes_file: std::path::PathBuf,
+    pub(crate) http: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestGateway {
+    /// Starts a gateway with `routes` (YAML; `{upstream}` is replaced by the echo
+    /// upstream's address) and extra flags.
+    pub(crate) async fn start(
+        issuer: &Issuer,
+        routes: &str,
+        upstream: SocketAddr,
+        args: &[&str],
+    ) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let routes_file = dir.path().join("routes.yaml");
+        std::fs::write(
+            &routes_file,
+            routes.replace("{upstream}", &upstream.to_string()),
+        )
+        .expect("write routes");
+        let routes_arg = routes_file.display().to_string();
+        let mut args_for_gateway = vec![
+            "tessera-gateway",
+            "--routes-file",
+            &routes_arg,
+            "--jwks-url",
+            &issuer.jwks_url,
+            "--issuer",
+            ISSUER,
+        ];
+        args_for_gateway.extend_from_slice(args);
+        let config =
+            tessera_gateway::config::Config::try_parse_from(args_for_gateway).expect("config");
+        let shutdown = CancellationToken::new();
+        let built = tessera_gateway::build(&config, Arc::new(SystemClock), &shutdown)
+            .await
+            .expect("gateway builds");
+        let listeners = Listeners::loopback().await.expect("bind");
+        let base = format!("http://{}", listeners.public_addr().expect("addr"));
+        let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+        tokio::spawn(built.service.serve(listeners, shutdown.clone()));
+        Self {
+            base,
+            admin,
+            routes_file,
+            http: reqwest::Client::new(),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until the JWKS is loaded (readiness).
+    pub(crate) async fn ready(&self) {
+        testkit::eventually(Duration::from_secs(10), "gateway readiness", || async {
+            let r = self
+                .http
+                .get(format!("{}/readyz", self.admin))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("send")
+    }
+}
+
+/// The problem `code` of a response.
+pub(crate) async fn code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
