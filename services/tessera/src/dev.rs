@@ -1,6 +1,7 @@
 //! `tessera dev`: starts every built service on loopback with embedded defaults (SQLite
 //! files and generated secrets under the data directory) and reports what runs where.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +44,21 @@ pub struct DevArgs {
     )]
     pub admin_listen: SocketAddr,
 
-    /// Identity's public API (also the token issuer until the gateway exists).
+    /// The gateway: the one address clients use (and the token issuer).
+    #[arg(
+        long,
+        env = "TESSERA_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// The gateway's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "ADDR")]
+    pub gateway_admin_listen: SocketAddr,
+
+    /// Identity's own public API (the gateway forwards to it; direct access is for
+    /// debugging).
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     pub identity_listen: SocketAddr,
 
@@ -97,11 +112,25 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 
     let tessera = Service::new("tessera", HttpSettings::default());
     let mut tasks = tokio::task::JoinSet::new();
-    let (identity, readiness, serve) = start_identity(&args, &shutdown).await?;
+    let gateway_listeners = Listeners::bind_addrs(args.listen, args.gateway_admin_listen)
+        .await
+        .context("gateway (--listen / --gateway-admin-listen)")?;
+    let issuer = format!("http://{}", gateway_listeners.public_addr()?);
+    let (identity, readiness, serve) = start_identity(&args, &issuer, &shutdown).await?;
     add_readiness(tessera.readiness(), identity.name, readiness);
     tasks.spawn(serve);
+    let (gateway, readiness, serve) = start_gateway(
+        &args,
+        &issuer,
+        identity.public,
+        gateway_listeners,
+        &shutdown,
+    )
+    .await?;
+    add_readiness(tessera.readiness(), gateway.name, readiness);
+    tasks.spawn(serve);
 
-    print_summary(&args, admin_addr, &[identity]);
+    print_summary(&args, admin_addr, &[gateway, identity]);
     let stop = shutdown.clone();
     let router = tessera.admin_router();
     tasks.spawn(async move {
@@ -142,6 +171,7 @@ type Serve = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 async fn start_identity(
     args: &DevArgs,
+    issuer: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Running, Readiness, Serve)> {
     let listeners = Listeners::bind_addrs(args.identity_listen, args.identity_admin_listen)
@@ -154,7 +184,7 @@ async fn start_identity(
     let mut identity_args = vec![
         "tessera-identity".to_owned(),
         "--issuer".to_owned(),
-        format!("http://{public}"),
+        issuer.to_owned(),
         "--database-url".to_owned(),
         format!("sqlite:{}", database.display()),
         "--keyset-encryption-key".to_owned(),
@@ -182,6 +212,73 @@ async fn start_identity(
         readiness,
         serve,
     ))
+}
+
+async fn start_gateway(
+    args: &DevArgs,
+    issuer: &str,
+    identity: SocketAddr,
+    listeners: Listeners,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Running, Readiness, Serve)> {
+    let routes = args.data_dir.join("gateway-routes.yaml");
+    std::fs::write(&routes, dev_routes(identity))
+        .with_context(|| format!("cannot write {}", routes.display()))?;
+    let gateway_args = [
+        "tessera-gateway".to_owned(),
+        "--routes-file".to_owned(),
+        routes.display().to_string(),
+        "--jwks-url".to_owned(),
+        format!("http://{identity}/.well-known/jwks.json"),
+        "--issuer".to_owned(),
+        issuer.to_owned(),
+    ];
+    let config = tessera_gateway::config::Config::try_parse_from(gateway_args)
+        .map_err(|e| anyhow::anyhow!("gateway configuration: {}", e.render()))?;
+    let built = tessera_gateway::build(
+        &config,
+        std::sync::Arc::new(service_kit::SystemClock),
+        shutdown,
+    )
+    .await
+    .context("the gateway cannot start")?;
+    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
+    let readiness = built.service.readiness().clone();
+    let serve = Box::pin(built.service.serve(listeners, shutdown.clone()));
+    Ok((
+        Running {
+            name: "gateway",
+            public,
+            admin,
+        },
+        readiness,
+        serve,
+    ))
+}
+
+/// Routes of the all-in-one gateway: identity's API and discovery. Identity
+/// authenticates its own endpoints; the gateway adds a login rate limit.
+fn dev_routes(identity: SocketAddr) -> String {
+    let login_limit = "    rate_limit: { name: login, requests: 10, period_secs: 60, burst: 10 }\n";
+    let mut yaml = String::from(
+        "# Written by `tessera dev` at every start; edits are replaced.\nversion: 1\nroutes:\n",
+    );
+    for (name, prefix, limit) in [
+        ("discovery", "/.well-known/", ""),
+        ("oauth", "/oauth2/", ""),
+        ("signup", "/v1/signup", ""),
+        ("login", "/v1/login", login_limit),
+        ("logout", "/v1/logout", ""),
+        ("me", "/v1/me", ""),
+        ("identity-admin", "/v1/admin/", ""),
+    ] {
+        // Writing into a String cannot fail.
+        let _ = write!(
+            yaml,
+            "  - name: {name}\n    match: {{ prefix: {prefix} }}\n    upstreams: [http://{identity}]\n    auth: public\n{limit}"
+        );
+    }
+    yaml
 }
 
 /// The base64 of a 32-byte random secret kept in `path` (created with mode 0600 on first

@@ -41,7 +41,7 @@ fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatu
 struct Dev {
     child: Child,
     admin: String,
-    identity: String,
+    gateway: String,
 }
 
 impl Drop for Dev {
@@ -53,20 +53,16 @@ impl Drop for Dev {
 }
 
 impl Dev {
-    /// Starts `tessera dev` with identity on the given ports (the issuer URL includes the
-    /// port, so a restart that should keep tokens valid must reuse them).
-    fn start(data_dir: &std::path::Path, identity_ports: (u16, u16)) -> Self {
+    /// Starts `tessera dev` with the gateway on `gateway_port` (the issuer URL includes
+    /// it, so a restart that should keep tokens valid must reuse it).
+    fn start(data_dir: &std::path::Path, gateway_port: u16) -> Self {
         let admin_port = free_port();
         let mut child = tessera()
             .args(["dev", "--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .args([
-                "--identity-listen",
-                &format!("127.0.0.1:{}", identity_ports.0),
-            ])
-            .args([
-                "--identity-admin-listen",
-                &format!("127.0.0.1:{}", identity_ports.1),
-            ])
+            .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
+            .args(["--gateway-admin-listen", "127.0.0.1:0"])
+            .args(["--identity-listen", "127.0.0.1:0"])
+            .args(["--identity-admin-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
@@ -86,19 +82,19 @@ impl Dev {
             "{summary}"
         );
         assert!(
-            summary.contains("gateway        not built yet (issue #4)"),
+            summary.contains("logging        not built yet (issue #6)"),
             "{summary}"
         );
-        let identity = summary
+        let gateway = summary
             .lines()
-            .find(|l| l.trim_start().starts_with("identity "))
+            .find(|l| l.trim_start().starts_with("gateway "))
             .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no identity line in:\n{summary}"))
+            .unwrap_or_else(|| panic!("no gateway line in:\n{summary}"))
             .to_owned();
         Self {
             child,
             admin: format!("http://127.0.0.1:{admin_port}"),
-            identity,
+            gateway,
         }
     }
 
@@ -130,23 +126,23 @@ impl Dev {
 }
 
 #[tokio::test]
-async fn tessera_dev_runs_identity_for_the_readme_curl_session_and_stops_on_ctrl_c() {
+async fn tessera_dev_serves_the_readme_curl_session_through_the_gateway_and_stops_on_ctrl_c() {
     let data = tempfile::tempdir().expect("tempdir");
     let state = data.path().join("state");
-    let ports = (free_port(), free_port());
-    let mut dev = Dev::start(&state, ports);
+    let port = free_port();
+    let mut dev = Dev::start(&state, port);
     dev.ready().await;
     let http = reqwest::Client::new();
     let credentials = serde_json::json!({ "email": "ada@example.com", "password": "correct horse battery staple" });
     let signup = http
-        .post(format!("{}/v1/signup", dev.identity))
+        .post(format!("{}/v1/signup", dev.gateway))
         .json(&credentials)
         .send()
         .await
         .expect("signup");
     assert_eq!(signup.status(), 201);
     let login: serde_json::Value = http
-        .post(format!("{}/v1/login", dev.identity))
+        .post(format!("{}/v1/login", dev.gateway))
         .json(&credentials)
         .send()
         .await
@@ -159,7 +155,7 @@ async fn tessera_dev_runs_identity_for_the_readme_curl_session_and_stops_on_ctrl
         .expect("access token")
         .to_owned();
     let me: serde_json::Value = http
-        .get(format!("{}/v1/me", dev.identity))
+        .get(format!("{}/v1/me", dev.gateway))
         .bearer_auth(&token)
         .send()
         .await
@@ -173,10 +169,10 @@ async fn tessera_dev_runs_identity_for_the_readme_curl_session_and_stops_on_ctrl
     assert!(status.success(), "exit status {status}");
 
     // A second run finds the same users and keys: the token from the first run still works.
-    let mut again = Dev::start(&state, ports);
+    let mut again = Dev::start(&state, port);
     again.ready().await;
     let me = http
-        .get(format!("{}/v1/me", again.identity))
+        .get(format!("{}/v1/me", again.gateway))
         .bearer_auth(&token)
         .send()
         .await
