@@ -39,9 +39,12 @@ pub(crate) async fn serve(
     router: Router,
     shutdown: CancellationToken,
     drain_timeout: Duration,
+    max_header_bytes: usize,
 ) -> Drained {
     let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    // Bounds the HTTP/1.1 request head; hyper answers 431 beyond it.
+    builder.http1().max_buf_size(max_header_bytes.max(8192));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {

@@ -48,6 +48,11 @@ pub struct HttpArgs {
           value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
     pub max_body_bytes: u64,
 
+    /// Largest request head (request line and headers), in bytes; larger ones get 431.
+    #[arg(long, env = "TESSERA_MAX_HEADER_BYTES", default_value_t = 32 * 1024,
+          value_parser = clap::value_parser!(u64).range(8192..=1024 * 1024))]
+    pub max_header_bytes: u64,
+
     /// Time a request may take before it is answered with 503, in seconds.
     #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -65,6 +70,7 @@ impl HttpArgs {
     pub fn settings(&self) -> HttpSettings {
         HttpSettings {
             max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
         }
@@ -76,6 +82,8 @@ impl HttpArgs {
 pub struct HttpSettings {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest request head accepted (HTTP/1.1; at least 8192).
+    pub max_header_bytes: usize,
     /// Time a request may take.
     pub request_timeout: Duration,
     /// Time in-flight requests get after shutdown begins.
@@ -86,6 +94,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            max_header_bytes: 32 * 1024,
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(20),
         }

@@ -207,6 +207,7 @@ impl Service {
         let admin_addr = listeners.admin.local_addr().ok();
         tracing::info!(service = %self.name, public = ?public_addr, admin = ?admin_addr, "listening");
         let drain = self.settings.drain_timeout;
+        let headers = self.settings.max_header_bytes;
         let readiness = self.readiness.clone();
         let draining = async {
             shutdown.cancelled().await;
@@ -219,6 +220,7 @@ impl Service {
             self.public_router(),
             shutdown.clone(),
             drain,
+            headers,
         );
         let admin = accept::serve(
             "admin",
@@ -226,6 +228,7 @@ impl Service {
             self.admin_router(),
             shutdown.clone(),
             drain,
+            headers,
         );
         let ((), public, admin) = tokio::join!(draining, public, admin);
         let cut = public.cut + admin.cut;

@@ -331,16 +331,91 @@ async fn a_changed_routes_file_is_swapped_in_without_failing_requests_and_a_bad_
 
 /// Sends `GET <path>` byte for byte and returns the status line.
 async fn raw_get(base: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    String::from_utf8_lossy(&response)
+    raw(
+        base,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends `request` byte for byte and returns the status line.
+async fn raw(base: &str, request: &str) -> String {
+    raw_full(base, request)
+        .await
         .lines()
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Sends `request` byte for byte and returns the whole answer.
+async fn raw_full(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn conflicting_framing_never_reaches_the_upstream_and_oversized_headers_get_431() {
+    let (_issuer, gw, hits) = gateway().await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let conflicting = format!(
+        "POST /pub/x HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+    );
+    // hyper (RFC 9112 §6.1) drops Content-Length when Transfer-Encoding is present and
+    // closes the connection after answering: the upstream sees one framing only, so
+    // there is nothing to desynchronise.
+    let answer = raw_full(&gw.base, &conflicting).await;
+    let lowered = answer.to_ascii_lowercase();
+    assert!(lowered.contains("connection: close"), "{answer}");
+    assert!(
+        !lowered.contains("\"content-length\":\"4\""),
+        "both framings reached the upstream: {answer}"
+    );
+    let huge = format!(
+        "GET /pub/x HTTP/1.1\r\nHost: {addr}\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let status = raw(&gw.base, &huge).await;
+    assert!(
+        status.starts_with("HTTP/1.1 431"),
+        "oversized headers: {status}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "only the well-framed request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_401_with_a_bearer_challenge() {
+    let (issuer, gw, _) = gateway().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = tessera_auth::AccessClaims {
+        iss: crate::support::ISSUER.to_owned(),
+        sub: "ada".to_owned(),
+        aud: tessera_auth::Audience(vec!["tessera".to_owned()]),
+        exp: now - 3600,
+        iat: now - 7200,
+        nbf: now - 7200,
+        jti: "expired".to_owned(),
+        roles: vec![],
+        client_id: None,
+    };
+    let expired = issuer.key.sign(&claims).expect("sign");
+    let response = gw.get("/me", Some(&expired)).await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    assert_eq!(
+        code(response).await,
+        (StatusCode::UNAUTHORIZED, "invalid_token".into())
+    );
 }

@@ -5,3 +5,4 @@ mod edge;
 mod proxy;
 mod ratelimit;
 mod support;
+mod throttling;

@@ -1,0 +1,86 @@
+//! Throttling as a client meets it: accuracy under sustained overload, and one budget
+//! shared by several gateway replicas through Redis.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::support::{Issuer, TestGateway, echo_upstream};
+
+fn limited_routes(policy: &str, requests: u32, period: u32, burst: u32) -> String {
+    format!(
+        "version: 1\nroutes:\n  - name: limited\n    match: {{ prefix: /limited/ }}\n    upstreams: [http://{{upstream}}]\n    auth: public\n    rate_limit: {{ name: {policy}, requests: {requests}, period_secs: {period}, burst: {burst} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_five_times_the_limit_for_ten_seconds_the_accepted_rate_is_within_ten_percent_of_the_policy()
+ {
+    let issuer = Issuer::start(true).await;
+    let (upstream, _) = echo_upstream().await;
+    // 20 requests/s, burst 1; offered: 100 requests/s.
+    let gw = TestGateway::start(
+        &issuer,
+        &limited_routes("accuracy", 20, 1, 1),
+        upstream,
+        &[],
+    )
+    .await;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut requests = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        ticker.tick().await;
+        let (http, url) = (gw.http.clone(), gw.url("/limited/x"));
+        requests.spawn(async move { http.get(url).send().await.map(|r| r.status()) });
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut accepted, mut refused) = (0u32, 0u32);
+    while let Some(outcome) = requests.join_next().await {
+        match outcome.expect("join").expect("request") {
+            StatusCode::OK => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let expected = 20.0 * elapsed + 1.0;
+    let ratio = f64::from(accepted) / expected;
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "accepted {accepted} of {} (expected ~{expected:.0})",
+        accepted + refused
+    );
+    assert!(
+        refused > 3 * accepted,
+        "the overload was not offered: {accepted} accepted, {refused} refused"
+    );
+}
+
+#[tokio::test]
+async fn two_gateways_on_redis_share_one_budget() {
+    let redis = std::env::var("TESSERA_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("TESSERA_TEST_REDIS_URL is not set: this test needs Redis (run .ci/run or tools/services up)")
+    });
+    let issuer = Issuer::start(true).await;
+    let (upstream, hits) = echo_upstream().await;
+    // A fresh policy name per run so earlier runs' counters in Redis do not interfere.
+    let policy = format!("shared{}", uuid::Uuid::new_v4().simple());
+    let routes = limited_routes(&policy, 5, 3600, 5);
+    let args = [
+        "--rate-limit-backend",
+        "redis",
+        "--redis-url",
+        redis.as_str(),
+    ];
+    let first = TestGateway::start(&issuer, &routes, upstream, &args).await;
+    let second = TestGateway::start(&issuer, &routes, upstream, &args).await;
+    let mut accepted = 0;
+    for i in 0..12 {
+        let gw = if i % 2 == 0 { &first } else { &second };
+        if gw.get("/limited/x", None).await.status() == StatusCode::OK {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 5, "two replicas must share one budget of 5");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
