@@ -419,3 +419,30 @@ async fn an_expired_token_gets_401_with_a_bearer_challenge() {
         (StatusCode::UNAUTHORIZED, "invalid_token".into())
     );
 }
+
+#[tokio::test]
+async fn a_refused_upstream_is_502_and_a_slow_one_504_as_problems() {
+    let issuer = Issuer::start(true).await;
+    let slow = crate::support::serve(axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        "late"
+    }))
+    .await;
+    let routes = format!(
+        "version: 1\nroutes:\n  - name: down\n    match: {{ prefix: /down/ }}\n    upstreams: [http://127.0.0.1:1]\n    auth: public\n    retry: {{ attempts: 0, budget_ratio: 0.2 }}\n  - name: slow\n    match: {{ prefix: /slow/ }}\n    upstreams: [http://{slow}]\n    auth: public\n    timeouts: {{ connect_ms: 500, first_byte_ms: 300, total_ms: 1000 }}\n"
+    );
+    let (unused, _) = echo_upstream().await;
+    let gw = TestGateway::start(&issuer, &routes, unused, &[]).await;
+    assert_eq!(
+        code(gw.get("/down/x", None).await).await.0,
+        StatusCode::BAD_GATEWAY
+    );
+    let started = std::time::Instant::now();
+    let (status, _) = code(gw.get("/slow/x", None).await).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
