@@ -43,7 +43,7 @@ async fn at_five_times_the_limit_for_ten_seconds_the_accepted_rate_is_within_ten
             other => panic!("unexpected status {other}"),
         }
     }
-    let expected = 20.0 * elapsed + 10.0;
+    let expected = 20.0 * elapsed + 20.0;
     let ratio = f64::from(accepted) / expected;
     assert!(
         (0.9..=1.1).contains(&ratio),
