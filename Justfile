@@ -36,5 +36,10 @@ test *ARGS:
 bench-identity *ARGS:
     eval "$(tools/services env)" && cargo run --release -p tessera-bench-identity -- --postgres-url "$TESSERA_TEST_POSTGRES_URL" {{ARGS}}
 
+# Benchmark the gateway beside the upstream, nginx and HAProxy (installs wrk, nginx,
+# haproxy from Debian); prints one table.
+bench-gateway *ARGS:
+    bench/gateway/run {{ARGS}}
+
 # What CI runs after .ci/run has installed and started everything.
 ci: fmt-check lint test

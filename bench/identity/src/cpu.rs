@@ -17,6 +17,8 @@ const NOTABLE_CORES: f64 = 0.05;
 #[derive(Debug, Clone, Default)]
 struct Snapshot {
     tasks: BTreeMap<(bool, u32), (String, u64)>,
+    /// This process's total, which keeps the ticks of threads that have ended.
+    own_total: u64,
     machine_busy: u64,
     machine_idle: u64,
 }
@@ -36,6 +38,8 @@ fn group_of_thread(name: &str) -> &'static str {
         "identity's SQLite threads"
     } else if name.starts_with("load-generator") {
         "load generator"
+    } else if name.starts_with("measured") {
+        "measured work"
     } else {
         "bench (other threads)"
     }
@@ -73,6 +77,8 @@ fn read_tasks(dir: &str) -> Vec<(u32, String, u64)> {
 fn take() -> Snapshot {
     let mut snapshot = Snapshot::default();
     let own_pid = std::process::id();
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    snapshot.own_total = parse_stat(&own).map_or(0, |(_, ticks)| ticks);
     for (tid, name, ticks) in read_tasks("/proc/self/task") {
         let group = group_of_thread(&name).to_owned();
         snapshot.tasks.insert((true, tid), (group, ticks));
@@ -124,6 +130,19 @@ pub(crate) async fn during(start_after: Duration, window: Duration) -> Usage {
         };
         *into.entry(group.clone()).or_default() += used;
     }
+    let own_live: u64 = after
+        .tasks
+        .iter()
+        .filter(|(key, _)| key.0)
+        .map(|(key, (_, ticks))| ticks.saturating_sub(before.tasks.get(key).map_or(0, |(_, t)| *t)))
+        .sum();
+    let own_ended = after
+        .own_total
+        .saturating_sub(before.own_total)
+        .saturating_sub(own_live);
+    if own_ended > 0 {
+        ours.insert("this process's ended threads".to_owned(), own_ended);
+    }
     let mut usage = Usage::default();
     let mut counted = 0;
     for (group, used) in ours.into_iter().chain(others) {
@@ -136,7 +155,7 @@ pub(crate) async fn during(start_after: Duration, window: Duration) -> Usage {
     // time apart from tasks, as do tasks that ended in the window.
     let busy = after.machine_busy.saturating_sub(before.machine_busy);
     usage.cores.push((
-        "unattributed".to_owned(),
+        "unattributed (ended tasks, kernel)".to_owned(),
         cores(busy.saturating_sub(counted)),
     ));
     usage.cores.push((

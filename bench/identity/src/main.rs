@@ -86,16 +86,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut signing_rows = Vec::new();
     for (alg, low, high) in NOTED_SIGN {
         eprintln!("measuring {alg} signing, one thread …");
-        let stats =
-            tokio::task::spawn_blocking(move || signing::signing(alg, shape.warmup, shape.window))
-                .await??;
-        signing_rows.push((alg, stats, low, high));
+        let key = signing::signing_key(alg)?;
+        let measured = in_process(shape, move || {
+            Ok(signing::signing(&key, shape.warmup, shape.window))
+        })
+        .await?;
+        signing_rows.push((alg, measured, low, high));
     }
     eprintln!("measuring Argon2id verification alone, {cores} threads …");
-    let argon2 = tokio::task::spawn_blocking(move || {
+    let argon2 = in_process(shape, move || {
         signing::argon2_verify(cores, shape.warmup, shape.window)
     })
-    .await??;
+    .await?;
 
     let mut backends = vec![Backend::Sqlite];
     let postgres_skipped = match &args.postgres_url {
@@ -125,7 +127,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let eddsa = signing_rows
         .iter()
         .find(|(alg, ..)| *alg == Algorithm::EdDSA)
-        .map_or(0.0, |(_, s, ..)| s.rate());
+        .map_or(0.0, |(_, m, ..)| m.stats.rate());
     let skipped = postgres_skipped.as_deref();
     println!(
         "{}",
@@ -158,6 +160,30 @@ async fn measure_service(
     let result = measure_running(&running, label, shape, measure_jwks).await;
     running.stop().await?;
     result
+}
+
+/// An in-process measurement on a blocking thread, beside the CPU accounting of its
+/// window (which shows whether anything else ran meanwhile).
+async fn in_process(
+    shape: Shape,
+    work: impl FnOnce() -> anyhow::Result<load::Stats> + Send + 'static,
+) -> anyhow::Result<Measured> {
+    // A thread of its own (threads it starts inherit the name), so the CPU accounting
+    // tells the measured work from the runtime's threads.
+    let thread = std::thread::Builder::new()
+        .name("measured".to_owned())
+        .spawn(work)
+        .context("spawn measuring thread")?;
+    // The accounting stops a little before the work does, while its threads still live.
+    let accounted = shape.window.saturating_sub(Duration::from_millis(100));
+    let (stats, cpu) = tokio::join!(
+        tokio::task::spawn_blocking(move || thread.join()),
+        cpu::during(shape.warmup, accounted)
+    );
+    let stats = stats
+        .context("join measuring thread")?
+        .map_err(|_| anyhow::anyhow!("measuring thread panicked"))??;
+    Ok(Measured { stats, cpu })
 }
 
 /// One load window beside the CPU accounting of the same window.

@@ -48,9 +48,9 @@ impl ServiceRun {
     }
 }
 
-pub(crate) fn signing_table(rows: &[(Algorithm, Stats, f64, f64)]) -> Table {
+pub(crate) fn signing_table(rows: &[(Algorithm, Measured, f64, f64)]) -> Table {
     let mut table = Table::new("1. Raw signing in-process, one thread (the limit)", "ops/s");
-    for (alg, stats, low, high) in rows {
+    for (alg, measured, low, high) in rows {
         let noted = if low < high {
             format!("noted {}–{}/s", rate(*low), rate(*high))
         } else {
@@ -59,7 +59,7 @@ pub(crate) fn signing_table(rows: &[(Algorithm, Stats, f64, f64)]) -> Table {
         table.row(
             Row::new(
                 format!("{alg} `SigningKey::sign`, service-token claims"),
-                *stats,
+                measured.stats,
                 noted,
             )
             .ratio_to(f64::midpoint(*low, *high)),
@@ -69,6 +69,9 @@ pub(crate) fn signing_table(rows: &[(Algorithm, Stats, f64, f64)]) -> Table {
         "noted: jsonwebtoken 10 + aws-lc-rs on a 2-vCPU machine of this kind (FIELD-NOTES \
          \"JWT\"); ratio to the middle of that range",
     );
+    for (alg, measured, ..) in rows {
+        table.note(format!("CPU during {alg}: {}", measured.cpu.describe()));
+    }
     table
 }
 
@@ -149,7 +152,7 @@ pub(crate) fn jwks_table(runs: &[ServiceRun]) -> Table {
 pub(crate) fn login_table(
     runs: &[ServiceRun],
     skipped: Option<&str>,
-    argon2: &Stats,
+    argon2: &Measured,
     cores: usize,
     concurrency: usize,
 ) -> Table {
@@ -161,7 +164,7 @@ pub(crate) fn login_table(
         ),
         "ops/s",
     );
-    let limit = format!("limit {}/s", rate(argon2.rate()));
+    let limit = format!("limit {}/s", rate(argon2.stats.rate()));
     for run in runs {
         table.row(
             Row::new(
@@ -169,7 +172,7 @@ pub(crate) fn login_table(
                 run.logins.stats,
                 limit.clone(),
             )
-            .ratio_to(argon2.rate()),
+            .ratio_to(argon2.stats.rate()),
         );
     }
     if let Some(why) = skipped {
@@ -177,12 +180,16 @@ pub(crate) fn login_table(
     }
     table.row(Row::new(
         format!("Argon2id verify in-process, {cores} threads (the limit)"),
-        *argon2,
+        argon2.stats,
         "peer: Keycloak ~15/s per vCPU",
     ));
     table.note(format!(
         "{concurrency} clients queue for {cores} hashing slots, so login latency is mostly \
          waiting: p50 ≈ clients ÷ rate"
+    ));
+    table.note(format!(
+        "CPU during Argon2id alone: {}",
+        argon2.cpu.describe()
     ));
     for run in runs {
         table.note(format!(

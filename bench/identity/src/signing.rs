@@ -34,7 +34,7 @@ fn service_claims() -> AccessClaims {
 }
 
 /// A fresh active key of `alg`, loaded the way identity loads its active key.
-fn signing_key(alg: Algorithm) -> anyhow::Result<SigningKey> {
+pub(crate) fn signing_key(alg: Algorithm) -> anyhow::Result<SigningKey> {
     let generated = tessera_keys::generate(alg).context("generate key")?;
     let now = OffsetDateTime::now_utc();
     let key = Key {
@@ -52,8 +52,7 @@ fn signing_key(alg: Algorithm) -> anyhow::Result<SigningKey> {
 
 /// Single-thread `SigningKey::sign` of realistic service-token claims (header, JSON,
 /// base64url and the signature: everything identity does per token except the jti).
-pub(crate) fn signing(alg: Algorithm, warmup: Duration, window: Duration) -> anyhow::Result<Stats> {
-    let key = signing_key(alg)?;
+pub(crate) fn signing(key: &SigningKey, warmup: Duration, window: Duration) -> Stats {
     let claims = service_claims();
     let measure_from = Instant::now() + warmup;
     let end = measure_from + window;
@@ -77,7 +76,7 @@ pub(crate) fn signing(alg: Algorithm, warmup: Duration, window: Duration) -> any
             Err(_) => errors += 1,
         }
     }
-    Ok(Stats::from_samples(samples, errors, window))
+    Stats::from_samples(samples, errors, window)
 }
 
 /// Argon2id verifications of a correct password with identity's default parameters,
