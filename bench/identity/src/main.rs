@@ -100,7 +100,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
 
     let mut backends = vec![Backend::Sqlite];
-    let postgres_skipped = match &args.postgres_url {
+    // An empty URL (e.g. an unset variable passed on by a recipe) means none was given.
+    let postgres_url = args.postgres_url.filter(|url| !url.trim().is_empty());
+    let postgres_skipped = match &postgres_url {
         Some(url) => {
             backends.push(Backend::Postgres(url.clone()));
             None
