@@ -83,6 +83,29 @@ where
     }
 }
 
+/// Waits until a service's admin listener at `admin` (`http://host:port`) answers
+/// `/readyz` with 200, or panics after `timeout`.
+pub async fn wait_until_ready(admin: &str, timeout: Duration) {
+    let http = reqwest::Client::new();
+    let url = format!("{admin}/readyz");
+    eventually(timeout, &format!("{url} to answer 200"), || async {
+        let response = http.get(&url).send().await.ok()?;
+        (response.status() == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+/// Sends the services' logs to the test output (shown for failing tests), at `warn`
+/// unless `RUST_LOG` says otherwise. Safe to call from every test.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

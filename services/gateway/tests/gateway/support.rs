@@ -151,13 +151,7 @@ impl TestGateway {
         upstream: SocketAddr,
         args: &[&str],
     ) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
+        testkit::init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let routes_file = dir.path().join("routes.yaml");
         std::fs::write(
@@ -202,16 +196,7 @@ impl TestGateway {
 
     /// Waits until the JWKS is loaded (readiness).
     pub(crate) async fn ready(&self) {
-        testkit::eventually(Duration::from_secs(10), "gateway readiness", || async {
-            let r = self
-                .http
-                .get(format!("{}/readyz", self.admin))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == StatusCode::OK).then_some(())
-        })
-        .await;
+        testkit::wait_until_ready(&self.admin, Duration::from_secs(10)).await;
     }
 
     pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

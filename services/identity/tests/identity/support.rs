@@ -60,14 +60,7 @@ impl Default for Options<'_> {
 
 impl TestIdentity {
     pub(crate) async fn start(options: Options<'_>) -> Self {
-        // Service logs appear with a failing test's output (RUST_LOG to change the level).
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
+        testkit::init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, content) in &options.files {
             std::fs::write(dir.path().join(name), content).expect("write file");
@@ -133,16 +126,7 @@ impl TestIdentity {
     }
 
     pub(crate) async fn wait_ready(&self) {
-        testkit::eventually(Duration::from_secs(15), "identity /readyz", || async {
-            let r = self
-                .http
-                .get(format!("{}/readyz", self.admin))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == StatusCode::OK).then_some(())
-        })
-        .await;
+        testkit::wait_until_ready(&self.admin, Duration::from_secs(15)).await;
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
