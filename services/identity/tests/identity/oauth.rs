@@ -181,3 +181,32 @@ async fn the_client_registry_is_reloaded_when_the_operator_rewrites_it_and_a_bro
         "a broken file must not drop the clients"
     );
 }
+
+#[tokio::test]
+async fn concurrent_token_requests_each_leave_exactly_one_audit_record() {
+    let app = with_registry(Backend::Postgres).await;
+    let requests = (0..60).map(|_| app.client_token("billing", SECRET));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let outbox = app.outbox().await;
+    let records: Vec<&Value> = outbox
+        .iter()
+        .filter(|(s, _)| s == "tessera.audit.identity.token_issued")
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(
+        records.len(),
+        60,
+        "group commit must write every record once"
+    );
+    let ids: std::collections::HashSet<&str> =
+        records.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), 60);
+}
