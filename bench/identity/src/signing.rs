@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Argon2, Params, Version};
 use tessera_auth::{AccessClaims, Audience};
-use tessera_keys::{Algorithm, Key, KeyState, SigningKey};
+use tessera_keys::{Algorithm, KeyState, SigningKey};
 use time::OffsetDateTime;
 
 use crate::load::Stats;
@@ -37,16 +37,7 @@ fn service_claims() -> AccessClaims {
 pub(crate) fn signing_key(alg: Algorithm) -> anyhow::Result<SigningKey> {
     let generated = tessera_keys::generate(alg).context("generate key")?;
     let now = OffsetDateTime::now_utc();
-    let key = Key {
-        kid: generated.kid,
-        alg,
-        state: KeyState::Active,
-        created_at: now,
-        activated_at: Some(now),
-        retiring_at: None,
-        remove_after: None,
-        private_key_pem: generated.private_key_pem,
-    };
+    let key = generated.into_key(KeyState::Active, now);
     SigningKey::from_key(&key).context("load key")
 }
 

@@ -8,7 +8,9 @@ use aws_lc_rs::signature::{
 };
 
 use crate::material::{self, PKCS8_LABEL};
-use crate::{Algorithm, KeyError, PrivateKeyPem};
+use time::OffsetDateTime;
+
+use crate::{Algorithm, Key, KeyError, KeyState, PrivateKeyPem};
 
 /// A freshly generated key pair, before it joins a keyset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,23 @@ pub struct GeneratedKey {
     pub alg: Algorithm,
     /// The PKCS#8 private key (Ed25519, P-256, or RSA 2048).
     pub private_key_pem: PrivateKeyPem,
+}
+
+impl GeneratedKey {
+    /// The key as a keyset entry in `state`, created at `now`; an active key is
+    /// activated at `now` too (a keyset of its own, a test, a benchmark).
+    pub fn into_key(self, state: KeyState, now: OffsetDateTime) -> Key {
+        Key {
+            kid: self.kid,
+            alg: self.alg,
+            state,
+            created_at: now,
+            activated_at: (state != KeyState::Next).then_some(now),
+            retiring_at: None,
+            remove_after: None,
+            private_key_pem: self.private_key_pem,
+        }
+    }
 }
 
 /// Generates a new key pair for `alg` with the system random number generator.

@@ -208,16 +208,9 @@ fn new_key(
     if keys.iter().any(|key| key.kid == generated.kid) {
         return Err(reject("its kid is already in the keyset".to_owned()));
     }
-    let key = Key {
-        kid: generated.kid,
-        alg: generated.alg,
-        state,
-        created_at: now,
-        activated_at: None,
-        retiring_at: None,
-        remove_after: None,
-        private_key_pem: generated.private_key_pem,
-    };
+    let mut key = generated.into_key(state, now);
+    // Activation is the caller's business: it stamps `activated_at` when it promotes.
+    key.activated_at = None;
     key.public_key().map_err(|reason| key.invalid(reason))?;
     Ok(key)
 }

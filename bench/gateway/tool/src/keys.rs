@@ -44,16 +44,7 @@ pub(crate) fn write(dir: &Path, issuer: &str, audience: &str) -> anyhow::Result<
 /// A freshly generated key, active now.
 fn new_key(alg: Algorithm, now: OffsetDateTime) -> anyhow::Result<Key> {
     let generated = generate(alg)?;
-    Ok(Key {
-        kid: generated.kid,
-        alg,
-        state: KeyState::Active,
-        created_at: now,
-        activated_at: Some(now),
-        retiring_at: None,
-        remove_after: None,
-        private_key_pem: generated.private_key_pem,
-    })
+    Ok(generated.into_key(KeyState::Active, now))
 }
 
 /// The P-256 public key as an X.509 `SubjectPublicKeyInfo` PEM, the form `haproxy`'s

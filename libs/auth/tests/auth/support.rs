@@ -33,16 +33,7 @@ impl TestKey {
     pub(crate) fn generate(alg: Algorithm) -> Self {
         let generated = tessera_keys::generate(alg).expect("key generation works");
         let now = time::OffsetDateTime::now_utc();
-        let key = Key {
-            kid: generated.kid,
-            alg,
-            state: KeyState::Active,
-            created_at: now,
-            activated_at: Some(now),
-            retiring_at: None,
-            remove_after: None,
-            private_key_pem: generated.private_key_pem,
-        };
+        let key = generated.into_key(KeyState::Active, now);
         let pem = key.private_key_pem.expose().as_bytes();
         let encoding = match alg {
             Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),

@@ -15,7 +15,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use service_kit::{CancellationToken, Listeners, SystemClock};
 use tessera_auth::{AccessClaims, Audience};
-use tessera_keys::{Algorithm, Key, KeyState, Keyset, SigningKey, generate};
+use tessera_keys::{Algorithm, KeyState, Keyset, SigningKey, generate};
 
 pub(crate) const ISSUER: &str = "http://issuer.test";
 
@@ -68,18 +68,9 @@ pub(crate) struct Issuer {
 
 impl Issuer {
     pub(crate) async fn start(publishing_now: bool) -> Self {
-        let generated = generate(Algorithm::EdDSA).expect("key");
-        let now = time::OffsetDateTime::now_utc();
-        let key = Key {
-            kid: generated.kid,
-            alg: Algorithm::EdDSA,
-            state: KeyState::Active,
-            created_at: now,
-            activated_at: Some(now),
-            retiring_at: None,
-            remove_after: None,
-            private_key_pem: generated.private_key_pem,
-        };
+        let key = generate(Algorithm::EdDSA)
+            .expect("key")
+            .into_key(KeyState::Active, time::OffsetDateTime::now_utc());
         let keyset = Keyset {
             version: 1,
             keys: vec![key.clone()],

@@ -94,26 +94,16 @@ on_both_backends! {
     }
 }
 
-fn key(alg: Algorithm, state: KeyState, now: OffsetDateTime) -> Key {
-    let generated = generate(alg).expect("generate");
-    let active_or_retiring = matches!(state, KeyState::Active | KeyState::Retiring);
-    let retiring = matches!(state, KeyState::Retiring);
-    Key {
-        kid: generated.kid,
-        alg,
-        state,
-        created_at: now,
-        activated_at: active_or_retiring.then_some(now),
-        retiring_at: retiring.then_some(now),
-        remove_after: retiring.then(|| now + Duration::from_secs(3600)),
-        private_key_pem: generated.private_key_pem,
-    }
+fn active_key(alg: Algorithm, now: OffsetDateTime) -> Key {
+    generate(alg)
+        .expect("generate")
+        .into_key(KeyState::Active, now)
 }
 
 #[tokio::test]
 async fn a_mounted_keyset_is_used_and_swapped_when_the_file_changes_and_a_bad_file_is_ignored() {
     let now = OffsetDateTime::now_utc();
-    let k1 = key(Algorithm::ES256, KeyState::Active, now);
+    let k1 = active_key(Algorithm::ES256, now);
     let first = Keyset {
         version: 1,
         keys: vec![k1.clone()],
@@ -147,7 +137,7 @@ async fn a_mounted_keyset_is_used_and_swapped_when_the_file_changes_and_a_bad_fi
     retiring.state = KeyState::Retiring;
     retiring.retiring_at = Some(now);
     retiring.remove_after = Some(now + Duration::from_secs(3600));
-    let k2 = key(Algorithm::ES256, KeyState::Active, now);
+    let k2 = active_key(Algorithm::ES256, now);
     let second = Keyset {
         version: 1,
         keys: vec![retiring, k2.clone()],
