@@ -19,6 +19,10 @@ pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_mins(5);
 /// cannot turn every service into a load generator against identity.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Verified tokens remembered until they expire. About 1 KiB each, so 10 MiB at most; a
+/// gateway serving more active clients than this verifies the rest each time.
+pub const DEFAULT_VERIFIED_CACHE_ENTRIES: usize = 10_000;
+
 /// What a [`Verifier`](crate::Verifier) accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierConfig {
@@ -34,6 +38,8 @@ pub struct VerifierConfig {
     pub refresh_interval: Duration,
     /// Least time between two fetches triggered by an unknown `kid`.
     pub min_refetch_interval: Duration,
+    /// How many verified tokens are remembered until they expire (`0`: none).
+    pub verified_cache_entries: usize,
 }
 
 impl VerifierConfig {
@@ -46,6 +52,7 @@ impl VerifierConfig {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            verified_cache_entries: DEFAULT_VERIFIED_CACHE_ENTRIES,
         }
     }
 }
@@ -61,5 +68,6 @@ mod tests {
         assert_eq!(config.max_token_bytes, 8192);
         assert_eq!(config.refresh_interval, Duration::from_secs(300));
         assert_eq!(config.min_refetch_interval, Duration::from_secs(5));
+        assert_eq!(config.verified_cache_entries, 10_000);
     }
 }

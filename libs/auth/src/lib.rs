@@ -5,7 +5,8 @@
 //! keys come only from the JWKS (cached, refreshed in the background and on an unknown
 //! `kid`, single-flight and rate-limited), each key pins its algorithm, `none` and HMAC
 //! are refused, `typ` must be `at+jwt`, and `iss`, `aud`, `exp`, `nbf` are enforced with a
-//! small leeway. The [`Authenticated`] extractor turns one `Authorization: Bearer` header
+//! small leeway. Verified tokens are remembered until they expire (while their key stays
+//! published), so a client's repeated requests skip the signature check. The [`Authenticated`] extractor turns one `Authorization: Bearer` header
 //! into a [`Principal`]; failures answer RFC 9457 problems (401, 400, 403, or 503 until the
 //! keys are loaded).
 //!
@@ -25,6 +26,7 @@
 //! # }
 //! //! ```
 
+mod cache;
 mod claims;
 mod client_credentials;
 mod config;
@@ -39,7 +41,7 @@ pub use claims::{AccessClaims, Audience, Principal};
 pub use client_credentials::ClientCredentials;
 pub use config::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_MIN_REFETCH_INTERVAL,
-    DEFAULT_REFRESH_INTERVAL, VerifierConfig,
+    DEFAULT_REFRESH_INTERVAL, DEFAULT_VERIFIED_CACHE_ENTRIES, VerifierConfig,
 };
 pub use error::{AuthError, KeySourceError, TokenSourceError, VerifyError};
 pub use extract::{Authenticated, bearer_token};

@@ -10,6 +10,7 @@ use service_kit::{Clock, SystemClock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::VerifiedTokens;
 use crate::claims::Principal;
 use crate::config::VerifierConfig;
 use crate::error::{KeySourceError, VerifyError};
@@ -34,6 +35,7 @@ pub struct Verifier {
     source: Arc<dyn KeySource>,
     clock: Arc<dyn Clock>,
     keys: Arc<ArcSwapOption<KeyCache>>,
+    verified: VerifiedTokens,
     /// When the last unknown-`kid` refetch started; the mutex makes refetches single-flight.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -60,6 +62,7 @@ impl Verifier {
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            verified: VerifiedTokens::new(config.verified_cache_entries),
             config,
             source,
             clock,
@@ -120,19 +123,41 @@ impl Verifier {
     }
 
     /// Verifies `token` (RFC 8725 / RFC 9068) and returns the caller it authenticates.
+    ///
+    /// A token verified before is answered from the cache while it has not expired and
+    /// the key that verified it is still published.
     pub async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
-        let token = UnverifiedToken::parse(token, self.config.max_token_bytes)?;
-        if let Some(result) = self.verify_with_cached_key(&token) {
-            return result;
+        if token.len() > self.config.max_token_bytes {
+            return Err(VerifyError::TooLarge);
         }
-        self.refetch_for_unknown_kid().await;
-        self.verify_with_cached_key(&token).unwrap_or_else(|| {
-            Err(if self.is_ready() {
-                VerifyError::UnknownKey
-            } else {
-                VerifyError::KeysUnavailable
+        let now = self.clock.now().unix_timestamp();
+        let keys = self.keys.load();
+        if let Some(keys) = keys.as_ref()
+            && let Some(principal) = self.verified.get(token, now, |kid| keys.get(kid).is_some())
+        {
+            return Ok(principal);
+        }
+        drop(keys);
+        let parsed = UnverifiedToken::parse(token, self.config.max_token_bytes)?;
+        let outcome = if let Some(outcome) = self.verify_with_cached_key(&parsed) {
+            outcome
+        } else {
+            self.refetch_for_unknown_kid().await;
+            self.verify_with_cached_key(&parsed).unwrap_or_else(|| {
+                Err(if self.is_ready() {
+                    VerifyError::UnknownKey
+                } else {
+                    VerifyError::KeysUnavailable
+                })
             })
-        })
+        };
+        if let Ok(principal) = &outcome {
+            let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX);
+            let expires_at = principal.expires_at.saturating_add(leeway);
+            self.verified
+                .insert(token, parsed.kid(), principal, expires_at, now);
+        }
+        outcome
     }
 
     /// `None` when the `kid` is not in the cache (or nothing is cached).

@@ -5,13 +5,13 @@
 //! OpenMetrics text format, the successor of Prometheus' text format that every
 //! Prometheus since 2.0 scrapes.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{StatusCode, header};
+use http::{Method, StatusCode, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -26,17 +26,17 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
 /// Label set of the per-request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     /// The route template (`/users/{id}`), never the raw path, so cardinality stays bounded.
-    route: String,
+    route: Arc<str>,
     status: u16,
 }
 
 /// Label set of the latency histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: Arc<str>,
 }
 
 /// Put on a response to label its metrics with this route name instead of the matched
@@ -117,25 +117,23 @@ pub(crate) async fn record_http(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let matched = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let method = method_label(request.method());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let in_flight = InFlight::enter(&metrics.in_flight);
     let response = next.run(request).await;
     drop(in_flight);
+    // Labels are `Arc`s and static strings: recording a request allocates nothing.
     let route = match (response.extensions().get::<RouteLabel>(), matched) {
-        (Some(label), _) => label.0.to_string(),
-        (None, Some(matched)) => matched,
-        (None, None) => "unmatched".to_owned(),
+        (Some(label), _) => Arc::clone(&label.0),
+        (None, Some(matched)) => Arc::from(matched.as_str()),
+        (None, None) => Arc::clone(&UNMATCHED),
     };
     let status = response.status().as_u16();
     metrics
         .durations
         .get_or_create(&RouteLabels {
-            method: method.clone(),
-            route: route.clone(),
+            method,
+            route: Arc::clone(&route),
         })
         .observe(started.elapsed().as_secs_f64());
     metrics
@@ -147,6 +145,26 @@ pub(crate) async fn record_http(
         })
         .inc();
     response
+}
+
+/// Route label of requests no route matched.
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
+
+/// The method label: the standard methods by name, anything else as `other`, so a client
+/// inventing methods cannot grow the label sets without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Counts a request as in flight until dropped, also when the client goes away and the
@@ -174,4 +192,17 @@ pub(crate) async fn handler(State(metrics): State<Metrics>) -> Response {
         metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_are_labelled_by_name_and_invented_ones_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let invented = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented), "other");
+    }
 }

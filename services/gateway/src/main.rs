@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use tessera_gateway::config::Config;
 
+/// mimalloc instead of the system allocator: a proxied request makes over a hundred small
+/// allocations, and glibc's malloc took about a quarter of the gateway's user time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = service_kit::parse_or_exit();

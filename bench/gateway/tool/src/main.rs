@@ -32,10 +32,13 @@ enum Command {
         port: u16,
     },
     /// Generate an ES256 and an EdDSA key, their JWKS, the ES256 public key for `haproxy`,
-    /// and one token signed by each key, into DIR.
+    /// one token signed by each key, and for each key a file of COUNT tokens of distinct
+    /// users (one per line), into DIR.
     Keys {
         #[arg(long)]
         dir: PathBuf,
+        #[arg(long, default_value_t = 5000)]
+        tokens: usize,
     },
     /// Serve FILE as `application/json` to every request on 127.0.0.1:PORT.
     Jwks {
@@ -50,7 +53,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Upstream { port } => server::serve(port, "text/plain", b"ok".to_vec()).await,
-        Command::Keys { dir } => keys::write(&dir, ISSUER, AUDIENCE),
+        Command::Keys { dir, tokens } => keys::write(&dir, ISSUER, AUDIENCE, tokens),
         Command::Jwks { port, file } => {
             let body = std::fs::read(&file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;

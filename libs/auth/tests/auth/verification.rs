@@ -248,3 +248,19 @@ async fn expiry_is_judged_by_the_injected_clock() {
     clock.advance(Duration::from_secs(900 + 30));
     assert_eq!(verifier.verify(&token).await, Err(VerifyError::Expired));
 }
+
+#[tokio::test]
+async fn a_token_verified_before_stops_working_once_its_key_leaves_the_jwks() {
+    let old = TestKey::generate(Algorithm::ES256);
+    let new = TestKey::generate(Algorithm::EdDSA);
+    let source = Arc::new(StaticJwks::new(jwks(&[&old, &new])));
+    let verifier = Verifier::new(config(), source.clone());
+    verifier.refresh().await.unwrap();
+    let token = old.sign(&claims());
+    // Verified twice: the second answer comes from the verified-token cache.
+    assert!(verifier.verify(&token).await.is_ok());
+    assert_eq!(verifier.verify(&token).await.unwrap().subject, "u-1");
+    source.set(jwks(&[&new]));
+    verifier.refresh().await.unwrap();
+    assert_eq!(verifier.verify(&token).await, Err(VerifyError::UnknownKey));
+}

@@ -161,7 +161,7 @@ routes:
         method: &Method,
         headers: &HeaderMap,
     ) -> Option<&'a str> {
-        t.find(host, path, method, headers).map(|r| r.name.as_str())
+        t.find(host, path, method, headers).map(|r| &*r.name)
     }
 
     #[tokio::test]

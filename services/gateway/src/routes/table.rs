@@ -23,7 +23,8 @@ const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
 /// A route ready to serve.
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    /// Shared with every response's metrics label, so labelling allocates nothing.
+    pub name: Arc<str>,
     pub prefix: String,
     pub hosts: Vec<String>,
     pub methods: Vec<Method>,
@@ -105,12 +106,7 @@ impl RouteTable {
                 .map_err(|e| format!("global_rate_limit: {e}"))?;
         }
         let reusable: HashMap<&str, &Arc<Upstream>> = previous
-            .map(|t| {
-                t.routes
-                    .iter()
-                    .map(|r| (r.name.as_str(), &r.upstream))
-                    .collect()
-            })
+            .map(|t| t.routes.iter().map(|r| (&*r.name, &r.upstream)).collect())
             .unwrap_or_default();
         let mut names = HashSet::new();
         let mut keys = HashSet::new();
@@ -246,7 +242,7 @@ fn compile(
         _ => Upstream::new(config, client.clone()),
     };
     Ok(Route {
-        name: spec.name,
+        name: spec.name.into(),
         prefix,
         hosts,
         methods,
