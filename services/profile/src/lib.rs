@@ -1,4 +1,94 @@
-//! The profile service: user profiles; the reference for a new Tessera service.
+//! Tessera profile: user profiles, and the reference layout for a new Tessera service.
 //!
-//! **Not built yet** — this crate only reserves its place in the workspace. Issue #5
-//! builds it; until then it has no binary and `tessera dev` does not start it.
+//! Users create, read and change their own profile (contact email, display name, locale,
+//! phone, notification preferences per channel); clients with the `service` role read
+//! anyone's. Creating a profile writes `dev.tessera.profile.user.created.v1` to the
+//! transactional outbox in the same database transaction (DESIGN.md §5).
+//!
+//! The library exposes [`build`] (the service ready to serve) and [`run`]; the binary
+//! only parses the command line.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod fields;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
+use tessera_auth::{HttpJwks, Verifier, VerifierConfig};
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Why profile cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be prepared.
+    #[error(transparent)]
+    Db(#[from] service_kit::db::DbError),
+}
+
+/// Profile, built and ready to serve.
+#[derive(Debug)]
+pub struct Profile {
+    pub service: Service,
+    pub state: AppState,
+}
+
+/// Builds profile: database (migrated in the background), token verifier (keys fetched
+/// in the background), routes and readiness checks. Background tasks stop with `shutdown`.
+pub fn build(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown: &CancellationToken,
+) -> Result<Profile, StartError> {
+    let database = Database::open(
+        &config.database.database_url,
+        config.database.database_max_connections,
+        db::migrations(),
+        shutdown.clone(),
+    )?;
+    let auth = &config.auth;
+    let mut verifier_config = VerifierConfig::new(auth.issuer.clone(), auth.audiences.clone());
+    verifier_config.refresh_interval = Duration::from_secs(auth.jwks_refresh_secs);
+    let verifier = Verifier::with_clock(
+        verifier_config,
+        Arc::new(HttpJwks::new(auth.jwks_url.clone())),
+        clock.clone(),
+    );
+    verifier.spawn_refresh(shutdown.clone());
+    let state = AppState {
+        pool: database.pool().clone(),
+        verifier: verifier.clone(),
+        clock,
+    };
+    let service =
+        Service::new("profile", config.http.settings()).public(api::router(state.clone()));
+    database.add_readiness_check(service.readiness());
+    service.readiness().add("token_keys", move || {
+        let ready = verifier.is_ready();
+        async move {
+            if ready {
+                Ok(())
+            } else {
+                Err("identity's JWKS not loaded yet".to_owned())
+            }
+        }
+    });
+    Ok(Profile { service, state })
+}
+
+/// Runs profile on `listeners` until `shutdown`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let profile = build(&config, Arc::new(SystemClock), &shutdown)?;
+    profile.service.serve(listeners, shutdown).await;
+    Ok(())
+}

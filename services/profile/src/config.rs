@@ -1,0 +1,49 @@
+//! Profile's settings: the public contract with the operator and the Helm chart. Every
+//! flag has a `TESSERA_*` environment fallback.
+
+use service_kit::{DatabaseArgs, HttpArgs, TelemetryArgs};
+
+/// `tessera-profile` command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "tessera-profile",
+    version,
+    about = "Tessera profile: user profiles; publishes user.created"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How access tokens are checked (the same settings as the gateway's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// Identity's JWKS URL, e.g. `http://identity:8080/.well-known/jwks.json`.
+    #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
+    pub jwks_url: String,
+
+    /// The token issuer (`iss`) to accept.
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    pub issuer: String,
+
+    /// Audiences accepted in `aud`, comma-separated.
+    #[arg(
+        long,
+        env = "TESSERA_AUDIENCES",
+        value_delimiter = ',',
+        default_value = "tessera"
+    )]
+    pub audiences: Vec<String>,
+
+    /// How long fetched keys are used before the JWKS is fetched again, in seconds. Keep
+    /// it at or below identity's `--jwks-max-age-secs`.
+    #[arg(long, env = "TESSERA_JWKS_REFRESH_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_secs: u64,
+}

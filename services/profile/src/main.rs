@@ -1,0 +1,29 @@
+//! `tessera-profile`: parses the configuration, starts logging, runs the service, maps
+//! the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use tessera_profile::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = service_kit::parse_or_exit();
+    if let Err(error) = service_kit::telemetry::init(&config.telemetry) {
+        eprintln!("configuration error: {error}");
+        return ExitCode::from(2);
+    }
+    let listeners = match service_kit::Listeners::bind(&config.http).await {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            eprintln!("tessera-profile: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tessera_profile::run(config, listeners, service_kit::shutdown::on_signals()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tessera-profile: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
