@@ -1,0 +1,158 @@
+//! Consumers' side of an event: a [`Router`] maps event types to handlers, and tells the
+//! transport (JetStream consumer or in-process bus) what to do with each delivery.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::envelope::{CloudEvent, Event};
+
+/// A typed event handed to a handler.
+#[derive(Debug, Clone)]
+pub struct Received<E> {
+    /// The decoded `data`.
+    pub event: E,
+    /// The whole envelope (`id` is the inbox key).
+    pub envelope: CloudEvent,
+    /// 1 for the first delivery, 2 for the first redelivery, ...
+    pub attempt: u32,
+}
+
+/// Why a handler did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// A passing problem (database busy, dependency down): deliver again after the
+    /// consumer's backoff; after the last attempt the event is dead-lettered.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// The event can never be handled (fails validation): dead-letter it now.
+    #[error("rejected: {0}")]
+    Reject(String),
+}
+
+impl HandlerError {
+    /// A passing problem, from anything displayable.
+    pub fn retry(reason: impl fmt::Display) -> Self {
+        Self::Retry(reason.to_string())
+    }
+
+    /// A permanent problem, from anything displayable.
+    pub fn reject(reason: impl fmt::Display) -> Self {
+        Self::Reject(reason.to_string())
+    }
+}
+
+/// What a handler returns.
+pub type HandlerResult = Result<(), HandlerError>;
+
+type Erased = Arc<dyn Fn(CloudEvent, u32) -> BoxFuture<'static, Dispatch> + Send + Sync>;
+
+/// Handlers by event type. Types without a handler are acknowledged and counted.
+#[derive(Clone, Default)]
+pub struct Router {
+    handlers: HashMap<String, Erased>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut types: Vec<_> = self.handlers.keys().collect();
+        types.sort();
+        f.debug_struct("Router").field("types", &types).finish()
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dispatch {
+    /// Handled (or already handled): acknowledge.
+    Done,
+    /// No handler for this type: acknowledge and count.
+    UnknownType(String),
+    /// Not a valid event: dead-letter with the reason.
+    Malformed(String),
+    /// The handler asked for another attempt.
+    Retry(String),
+    /// The handler refused it for good: dead-letter with the reason.
+    Rejected(String),
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Handles events of type `E` with `handler`.
+    #[must_use]
+    pub fn on<E, F, Fut>(mut self, handler: F) -> Self
+    where
+        E: Event,
+        F: Fn(Received<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Erased = Arc::new(move |envelope: CloudEvent, attempt| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                match envelope.decode::<E>() {
+                    Err(error) => Dispatch::Malformed(error.to_string()),
+                    Ok(event) => outcome(
+                        handler(Received {
+                            event,
+                            envelope,
+                            attempt,
+                        })
+                        .await,
+                    ),
+                }
+            })
+        });
+        self.handlers.insert(E::event_type(), erased);
+        self
+    }
+
+    /// Handles events of `type_` as raw envelopes (for events without an [`Event`]
+    /// struct, such as identity's audit records).
+    #[must_use]
+    pub fn on_type<F, Fut>(mut self, type_: &str, handler: F) -> Self
+    where
+        F: Fn(CloudEvent, u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Erased = Arc::new(move |envelope: CloudEvent, attempt| {
+            let handler = handler.clone();
+            Box::pin(async move { outcome(handler(envelope, attempt).await) })
+        });
+        self.handlers.insert(type_.to_owned(), erased);
+        self
+    }
+
+    /// The event types this router handles.
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.handlers.keys().map(String::as_str)
+    }
+
+    /// Parses `payload` and runs the handler for its type.
+    pub(crate) async fn dispatch(&self, payload: &[u8], attempt: u32) -> Dispatch {
+        let envelope = match CloudEvent::parse(payload) {
+            Ok(envelope) => envelope,
+            Err(error) => return Dispatch::Malformed(error.to_string()),
+        };
+        match self.handlers.get(&envelope.type_) {
+            None => Dispatch::UnknownType(envelope.type_),
+            Some(handler) => handler(envelope, attempt).await,
+        }
+    }
+}
+
+fn outcome(result: HandlerResult) -> Dispatch {
+    match result {
+        Ok(()) => Dispatch::Done,
+        Err(HandlerError::Retry(reason)) => Dispatch::Retry(reason),
+        Err(HandlerError::Reject(reason)) => Dispatch::Rejected(reason),
+    }
+}
