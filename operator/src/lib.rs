@@ -1,4 +1,17 @@
-//! The Kubernetes operator: reconciles a Platform resource into a running Tessera and rotates its signing keys.
-//!
-//! **Not built yet** — this crate only reserves its place in the workspace. Issue #7
-//! builds it; until then it has no binary and `tessera dev` does not start it.
+//! The Kubernetes operator: reconciles a `Platform` into a running Tessera and rotates
+//! its signing keys (DESIGN.md §4, §7).
+
+// `KubeSchema` re-emits every struct it derives for in a private module, which trips
+// `unreachable_pub` on types that are in fact exported.
+#[allow(unreachable_pub)]
+pub mod crd;
+
+pub use crd::{Platform, PlatformSpec, PlatformStatus};
+
+use kube::CustomResourceExt as _;
+
+/// The CRD as YAML, as committed in `crds/platform.yaml`.
+pub fn crd_yaml() -> String {
+    let crd = Platform::crd();
+    serde_saphyr::to_string(&crd).expect("a CRD always serializes")
+}
