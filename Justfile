@@ -41,5 +41,59 @@ bench-identity *ARGS:
 bench-gateway *ARGS:
     bench/gateway/run {{ARGS}}
 
+# tools/chart-check: helm lint, rendering, values schema (wrong values refused), RBAC,
+# pod security, the CRD copy against crds/, the example Platform against the CRD.
+# Check the Helm chart (lint, render, schema, RBAC, CRD drift, example).
+chart-lint:
+    tools/chart-check
+
+# `chart-lint` fails until the chart's copy matches crds/platform.yaml.
+# Copy the generated CRD into the chart.
+chart-crds:
+    install -m 0644 crds/platform.yaml charts/tessera/files/crds/platform.yaml
+
+# Static binaries FROM scratch, with podman, docker or buildah; every component that has
+# a binary, or the ones named; Linux x86_64 (images/README.md).
+# Build the container images.
+images *COMPONENTS:
+    tools/image-build --archive-dir "$HOME/.cache/tessera/image-archives" {{COMPONENTS}}
+
+# User, entrypoint, labels, 30 MB budget, and its binary run from the image's root
+# filesystem; needs root; CI runs it.
+# Build one image with buildah and check it.
+image-check COMPONENT="identity":
+    tools/image-check {{COMPONENT}}
+
+# Developer laptop only (docker or podman, kind, kubectl and the internet; CI and this
+# machine have no container engine): creates the cluster of kind-config.yaml, loads
+# the images, installs Traefik as the default ingress controller on ports 80/443.
+# Create the kind cluster with the images and an ingress controller (laptop).
+kind-up: images
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kind get clusters 2>/dev/null | grep -qx tessera || kind create cluster --config kind-config.yaml
+    for archive in "$HOME"/.cache/tessera/image-archives/*.tar; do
+      kind load image-archive --name tessera "$archive"
+    done
+    tools/helm upgrade --install traefik traefik --repo https://traefik.github.io/charts \
+      --namespace traefik --create-namespace --wait --timeout 5m \
+      --set service.type=ClusterIP --set-string nodeSelector.ingress-ready=true \
+      --set ports.web.hostPort=80 --set ports.websecure.hostPort=443 \
+      --set ingressClass.enabled=true --set ingressClass.isDefaultClass=true
+
+# After `kind-up`: installs the chart, applies the example Platform and waits until it
+# is Ready; the gateway is then http://tessera.localhost.
+# Install the operator and the example platform on kind (laptop).
+kind-install:
+    tools/helm upgrade --install tessera charts/tessera --namespace tessera-system --create-namespace --wait --timeout 5m
+    kubectl create namespace tessera --dry-run=client -o yaml | kubectl apply -f -
+    kubectl -n tessera apply -f charts/tessera/examples/platform.yaml
+    kubectl -n tessera wait --for=condition=Ready platform/demo --timeout=10m
+    kubectl -n tessera get platform demo -o wide
+
+# Delete the kind cluster.
+kind-down:
+    kind delete cluster --name tessera
+
 # What CI runs after .ci/run has installed and started everything.
 ci: fmt-check lint test
