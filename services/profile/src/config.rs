@@ -19,6 +19,17 @@ pub struct Config {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// The event bus.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BusArgs {
+    /// NATS server with JetStream, e.g. `nats://nats:4222`. Events wait in the outbox
+    /// while it is unreachable.
+    #[arg(long, env = "TESSERA_NATS_URL", value_name = "URL")]
+    pub nats_url: String,
 }
 
 /// How access tokens are checked (the same settings as the gateway's).

@@ -1,58 +1,41 @@
-//! The events profile publishes, as CloudEvents 1.0 (JSON structured mode) rows for the
-//! transactional outbox (DESIGN.md §5).
+//! The events profile publishes (DESIGN.md §5), written to the transactional outbox with
+//! `tessera_events::outbox::write` in the transaction that makes the change.
 
-use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use serde::{Deserialize, Serialize};
+use tessera_events::Event;
 
 use crate::db::profiles::ProfileRow;
 
-/// `source` of every profile event.
-pub const SOURCE: &str = "/tessera/profile";
-/// `type` of the event announcing a new profile.
-pub const USER_CREATED_TYPE: &str = "dev.tessera.profile.user.created.v1";
-/// NATS subject of that event.
-pub const USER_CREATED_SUBJECT: &str = "tessera.events.profile.user.created";
-
-/// A row for the outbox table.
-#[derive(Debug, Clone)]
-pub struct OutboxEvent {
-    /// `CloudEvents` `id` (UUIDv7), also the NATS `Nats-Msg-Id`.
-    pub id: String,
-    /// NATS subject.
-    pub subject: String,
-    /// The event, serialised as `CloudEvents` JSON.
-    pub event: String,
-    /// Unix seconds.
-    pub created_at: i64,
+/// `dev.tessera.profile.user.created.v1` on `tessera.events.profile.user.created`: a user
+/// created their profile. Carries what a consumer needs to greet them without calling
+/// back (notification still asks profile for the current preferences).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub locale: String,
+    pub phone: Option<String>,
 }
 
-impl OutboxEvent {
-    /// `dev.tessera.profile.user.created.v1`: what notification needs to greet the user.
-    pub fn user_created(profile: &ProfileRow, now: OffsetDateTime) -> Self {
-        let id = uuid::Uuid::now_v7().to_string();
-        let data: Value = json!({
-            "user_id": profile.user_id,
-            "email": profile.email,
-            "display_name": profile.display_name,
-            "locale": profile.locale,
-            "phone": profile.phone,
-        });
-        let event = json!({
-            "specversion": "1.0",
-            "id": id,
-            "source": SOURCE,
-            "type": USER_CREATED_TYPE,
-            "time": now.format(&Rfc3339).unwrap_or_default(),
-            "subject": profile.user_id,
-            "datacontenttype": "application/json",
-            "data": data,
-        });
+impl Event for UserCreated {
+    const SERVICE: &'static str = "profile";
+    const ENTITY: &'static str = "user";
+    const VERB: &'static str = "created";
+
+    fn subject(&self) -> String {
+        self.user_id.clone()
+    }
+}
+
+impl From<&ProfileRow> for UserCreated {
+    fn from(row: &ProfileRow) -> Self {
         Self {
-            id,
-            subject: USER_CREATED_SUBJECT.to_owned(),
-            event: event.to_string(),
-            created_at: now.unix_timestamp(),
+            user_id: row.user_id.clone(),
+            email: row.email.clone(),
+            display_name: row.display_name.clone(),
+            locale: row.locale.clone(),
+            phone: row.phone.clone(),
         }
     }
 }

@@ -20,9 +20,18 @@ use std::time::Duration;
 
 use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
 use tessera_auth::{HttpJwks, Verifier, VerifierConfig};
+use tessera_events::{Bus, EventMetrics, JetStreamBus, NatsConfig, Relay};
 
 use crate::config::Config;
 use crate::state::AppState;
+
+/// What profile is given besides its config: the clock and the event bus (JetStream
+/// standalone; the all-in-one binary passes its in-process bus).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub clock: Arc<dyn Clock>,
+    pub bus: Bus,
+}
 
 /// Why profile cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +39,9 @@ pub enum StartError {
     /// The database could not be prepared.
     #[error(transparent)]
     Db(#[from] service_kit::db::DbError),
+    /// The NATS URL is unusable.
+    #[error("--nats-url: {0}")]
+    Bus(#[from] tessera_events::BusError),
 }
 
 /// Profile, built and ready to serve.
@@ -40,12 +52,14 @@ pub struct Profile {
 }
 
 /// Builds profile: database (migrated in the background), token verifier (keys fetched
-/// in the background), routes and readiness checks. Background tasks stop with `shutdown`.
+/// in the background), outbox relay, routes and readiness checks. Background tasks stop
+/// with `shutdown`.
 pub fn build(
     config: &Config,
-    clock: Arc<dyn Clock>,
+    runtime: Runtime,
     shutdown: &CancellationToken,
 ) -> Result<Profile, StartError> {
+    let Runtime { clock, bus } = runtime;
     let database = Database::open(
         &config.database.database_url,
         config.database.database_max_connections,
@@ -61,13 +75,28 @@ pub fn build(
         clock.clone(),
     );
     verifier.spawn_refresh(shutdown.clone());
+    let events = EventMetrics::new();
+    let relay = Relay::new(database.pool().clone(), bus.sink())
+        .with_metrics(events.clone())
+        .with_clock(clock.clone());
     let state = AppState {
         pool: database.pool().clone(),
         verifier: verifier.clone(),
         clock,
+        relay: relay.handle(),
     };
+    // The relay reads the outbox table: start it once the migrations have run.
+    let (migrated, stop) = (database.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        migrated.wait_migrated().await;
+        if migrated.is_migrated() {
+            relay.spawn(stop);
+        }
+    });
     let service =
         Service::new("profile", config.http.settings()).public(api::router(state.clone()));
+    events.register(service.metrics());
+    bus.add_readiness_check(service.readiness());
     database.add_readiness_check(service.readiness());
     service.readiness().add("token_keys", move || {
         let ready = verifier.is_ready();
@@ -88,7 +117,13 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let profile = build(&config, Arc::new(SystemClock), &shutdown)?;
+    let bus =
+        JetStreamBus::connect(NatsConfig::new(config.bus.nats_url.clone(), "profile")).await?;
+    let runtime = Runtime {
+        clock: Arc::new(SystemClock),
+        bus: Bus::JetStream(bus),
+    };
+    let profile = build(&config, runtime, &shutdown)?;
     profile.service.serve(listeners, shutdown).await;
     Ok(())
 }

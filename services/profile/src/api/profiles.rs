@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use service_kit::{ApiJson, Problem};
 use tessera_auth::{Authenticated, Principal};
+use tessera_events::OutboxMessage;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
@@ -16,7 +17,7 @@ use super::schema::{
 };
 use crate::db;
 use crate::db::profiles::{CreateError, ProfileRow};
-use crate::events::OutboxEvent;
+use crate::events::UserCreated;
 use crate::fields::{DisplayName, Email, Locale, Phone};
 use crate::state::AppState;
 
@@ -199,9 +200,12 @@ pub async fn create(
         created_at: now.unix_timestamp(),
         updated_at: now.unix_timestamp(),
     };
-    let event = OutboxEvent::user_created(&row, now);
+    let event = OutboxMessage::new(&UserCreated::from(&row), now);
     match db::profiles::create(&state.pool, &row, &event).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(row.into()))),
+        Ok(()) => {
+            state.relay.notify();
+            Ok((StatusCode::CREATED, Json(row.into())))
+        }
         Err(CreateError::Exists) => Err(Problem::new(StatusCode::CONFLICT, "profile_exists")
             .detail("This user already has a profile; change it with PATCH /v1/profiles/me.")
             .into()),

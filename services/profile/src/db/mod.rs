@@ -13,13 +13,11 @@ pub fn migrations() -> Migrations {
     }
 }
 
-/// Events not yet relayed, oldest first: (subject, event JSON). For tests and operators.
-pub async fn outbox_unsent(pool: &service_kit::Pool) -> Result<Vec<(String, String)>, sqlx::Error> {
+/// Every outbox row, oldest first: (subject, event JSON). For tests and operators.
+pub async fn outbox_rows(pool: &service_kit::Pool) -> Result<Vec<(String, String)>, sqlx::Error> {
     service_kit::with_pool!(pool, |p| {
-        sqlx::query_as(
-            "SELECT subject, event FROM outbox WHERE sent_at IS NULL ORDER BY created_at, id",
-        )
-        .fetch_all(p)
-        .await
+        sqlx::query_as("SELECT subject, event FROM outbox ORDER BY created_at, id")
+            .fetch_all(p)
+            .await
     })
 }

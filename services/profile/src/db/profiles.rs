@@ -2,7 +2,7 @@
 
 use service_kit::{Pool, with_pool};
 
-use crate::events::OutboxEvent;
+use tessera_events::{OutboxMessage, outbox};
 
 /// A stored profile.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -37,7 +37,11 @@ const COLUMNS: &str = "user_id, email, display_name, locale, phone, notify_email
 
 /// Inserts `row` and its `user.created` event in one transaction: the event exists if and
 /// only if the profile does.
-pub async fn create(pool: &Pool, row: &ProfileRow, event: &OutboxEvent) -> Result<(), CreateError> {
+pub async fn create(
+    pool: &Pool,
+    row: &ProfileRow,
+    event: &OutboxMessage,
+) -> Result<(), CreateError> {
     let result: Result<(), sqlx::Error> = with_pool!(pool, |p| async {
         let mut tx = p.begin().await?;
         sqlx::query(
@@ -57,13 +61,7 @@ pub async fn create(pool: &Pool, row: &ProfileRow, event: &OutboxEvent) -> Resul
         .bind(row.updated_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO outbox (id, subject, event, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&event.id)
-            .bind(&event.subject)
-            .bind(&event.event)
-            .bind(event.created_at)
-            .execute(&mut *tx)
-            .await?;
+        outbox::write(&mut *tx, event).await?;
         tx.commit().await
     }
     .await);

@@ -101,10 +101,16 @@ impl TestStack {
             ISSUER.into(),
             "--jwks-url".into(),
             format!("{identity}/.well-known/jwks.json"),
+            "--nats-url".into(),
+            "nats://127.0.0.1:1".into(),
         ])
         .expect("valid profile config");
-        let profile = tessera_profile::build(&config, Arc::new(SystemClock), &shutdown)
-            .expect("profile builds");
+        // An in-process bus nobody consumes: events stay visible in the outbox.
+        let runtime = tessera_profile::Runtime {
+            clock: Arc::new(SystemClock),
+            bus: tessera_events::Bus::InProcess(tessera_events::InProcessBus::new()),
+        };
+        let profile = tessera_profile::build(&config, runtime, &shutdown).expect("profile builds");
         let listeners = Listeners::loopback().await.expect("bind");
         let base = format!("http://{}", listeners.public_addr().expect("addr"));
         let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
@@ -201,9 +207,9 @@ impl TestStack {
             .expect("send")
     }
 
-    /// Outbox rows not yet relayed: (subject, event JSON).
+    /// Every outbox row: (subject, event JSON).
     pub(crate) async fn outbox(&self) -> Vec<(String, Value)> {
-        tessera_profile::db::outbox_unsent(&self.state.pool)
+        tessera_profile::db::outbox_rows(&self.state.pool)
             .await
             .expect("outbox")
             .into_iter()
