@@ -16,6 +16,11 @@ services:
     tools/services up
     npm ci --prefix tools/jose-check --no-audit --no-fund
 
+# Build (or reuse from the cache) the test control plane: etcd, kube-apiserver,
+# kube-controller-manager and helm from their Go modules (tools/testenv/README.md).
+testenv:
+    tools/testenv/build
+
 # Check formatting.
 fmt-check:
     cargo fmt --all -- --check
