@@ -111,6 +111,11 @@ impl JetStreamBus {
         &self.inner.config
     }
 
+    /// The NATS client (core subscriptions, e.g. to watch a dead-letter subject).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
     /// The JetStream context (tests read streams and consumers through it).
     pub fn context(&self) -> &jetstream::Context {
         &self.inner.js
