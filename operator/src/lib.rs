@@ -3,6 +3,7 @@
 
 // `KubeSchema` re-emits every struct it derives for in a private module, which trips
 // `unreachable_pub` on types that are in fact exported.
+pub mod children;
 #[allow(unreachable_pub)]
 pub mod crd;
 
