@@ -15,8 +15,8 @@ use tessera_events::{
 use time::OffsetDateTime;
 
 use crate::support::{
-    Other, Thing, apply_once, database, delete_stream, nats_url, on_both_backends,
-    private_bus, thing,
+    Other, Thing, apply_once, database, delete_stream, nats_url, on_both_backends, private_bus,
+    thing,
 };
 
 const SUBJECT: &str = "tessera.events.test.thing.happened";
@@ -35,9 +35,7 @@ async fn publish(bus: &JetStreamBus, message: &OutboxMessage) {
 }
 
 /// Waits for the next dead letter of `consumer`.
-async fn next_dead_letter(
-    subscriber: &mut async_nats::Subscriber,
-) -> async_nats::Message {
+async fn next_dead_letter(subscriber: &mut async_nats::Subscriber) -> async_nats::Message {
     tokio::time::timeout(Duration::from_secs(20), subscriber.next())
         .await
         .expect("a dead letter within 20 s")
@@ -115,14 +113,22 @@ async fn an_event_that_always_fails_is_dead_lettered_with_the_reason_after_max_a
     let letter = next_dead_letter(&mut dead).await;
     let headers = letter.headers.clone().expect("headers");
     assert_eq!(
-        headers.get(DEAD_LETTER_REASON).map(async_nats::HeaderValue::as_str),
+        headers
+            .get(DEAD_LETTER_REASON)
+            .map(async_nats::HeaderValue::as_str),
         Some("gave up after 3 attempts: smtp server refused: 451 try later")
     );
     assert_eq!(
-        headers.get(DEAD_LETTER_ATTEMPTS).map(async_nats::HeaderValue::as_str),
+        headers
+            .get(DEAD_LETTER_ATTEMPTS)
+            .map(async_nats::HeaderValue::as_str),
         Some("3")
     );
-    assert_eq!(letter.payload.as_ref(), message.event.as_bytes(), "the original event");
+    assert_eq!(
+        letter.payload.as_ref(),
+        message.event.as_bytes(),
+        "the original event"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     testkit::eventually(Duration::from_secs(5), "the dead letter counted", || {
         let metrics = metrics.clone();
@@ -162,15 +168,26 @@ async fn a_malformed_event_is_dead_lettered_with_the_reason() {
         .and_then(|h| h.get(DEAD_LETTER_REASON))
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default();
-    assert!(reason.starts_with("malformed event: not a CloudEvents 1.0 JSON event"), "{reason}");
+    assert!(
+        reason.starts_with("malformed event: not a CloudEvents 1.0 JSON event"),
+        "{reason}"
+    );
 
     // Well-formed envelope, `data` of the wrong shape: also malformed, never retried.
     let mut wrong = thing("a", 0);
     wrong.event = wrong.event.replace("\"seq\":0", "\"seq\":\"zero\"");
     publish(&bus, &wrong).await;
     let letter = next_dead_letter(&mut dead).await;
-    let reason = letter.headers.as_ref().and_then(|h| h.get(DEAD_LETTER_REASON)).map(|v| v.as_str().to_owned()).unwrap_or_default();
-    assert!(reason.starts_with("malformed event: data does not match"), "{reason}");
+    let reason = letter
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(DEAD_LETTER_REASON))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("malformed event: data does not match"),
+        "{reason}"
+    );
     testkit::eventually(Duration::from_secs(5), "both dead letters counted", || {
         let metrics = metrics.clone();
         async move { (metrics.consumed("strict", "dead_lettered") == 2).then_some(()) }
@@ -197,7 +214,11 @@ async fn an_unknown_event_type_is_acknowledged_and_counted() {
     let stop = CancellationToken::new();
     bus.consume(fast("picky", 2), router, metrics.clone(), stop.clone());
     let unknown = OutboxMessage::new(&Other { note: "v9".into() }, OffsetDateTime::now_utc());
-    assert_eq!(unknown.subject, Thing::nats_subject(), "same subject, other type");
+    assert_eq!(
+        unknown.subject,
+        Thing::nats_subject(),
+        "same subject, other type"
+    );
     publish(&bus, &unknown).await;
     publish(&bus, &thing("a", 0)).await;
     testkit::eventually(Duration::from_secs(20), "both events consumed", || {

@@ -4,4 +4,5 @@
 mod support;
 
 mod consumer;
+mod in_process;
 mod relay;

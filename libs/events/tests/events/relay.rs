@@ -13,8 +13,8 @@ use tessera_events::{
 };
 
 use crate::support::{
-    Backend, PrivateNats, database, delete_stream, header, nats_url, on_both_backends,
-    private_bus, stream_messages, thing,
+    Backend, PrivateNats, database, delete_stream, header, nats_url, on_both_backends, private_bus,
+    stream_messages, thing,
 };
 
 /// `(aggregate, seq)` of each message's event, in stream order.
@@ -24,7 +24,10 @@ fn things(messages: &[async_nats::jetstream::message::StreamMessage]) -> Vec<(St
         .map(|m| {
             let event: Value = serde_json::from_slice(&m.payload).expect("json");
             (
-                event["data"]["aggregate"].as_str().expect("aggregate").to_owned(),
+                event["data"]["aggregate"]
+                    .as_str()
+                    .expect("aggregate")
+                    .to_owned(),
                 event["data"]["seq"].as_u64().expect("seq"),
             )
         })
@@ -170,7 +173,10 @@ struct Counting {
 }
 
 impl Sink for Counting {
-    fn publish<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<(), PublishError>> {
+    fn publish<'a>(
+        &'a self,
+        message: &'a OutboxMessage,
+    ) -> BoxFuture<'a, Result<(), PublishError>> {
         Box::pin(async move {
             *self
                 .publishes

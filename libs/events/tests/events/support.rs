@@ -103,7 +103,11 @@ impl TestDb {
 
 /// The consumer's effect, guarded by the inbox in the same transaction. `Ok(true)` when
 /// the effect happened now, `Ok(false)` when the inbox said it already had.
-pub(crate) async fn apply_once(pool: &Pool, consumer: &str, event_id: &str) -> Result<bool, sqlx::Error> {
+pub(crate) async fn apply_once(
+    pool: &Pool,
+    consumer: &str,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
     with_pool!(pool, |p| async {
         let mut tx = p.begin().await?;
         if !tessera_events::inbox::claim(&mut *tx, consumer, event_id, 0).await? {
@@ -210,7 +214,10 @@ pub(crate) fn header<'a>(
     message: &'a async_nats::jetstream::message::StreamMessage,
     name: &str,
 ) -> Option<&'a str> {
-    message.headers.get(name).map(async_nats::HeaderValue::as_str)
+    message
+        .headers
+        .get(name)
+        .map(async_nats::HeaderValue::as_str)
 }
 
 /// A `nats-server` of this test's own (port and store), to stop and start at will.
@@ -226,7 +233,11 @@ fn nats_server_binary() -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_default();
     let go_bin = PathBuf::from(home).join("go/bin/nats-server");
-    if go_bin.exists() { go_bin } else { "nats-server".into() }
+    if go_bin.exists() {
+        go_bin
+    } else {
+        "nats-server".into()
+    }
 }
 
 impl PrivateNats {
@@ -251,7 +262,14 @@ impl PrivateNats {
     /// Starts the server again on the same port and store.
     pub(crate) async fn resume(&mut self) {
         let child = Command::new(nats_server_binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -259,9 +277,16 @@ impl PrivateNats {
             .expect("nats-server (set TESSERA_NATS_SERVER or install it in ~/go/bin)");
         self.child = Some(child);
         let port = self.port;
-        testkit::eventually(Duration::from_secs(10), "nats-server to listen", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
-        })
+        testkit::eventually(
+            Duration::from_secs(10),
+            "nats-server to listen",
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(drop)
+            },
+        )
         .await;
     }
 
