@@ -1,0 +1,10 @@
+//! The logging service's integration tests: the real service on loopback against SQLite
+//! files and PostgreSQL, driven over HTTP the way OTLP exporters and the explorer do.
+
+mod support;
+
+mod audit;
+mod ingest;
+mod input;
+mod openapi;
+mod query;

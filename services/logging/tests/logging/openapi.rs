@@ -1,0 +1,86 @@
+//! The OpenAPI document: the committed copy matches the code and the service serves it.
+//!
+//! `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-logging --test logging openapi`
+//! rewrites `services/logging/openapi.json` after an API change.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use tessera_logging::api::openapi;
+
+use crate::support::{Backend, TestLogging};
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/logs"),
+    ("get", "/v1/records"),
+    ("get", "/v1/records/histogram"),
+    ("get", "/v1/records/tail"),
+    ("post", "/v1/audit/events"),
+    ("get", "/v1/audit/records"),
+    ("get", "/v1/audit/verify"),
+];
+
+#[test]
+fn the_committed_openapi_document_is_the_one_the_code_generates() {
+    let generated = openapi::pretty_json();
+    if std::env::var_os("TESSERA_UPDATE_OPENAPI").is_some() {
+        std::fs::write(COMMITTED, &generated).expect("write openapi.json");
+        return;
+    }
+    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    let first_difference = committed
+        .lines()
+        .zip(generated.lines())
+        .position(|(c, g)| c != g)
+        .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+    assert!(
+        committed == generated,
+        "openapi.json is stale: run `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-logging \
+         --test logging openapi` (first difference at line {})",
+        first_difference + 1
+    );
+}
+
+#[tokio::test]
+async fn the_service_serves_an_openapi_3_1_document_of_every_route() {
+    let app = TestLogging::on(Backend::Sqlite).await;
+    let served: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        served["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.1.")
+    );
+    assert_eq!(served["info"]["title"], "Tessera logging");
+    let paths = served["paths"].as_object().expect("paths");
+    for (method, path) in ROUTES {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path}"
+        );
+        let url = app.url(path);
+        let request = if *method == "get" {
+            app.http.get(url)
+        } else {
+            app.http.post(url)
+        };
+        let status = request.send().await.expect("send").status();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} is not routed: {status}"
+        );
+    }
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    let routed: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+    assert_eq!(documented, routed);
+}
