@@ -37,11 +37,17 @@ use serde_json::json;
 use tokio::sync::OnceCell;
 
 /// The environment variable naming the folder with `etcd`, `kube-apiserver`,
-/// `kube-controller-manager` and `helm` (printed by `tools/testenv/build`).
+/// `kube-controller-manager`, `kubectl` and `helm` (printed by `tools/testenv/build`).
 pub const BIN_DIR_ENV: &str = "TESSERA_TESTENV_BIN";
 
 /// The binaries `tools/testenv/build` puts in [`BIN_DIR_ENV`].
-const BINARIES: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "helm"];
+const BINARIES: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "helm",
+];
 
 /// The bearer token of the `admin` user (group `system:masters`) in the static token
 /// file: tests only, the API server listens on loopback and lives for one test binary.
@@ -424,6 +430,15 @@ impl TestEnv {
             .env("HELM_CACHE_HOME", self.dir.path().join("helm/cache"))
             .env("HELM_CONFIG_HOME", self.dir.path().join("helm/config"))
             .env("HELM_DATA_HOME", self.dir.path().join("helm/data"));
+        command
+    }
+
+    /// `kubectl` from the bin dir, talking to this API server as admin.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.bin_dir.join("kubectl"));
+        command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path());
         command
     }
 
