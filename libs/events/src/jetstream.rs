@@ -1,8 +1,8 @@
 //! NATS JetStream: the connection, the `TESSERA` stream (created or updated at start),
 //! publishing with `Nats-Msg-Id`, and the `bus` readiness check.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -16,6 +16,7 @@ use crate::consumer::{self, ConsumerConfig};
 use crate::envelope::OutboxMessage;
 use crate::handler::Router;
 use crate::metrics::EventMetrics;
+use crate::relay::{Relay, RelayConfig, RelayHandle};
 use crate::sink::{PublishError, Sink, with_root};
 
 /// Where and how to reach NATS, and the stream's shape.
@@ -165,13 +166,16 @@ impl JetStreamBus {
         let bus = self.clone();
         readiness.add("bus", move || {
             let bus = bus.clone();
-            async move {
-                if bus.inner.client.connection_state() != async_nats::connection::State::Connected {
-                    return Err("not connected to NATS".to_owned());
-                }
-                bus.ensure_stream_once().await.map_err(|e| e.to_string())
-            }
+            async move { bus.check().await }
         });
+    }
+
+    /// The readiness answer: connected to NATS and the stream exists.
+    pub async fn check(&self) -> Result<(), String> {
+        if self.inner.client.connection_state() != async_nats::connection::State::Connected {
+            return Err("not connected to NATS".to_owned());
+        }
+        self.ensure_stream_once().await.map_err(|e| e.to_string())
     }
 
     /// Starts a durable pull consumer delivering to `router` until `shutdown`; it creates
@@ -228,6 +232,51 @@ impl JetStreamBus {
             ))),
         }
     }
+}
+
+/// Relays `database`'s outbox to JetStream from a synchronous `build`: connects in the
+/// background, starts the relay once the migrations have run, and registers the `bus`
+/// readiness check (failing until connected). Returns the handle to poke after commits.
+pub fn spawn_jetstream_relay(
+    nats: NatsConfig,
+    database: service_kit::Database,
+    relay: RelayConfig,
+    metrics: EventMetrics,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+) -> RelayHandle {
+    let handle = RelayHandle::default();
+    let connected: Arc<OnceLock<JetStreamBus>> = Arc::new(OnceLock::new());
+    let check = connected.clone();
+    readiness.add("bus", move || {
+        let bus = check.get().cloned();
+        async move {
+            match bus {
+                Some(bus) => bus.check().await,
+                None => Err("connecting to NATS".to_owned()),
+            }
+        }
+    });
+    let wake = handle.clone();
+    tokio::spawn(async move {
+        let bus = match JetStreamBus::connect(nats).await {
+            Ok(bus) => bus,
+            Err(error) => {
+                tracing::error!(%error, "cannot use NATS; events stay in the outbox");
+                return;
+            }
+        };
+        let _ = connected.set(bus.clone());
+        database.wait_migrated().await;
+        if database.is_migrated() {
+            Relay::new(database.pool().clone(), Arc::new(bus))
+                .with_config(relay)
+                .with_metrics(metrics)
+                .with_handle(wake)
+                .spawn(shutdown);
+        }
+    });
+    handle
 }
 
 impl Sink for JetStreamBus {

@@ -34,6 +34,7 @@
 //! ```
 
 mod bus;
+mod config;
 mod consumer;
 mod envelope;
 mod handler;
@@ -45,6 +46,7 @@ mod sink;
 mod store;
 
 pub use bus::Bus;
+pub use config::NatsArgs;
 pub use consumer::{
     ConsumerConfig, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_CONSUMER, DEAD_LETTER_REASON,
     ORIGINAL_SUBJECT,
@@ -53,7 +55,7 @@ pub use envelope::{
     CloudEvent, EnvelopeError, Event, JSON_CONTENT_TYPE, OutboxMessage, SPEC_VERSION, SUBJECT_ROOT,
 };
 pub use handler::{HandlerError, HandlerResult, Received, Router};
-pub use jetstream::{BusError, JetStreamBus, NatsConfig};
+pub use jetstream::{BusError, JetStreamBus, NatsConfig, spawn_jetstream_relay};
 pub use memory::{DeadLetter, InProcessBus};
 pub use metrics::EventMetrics;
 pub use relay::{Relay, RelayConfig, RelayError, RelayHandle, Round};

@@ -137,6 +137,13 @@ impl Relay {
         self
     }
 
+    /// Wakes on `handle` (made before the relay, e.g. while the bus is still connecting).
+    #[must_use]
+    pub fn with_handle(mut self, handle: RelayHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
     /// Counts into `metrics` (shared with the service's consumers, registered once).
     #[must_use]
     pub fn with_metrics(mut self, metrics: EventMetrics) -> Self {

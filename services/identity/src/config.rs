@@ -57,6 +57,9 @@ pub struct Config {
     pub keys: KeyArgs,
     #[command(flatten)]
     pub accounts: AccountArgs,
+    /// `--nats-url`: where the outbox is relayed (without it, events wait in the table).
+    #[command(flatten)]
+    pub events: tessera_events::NatsArgs,
 }
 
 /// What goes into tokens.

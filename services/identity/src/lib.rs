@@ -4,7 +4,8 @@
 //! and rotating refresh tokens; service clients use `client_credentials`. Tokens are
 //! signed with the active key of a keyset that either the operator mounts
 //! (`--keyset-dir`) or identity keeps and rotates itself in its database (standalone).
-//! Audit records and `user.registered` go to a transactional outbox.
+//! Audit records and `user.registered` go to a transactional outbox, relayed to NATS
+//! JetStream by `tessera-events` when `--nats-url` is set.
 //!
 //! The library exposes [`build`] (the service ready to serve) and [`run`]; the binary
 //! only parses the command line.
@@ -253,6 +254,7 @@ pub fn build(
         .public(api::router(state.clone()))
         .admin(api::admin_router(state.clone()));
     database.add_readiness_check(service.readiness());
+    start_relay(config, &database, &service, shutdown);
     service.readiness().add("keys", move || {
         let ready = key_manager.is_ready();
         async move {
@@ -264,6 +266,30 @@ pub fn build(
         }
     });
     Ok(Identity { service, state })
+}
+
+/// With `--nats-url`, relays the outbox to JetStream (a `bus` readiness check and the
+/// `tessera_events_*` metrics come with it); without, rows wait in the table.
+fn start_relay(
+    config: &Config,
+    database: &Database,
+    service: &Service,
+    shutdown: &CancellationToken,
+) {
+    let Some(nats) = config.events.config("identity") else {
+        return;
+    };
+    // Identity's writers do not poke the relay; it polls the outbox every second.
+    let metrics = tessera_events::EventMetrics::new();
+    metrics.register(service.metrics());
+    tessera_events::spawn_jetstream_relay(
+        nats,
+        database.clone(),
+        tessera_events::RelayConfig::default(),
+        metrics,
+        service.readiness(),
+        shutdown.clone(),
+    );
 }
 
 fn jsonwebtoken_empty_set() -> jsonwebtoken::jwk::JwkSet {

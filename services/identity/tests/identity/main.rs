@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod admin;
+mod events;
 mod input;
 mod jose;
 mod keys;

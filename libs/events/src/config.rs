@@ -1,0 +1,50 @@
+//! The command-line settings every service that uses the bus shares.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::jetstream::NatsConfig;
+
+/// `--nats-url` / `TESSERA_NATS_URL`: flatten into a service's clap config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server with JetStream, e.g. `nats://user:password@nats:4222`. Events are
+    /// published to (and consumed from) its `TESSERA` stream; without it, published
+    /// events wait in the service's outbox table.
+    #[arg(long, env = "TESSERA_NATS_URL", value_name = "URL", hide_env_values = true,
+          value_parser = parse_nats_url)]
+    pub nats_url: Option<SecretString>,
+}
+
+impl NatsArgs {
+    /// The bus configuration for `service`, when a URL is set.
+    pub fn config(&self, service: &str) -> Option<NatsConfig> {
+        self.nats_url
+            .as_ref()
+            .map(|url| NatsConfig::new(url.expose_secret(), service))
+    }
+}
+
+/// Accepts what the NATS client accepts (`nats://`, `tls://`, `host:port`, several
+/// comma-separated), refusing the rest at start.
+fn parse_nats_url(value: &str) -> Result<SecretString, String> {
+    let all_valid = value
+        .split(',')
+        .all(|server| server.trim().parse::<async_nats::ServerAddr>().is_ok());
+    if value.trim().is_empty() || !all_valid {
+        return Err("expected nats://host:4222 (or tls://, several comma-separated)".to_owned());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_urls_are_checked_at_start() {
+        assert!(parse_nats_url("nats://127.0.0.1:4222").is_ok());
+        assert!(parse_nats_url("nats://u:p@a:4222,nats://b:4222").is_ok());
+        assert!(parse_nats_url("").is_err());
+        assert!(parse_nats_url("http://x y").is_err());
+    }
+}
