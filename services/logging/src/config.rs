@@ -23,6 +23,17 @@ pub struct Config {
     pub ingest: IngestArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+
+    /// NATS JetStream URL (`nats://host:4222`) to consume audit events from
+    /// (`tessera.audit.>`). Without it the audit chain only records events sent to
+    /// `POST /v1/audit/events`.
+    #[arg(
+        long,
+        env = "TESSERA_NATS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub nats_url: Option<String>,
 }
 
 /// How callers are authenticated.

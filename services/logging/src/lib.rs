@@ -13,6 +13,7 @@
 pub mod api;
 pub mod audit;
 pub mod config;
+pub mod consumer;
 pub mod ingest;
 pub mod otlp;
 pub mod record;
@@ -27,6 +28,7 @@ use service_kit::{
     CancellationToken, Clock, Database, Listeners, Migrations, Service, SystemClock,
 };
 use tessera_auth::{HttpJwks, JwkSet, StaticJwks, Verifier, VerifierConfig};
+use tessera_events::{Bus, EventMetrics, JetStreamBus, NatsConfig};
 
 use crate::config::Config;
 use crate::ingest::{Ingest, IngestMetrics};
@@ -53,6 +55,24 @@ pub enum StartError {
     /// The database could not be prepared.
     #[error(transparent)]
     Db(#[from] service_kit::db::DbError),
+}
+
+/// How logging is wired beyond its config: the clock, and the event bus audit events
+/// arrive on (the all-in-one binary passes its in-process bus; [`run`] connects to
+/// `--nats-url`).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub clock: Arc<dyn Clock>,
+    pub bus: Option<Bus>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            bus: None,
+        }
+    }
 }
 
 /// Logging, built and ready to serve.
@@ -84,13 +104,14 @@ fn verifier(config: &Config, shutdown: &CancellationToken) -> Result<Arc<Verifie
     Ok(verifier)
 }
 
-/// Builds logging with `clock` (tests pass a manual one): database (migrated in the
-/// background), writer tasks, retention, and the service with routes and readiness.
+/// Builds logging: database (migrated in the background), writer tasks, retention, the
+/// audit consumer when `runtime.bus` is set, and the service with routes and readiness.
 pub fn build(
     config: &Config,
-    clock: Arc<dyn Clock>,
+    runtime: Runtime,
     shutdown: &CancellationToken,
 ) -> Result<Logging, StartError> {
+    let Runtime { clock, bus } = runtime;
     let database = Database::open(
         &config.database.database_url,
         config.database.database_max_connections,
@@ -152,6 +173,24 @@ pub fn build(
         metrics.failed,
     );
     database.add_readiness_check(service.readiness());
+    if let Some(bus) = &bus {
+        let events = EventMetrics::new();
+        events.register(service.metrics());
+        bus.add_readiness_check(service.readiness());
+        // Consume only once the chain's table exists.
+        let (bus, audit, migrated, stop) = (
+            bus.clone(),
+            state.audit.clone(),
+            database.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            migrated.wait_migrated().await;
+            if migrated.is_migrated() {
+                consumer::subscribe(&bus, &audit, events, &stop);
+            }
+        });
+    }
     if !config.auth.insecure_disable_auth {
         service.readiness().add("keys", move || {
             let ready = verifier.is_ready();
@@ -173,7 +212,19 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let logging = build(&config, Arc::new(SystemClock), &shutdown)?;
+    let bus = match &config.nats_url {
+        Some(url) => Some(Bus::JetStream(
+            JetStreamBus::connect(NatsConfig::new(url.clone(), "logging"))
+                .await
+                .map_err(|e| StartError::Config(format!("--nats-url: {e}")))?,
+        )),
+        None => None,
+    };
+    let runtime = Runtime {
+        clock: Arc::new(SystemClock),
+        bus,
+    };
+    let logging = build(&config, runtime, &shutdown)?;
     logging.service.serve(listeners, shutdown).await;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit;
+mod bus;
 mod ingest;
 mod input;
 mod openapi;

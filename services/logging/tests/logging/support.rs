@@ -15,7 +15,9 @@ use prost::Message;
 use serde_json::Value;
 use service_kit::{CancellationToken, Listeners, SystemClock};
 use tessera_auth::{AccessClaims, Audience};
+use tessera_events::Bus;
 use tessera_keys::{Algorithm, KeyState, Keyset, SigningKey, generate};
+use tessera_logging::Runtime;
 use tessera_logging::config::Config;
 use tessera_logging::state::AppState;
 
@@ -128,6 +130,11 @@ impl TestLogging {
 
     /// Starts logging on `backend` with extra flags.
     pub(crate) async fn start(backend: Backend, extra: &[&str]) -> Self {
+        Self::start_with_bus(backend, extra, None).await
+    }
+
+    /// Starts logging consuming audit events from `bus`.
+    pub(crate) async fn start_with_bus(backend: Backend, extra: &[&str], bus: Option<Bus>) -> Self {
         testkit::init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match backend {
@@ -150,8 +157,11 @@ impl TestLogging {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let config = Config::try_parse_from(args).expect("valid test config");
         let shutdown = CancellationToken::new();
-        let logging = tessera_logging::build(&config, Arc::new(SystemClock), &shutdown)
-            .expect("logging builds");
+        let runtime = Runtime {
+            clock: Arc::new(SystemClock),
+            bus,
+        };
+        let logging = tessera_logging::build(&config, runtime, &shutdown).expect("logging builds");
         let listeners = Listeners::loopback().await.expect("bind");
         let base = format!("http://{}", listeners.public_addr().expect("addr"));
         let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
