@@ -1,13 +1,18 @@
 //! The Kubernetes operator: reconciles a `Platform` into a running Tessera and rotates
 //! its signing keys (DESIGN.md §4, §7).
 
+pub mod children;
+pub mod controller;
 // `KubeSchema` re-emits every struct it derives for in a private module, which trips
 // `unreachable_pub` on types that are in fact exported.
-pub mod children;
 #[allow(unreachable_pub)]
 pub mod crd;
+pub mod keys;
+pub mod metrics;
+mod run;
 
 pub use crd::{Platform, PlatformSpec, PlatformStatus};
+pub use run::{Config, RunError, run, run_controller, run_until};
 
 use kube::CustomResourceExt as _;
 
