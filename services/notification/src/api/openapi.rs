@@ -1,0 +1,94 @@
+//! Notification's OpenAPI 3.1 document, generated from the handlers' annotations and served at
+//! `/openapi.json`. A copy is committed as `services/notification/openapi.json`; the
+//! integration tests fail when it differs from the code.
+
+use std::sync::LazyLock;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::notifications;
+use super::schema::{
+    Forbidden, InvalidBody, MultipleCredentials, ProblemDoc, Unauthenticated, Unavailable,
+    UnsupportedMediaType,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tessera notification",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "Email, SMS and push delivery for services: request a notification (safe to \
+            retry with an `Idempotency-Key`) and follow its jobs and attempts. Welcome messages for \
+            `dev.tessera.profile.user.created.v1` are sent without a request. Errors are RFC 9457 \
+            problems with a stable `code`.",
+    ),
+    paths(notifications::create, notifications::get),
+    components(
+        schemas(ProblemDoc),
+        responses(
+            MultipleCredentials,
+            Unauthenticated,
+            Forbidden,
+            UnsupportedMediaType,
+            InvalidBody,
+            Unavailable,
+        ),
+    ),
+    modifiers(&SecuritySchemes),
+    tags((name = "notifications", description = "Requesting notifications and following their delivery.")),
+)]
+struct ApiDoc;
+
+/// Adds the bearer security scheme the operations name.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some("An access token issued by identity."))
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// The OpenAPI document of notification's public API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON with a final newline: the content of the committed
+/// `openapi.json` and the body of `GET /openapi.json`.
+pub fn pretty_json() -> String {
+    let mut json = document()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes to JSON");
+    json.push('\n');
+    json
+}
+
+/// Built once: the document only changes with the code.
+static SERVED: LazyLock<String> = LazyLock::new(pretty_json);
+
+/// `GET /openapi.json`
+pub async fn serve() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        SERVED.as_str(),
+    )
+        .into_response()
+}

@@ -1,0 +1,193 @@
+//! Delivery jobs: claiming due ones with a lease, recording each attempt and its outcome
+//! (with the failure event in the same transaction), and reading them for the API.
+
+use service_kit::{Pool, with_pool};
+use tessera_events::{OutboxMessage, outbox};
+
+/// A job claimed for delivery, with what its notification says.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub notification_id: String,
+    pub channel: String,
+    pub address: Option<String>,
+    /// Including the attempt now starting.
+    pub attempts: i64,
+    pub user_id: String,
+    pub template: String,
+    pub locale: Option<String>,
+    pub data: String,
+    pub critical: bool,
+}
+
+const CLAIMABLE: &str =
+    "(status = 'pending' AND due_at <= $1) OR (status = 'sending' AND lease_until <= $1)";
+
+/// Claims up to `limit` due jobs (and jobs whose lease ran out: their process died while
+/// sending) for `lease_ms`; each claim counts as an attempt.
+pub async fn claim(
+    pool: &Pool,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let ids: Vec<(String,)> =
+        match pool {
+            // Concurrent workers and replicas skip each other's rows instead of waiting.
+            Pool::Postgres(p) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, lease_until = $2, \
+                 updated_at = $1 WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
+                 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id"
+            )))
+            .bind(now_ms)
+            .bind(now_ms + lease_ms)
+            .bind(limit)
+            .fetch_all(p)
+            .await?,
+            // SQLite has one writer at a time: the UPDATE is the lock.
+            Pool::Sqlite(p) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, lease_until = $2, \
+                 updated_at = $1 WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
+                 ORDER BY due_at LIMIT $3) RETURNING id"
+            )))
+            .bind(now_ms)
+            .bind(now_ms + lease_ms)
+            .bind(limit)
+            .fetch_all(p)
+            .await?,
+        };
+    let mut claimed = Vec::with_capacity(ids.len());
+    for (id,) in ids {
+        let job: Option<ClaimedJob> = with_pool!(pool, |p| {
+            sqlx::query_as(
+                "SELECT j.id, j.notification_id, j.channel, j.address, j.attempts, n.user_id, \
+                 n.template, n.locale, n.data, n.critical FROM jobs j \
+                 JOIN notifications n ON n.id = j.notification_id WHERE j.id = $1",
+            )
+            .bind(&id)
+            .fetch_optional(p)
+            .await
+        })?;
+        claimed.extend(job);
+    }
+    Ok(claimed)
+}
+
+/// Where a job goes after an attempt.
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// Done: `delivered` or `skipped`.
+    Final(&'static str),
+    /// Try again at this time (unix ms).
+    Retry { due_at: i64 },
+    /// Failed for good; the event announcing it goes into the outbox.
+    Failed(Box<OutboxMessage>),
+}
+
+/// One attempt's record.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub job_id: &'a str,
+    pub number: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// `delivered`, `transient`, `permanent` or `skipped`.
+    pub outcome: &'static str,
+    pub detail: Option<String>,
+}
+
+/// Records `attempt` and moves the job on, in one transaction. Does nothing and answers
+/// `false` when the job is no longer this worker's (its lease ran out and another took it).
+pub async fn finish(pool: &Pool, attempt: &Attempt<'_>, next: &Next) -> Result<bool, sqlx::Error> {
+    let (status, due_at) = match next {
+        Next::Final(status) => (*status, None),
+        Next::Retry { due_at } => ("pending", Some(*due_at)),
+        Next::Failed(_) => ("failed", None),
+    };
+    with_pool!(pool, |p| async {
+        let mut tx = p.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = $1, due_at = COALESCE($2, due_at), lease_until = NULL, \
+             last_error = $3, updated_at = $4 \
+             WHERE id = $5 AND status = 'sending' AND attempts = $6",
+        )
+        .bind(status)
+        .bind(due_at)
+        .bind(&attempt.detail)
+        .bind(attempt.finished_at)
+        .bind(attempt.job_id)
+        .bind(attempt.number)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(attempt.job_id)
+        .bind(attempt.number)
+        .bind(attempt.started_at)
+        .bind(attempt.finished_at)
+        .bind(attempt.outcome)
+        .bind(&attempt.detail)
+        .execute(&mut *tx)
+        .await?;
+        if let Next::Failed(event) = next {
+            outbox::write(&mut *tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    }
+    .await)
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub channel: String,
+    pub status: String,
+    pub attempts: i64,
+    pub due_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// An attempt as the API shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub job_id: String,
+    pub number: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// The jobs of a notification and their attempts.
+pub async fn of_notification(
+    pool: &Pool,
+    notification_id: &str,
+) -> Result<(Vec<JobRow>, Vec<AttemptRow>), sqlx::Error> {
+    with_pool!(pool, |p| async {
+        let jobs: Vec<JobRow> = sqlx::query_as(
+            "SELECT id, channel, status, attempts, due_at, last_error FROM jobs \
+             WHERE notification_id = $1 ORDER BY channel",
+        )
+        .bind(notification_id)
+        .fetch_all(p)
+        .await?;
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT a.job_id, a.number, a.started_at, a.finished_at, a.outcome, a.detail \
+             FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.notification_id = $1 \
+             ORDER BY a.job_id, a.number",
+        )
+        .bind(notification_id)
+        .fetch_all(p)
+        .await?;
+        Ok::<_, sqlx::Error>((jobs, attempts))
+    }
+    .await)
+}

@@ -1,0 +1,313 @@
+//! The delivery worker: claims due jobs with a lease, resolves the recipient (address,
+//! locale, preferences), renders the template, waits for the channel's rate limit, sends,
+//! and records the attempt. Transient failures are retried on the configured schedule
+//! with jitter; permanent ones (and exhausted retries) fail the job and publish
+//! `dev.tessera.notification.delivery.failed.v1` through the outbox in the same
+//! transaction.
+//!
+//! A job whose process died while sending keeps status `sending` until its lease runs
+//! out, then any worker claims it again. If the SMTP server had already accepted the
+//! message but the acknowledgement never arrived, the message is sent twice; both copies
+//! carry the same `Message-ID` (the job id). SMTP offers no way to close that gap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use service_kit::{CancellationToken, Clock, Pool};
+use tessera_events::{Event, OutboxMessage, RelayHandle};
+use tokio::sync::Notify;
+
+use crate::channel::{Channel, ChannelKind, Outgoing, SendError};
+use crate::db::jobs::{self, Attempt, ClaimedJob, Next};
+use crate::ratelimit::Pacer;
+use crate::recipients::{LookupError, Recipients};
+use crate::templates::Templates;
+
+/// How often workers look for due jobs when nobody wakes them (retries come due).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Wait after a database error before claiming again.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// `dev.tessera.notification.delivery.failed.v1`: a job failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryFailed {
+    pub notification_id: String,
+    pub job_id: String,
+    pub user_id: String,
+    pub channel: ChannelKind,
+    pub template: String,
+    pub attempts: i64,
+    pub reason: String,
+}
+
+impl Event for DeliveryFailed {
+    const SERVICE: &'static str = "notification";
+    const ENTITY: &'static str = "delivery";
+    const VERB: &'static str = "failed";
+
+    fn subject(&self) -> String {
+        self.notification_id.clone()
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
+/// Delivery counters on `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryMetrics {
+    attempts: Family<OutcomeLabels, Counter>,
+}
+
+impl DeliveryMetrics {
+    /// Registers `tessera_notification_attempts_total{channel, outcome}`.
+    pub fn register(&self, metrics: &service_kit::Metrics) {
+        metrics.register(
+            "notification_attempts",
+            "Delivery attempts by channel and outcome (delivered, skipped, transient, permanent)",
+            self.attempts.clone(),
+        );
+    }
+}
+
+/// A configured channel and its rate limit.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub channel: Arc<dyn Channel>,
+    pub pacer: Arc<Pacer>,
+}
+
+/// Everything the workers need.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub pool: Pool,
+    pub templates: Arc<Templates>,
+    pub routes: Arc<HashMap<ChannelKind, Route>>,
+    pub recipients: Arc<Recipients>,
+    /// Waits before retries 1, 2, ...; the job fails after the last.
+    pub schedule: Arc<Vec<Duration>>,
+    pub lease: Duration,
+    pub default_locale: Arc<str>,
+    pub clock: Arc<dyn Clock>,
+    pub relay: RelayHandle,
+    /// Poked when jobs are queued, so they go out without waiting for the poll.
+    pub wake: Arc<Notify>,
+    pub metrics: DeliveryMetrics,
+}
+
+/// How one attempt ended.
+enum Step {
+    Delivered,
+    Skipped(String),
+    Failed(SendError),
+}
+
+impl Delivery {
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// Starts `workers` delivery loops; they stop with `shutdown` after the send at hand.
+    pub fn spawn(&self, workers: u32, shutdown: &CancellationToken) {
+        for _ in 0..workers {
+            let (delivery, stop) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move { delivery.work(stop).await });
+        }
+    }
+
+    async fn work(self, shutdown: CancellationToken) {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        while !shutdown.is_cancelled() {
+            let claimed = jobs::claim(&self.pool, self.now_ms(), lease_ms, 1).await;
+            match claimed {
+                Ok(claimed) if claimed.is_empty() => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    }
+                }
+                Ok(claimed) => {
+                    for job in claimed {
+                        self.deliver(job).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim delivery jobs; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(ERROR_PAUSE) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt at `job`, recorded.
+    pub async fn deliver(&self, job: ClaimedJob) {
+        let started_at = self.now_ms();
+        let step = self.attempt(&job).await;
+        let finished_at = self.now_ms();
+        let (outcome, detail, next) = match step {
+            Step::Delivered => ("delivered", None, Next::Final("delivered")),
+            Step::Skipped(reason) => ("skipped", Some(reason), Next::Final("skipped")),
+            Step::Failed(SendError::Transient(reason)) => {
+                let retry = usize::try_from(job.attempts - 1)
+                    .ok()
+                    .and_then(|i| self.schedule.get(i));
+                match retry {
+                    Some(wait) => (
+                        "transient",
+                        Some(reason),
+                        Next::Retry {
+                            due_at: finished_at + jittered_ms(*wait),
+                        },
+                    ),
+                    None => {
+                        let reason = format!("gave up after {} attempts: {reason}", job.attempts);
+                        let event = self.failure_event(&job, &reason);
+                        ("transient", Some(reason), Next::Failed(Box::new(event)))
+                    }
+                }
+            }
+            Step::Failed(SendError::Permanent(reason)) => {
+                let event = self.failure_event(&job, &reason);
+                ("permanent", Some(reason), Next::Failed(Box::new(event)))
+            }
+        };
+        let channel = ChannelKind::parse(&job.channel).map_or("unknown", ChannelKind::as_str);
+        self.metrics
+            .attempts
+            .get_or_create(&OutcomeLabels { channel, outcome })
+            .inc();
+        let attempt = Attempt {
+            job_id: &job.id,
+            number: job.attempts,
+            started_at,
+            finished_at,
+            outcome,
+            detail,
+        };
+        match jobs::finish(&self.pool, &attempt, &next).await {
+            Ok(true) => {
+                if matches!(next, Next::Failed(_)) {
+                    tracing::warn!(job = %job.id, channel, reason = ?attempt.detail, "delivery failed for good");
+                    self.relay.notify();
+                }
+            }
+            Ok(false) => {
+                tracing::warn!(job = %job.id, "job was taken over by another worker (lease expired)");
+            }
+            // The lease runs out and the job is attempted again: at least once.
+            Err(error) => {
+                tracing::error!(job = %job.id, %error, "cannot record a delivery attempt")
+            }
+        }
+    }
+
+    fn failure_event(&self, job: &ClaimedJob, reason: &str) -> OutboxMessage {
+        let event = DeliveryFailed {
+            notification_id: job.notification_id.clone(),
+            job_id: job.id.clone(),
+            user_id: job.user_id.clone(),
+            channel: ChannelKind::parse(&job.channel).unwrap_or(ChannelKind::Email),
+            template: job.template.clone(),
+            attempts: job.attempts,
+            reason: reason.to_owned(),
+        };
+        OutboxMessage::new(&event, self.clock.now())
+    }
+
+    async fn attempt(&self, job: &ClaimedJob) -> Step {
+        let Some(kind) = ChannelKind::parse(&job.channel) else {
+            return Step::Failed(SendError::Permanent(format!(
+                "unknown channel {}",
+                job.channel
+            )));
+        };
+        let Some(route) = self.routes.get(&kind) else {
+            return Step::Failed(SendError::Permanent(format!(
+                "the {kind} channel is not configured"
+            )));
+        };
+        let recipient = match self.recipients.get(&job.user_id).await {
+            Ok(recipient) => recipient,
+            Err(LookupError::NotFound) => {
+                return Step::Failed(SendError::Permanent("the user has no profile".into()));
+            }
+            Err(error @ LookupError::Unavailable(_)) => {
+                return Step::Failed(SendError::Transient(error.to_string()));
+            }
+        };
+        if !job.critical && !recipient.preferences.allows(kind) {
+            return Step::Skipped(format!("the user turned {kind} messages off"));
+        }
+        let address = job.address.clone().or_else(|| match kind {
+            ChannelKind::Email => Some(recipient.email.clone()),
+            ChannelKind::Sms => recipient.phone.clone(),
+            ChannelKind::Push => Some(recipient.user_id.clone()),
+        });
+        let Some(to) = address else {
+            return Step::Skipped(format!("the user has no {kind} address"));
+        };
+        let data: Value = serde_json::from_str(&job.data).unwrap_or_else(|_| json!({}));
+        let locale = job
+            .locale
+            .clone()
+            .unwrap_or_else(|| recipient.locale.clone());
+        let context = json!({
+            "user_id": recipient.user_id,
+            "display_name": recipient.display_name,
+            "email": recipient.email,
+            "phone": recipient.phone,
+            "locale": locale,
+            "data": data,
+        });
+        let rendered = match self
+            .templates
+            .render(&job.template, kind, &locale, &context)
+        {
+            Ok(rendered) => rendered,
+            Err(error) => return Step::Failed(SendError::Permanent(error.to_string())),
+        };
+        route.pacer.wait().await;
+        let message = Outgoing {
+            job_id: job.id.clone(),
+            to,
+            subject: rendered.subject,
+            body: rendered.body,
+        };
+        match route.channel.send(&message).await {
+            Ok(()) => Step::Delivered,
+            Err(error) => Step::Failed(error),
+        }
+    }
+}
+
+/// `wait` ±20 %, in milliseconds, so retries of many jobs do not come due together.
+fn jittered_ms(wait: Duration) -> i64 {
+    let factor = rand::random_range(0.8..=1.2);
+    i64::try_from(wait.mul_f64(factor).as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_jittered_within_twenty_percent() {
+        for _ in 0..1000 {
+            let ms = jittered_ms(Duration::from_secs(10));
+            assert!((8000..=12_000).contains(&ms), "{ms}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Events notification acts on: `user.created` becomes a welcome notification with one
+//! job per usable channel, stored with the inbox row in one transaction before the event
+//! is acknowledged.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use service_kit::{Clock, Pool};
+use tessera_events::{ConsumerConfig, Event, HandlerError, HandlerResult, Received, Router};
+use tokio::sync::Notify;
+
+use crate::channel::ChannelKind;
+use crate::db::notifications::{self, Guard, NewJob, NewNotification};
+use crate::templates::{Templates, WELCOME};
+
+/// The durable consumer's name (and the inbox's `consumer`).
+pub const CONSUMER: &str = "notification";
+
+/// `dev.tessera.profile.user.created.v1`, as profile publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub locale: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+impl Event for UserCreated {
+    const SERVICE: &'static str = "profile";
+    const ENTITY: &'static str = "user";
+    const VERB: &'static str = "created";
+
+    fn subject(&self) -> String {
+        self.user_id.clone()
+    }
+}
+
+/// What the handlers need.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub pool: Pool,
+    pub templates: Arc<Templates>,
+    pub channels: Arc<HashSet<ChannelKind>>,
+    pub clock: Arc<dyn Clock>,
+    pub wake: Arc<Notify>,
+}
+
+impl Intake {
+    /// The consumer: its subjects and handlers.
+    pub fn consumer(&self) -> (ConsumerConfig, Router) {
+        let intake = self.clone();
+        let router = Router::new().on::<UserCreated, _, _>(move |received| {
+            let intake = intake.clone();
+            async move { intake.welcome(received).await }
+        });
+        let subjects = [UserCreated::nats_subject()];
+        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        (ConsumerConfig::new(CONSUMER, &subjects), router)
+    }
+
+    async fn welcome(&self, received: Received<UserCreated>) -> HandlerResult {
+        let user = received.event;
+        if user.user_id.is_empty() || user.email.is_empty() {
+            return Err(HandlerError::reject(
+                "user.created without user_id or email",
+            ));
+        }
+        let usable = |kind| self.channels.contains(&kind) && self.templates.supports(WELCOME, kind);
+        let mut jobs = Vec::new();
+        if usable(ChannelKind::Email) {
+            jobs.push(NewJob {
+                id: uuid::Uuid::now_v7().to_string(),
+                channel: ChannelKind::Email,
+                address: Some(user.email.clone()),
+            });
+        }
+        if let Some(phone) = user.phone.clone().filter(|_| usable(ChannelKind::Sms)) {
+            jobs.push(NewJob {
+                id: uuid::Uuid::now_v7().to_string(),
+                channel: ChannelKind::Sms,
+                address: Some(phone),
+            });
+        }
+        let now = self.clock.now();
+        let notification = NewNotification {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user.user_id.clone(),
+            template: WELCOME.to_owned(),
+            locale: Some(user.locale.clone()),
+            data: json!({ "display_name": user.display_name }).to_string(),
+            critical: false,
+            origin: "event",
+            requested_by: received.envelope.source.clone(),
+            created_at: now.unix_timestamp(),
+        };
+        let guard = Guard::Inbox {
+            consumer: CONSUMER,
+            event_id: &received.envelope.id,
+        };
+        let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        notifications::create(&self.pool, &notification, &jobs, guard, now_ms)
+            .await
+            .map_err(HandlerError::retry)?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+}

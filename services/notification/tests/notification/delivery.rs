@@ -1,0 +1,50 @@
+//! SMTP faults: a server refusing for a while (4xx) is retried until it accepts; one
+//! refusing for good (5xx) fails the job at once, publishes `delivery.failed`, and is
+//! not tried again.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::support::{Stack, on_both_backends, profile};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+on_both_backends! {
+    async fn a_temporarily_refusing_smtp_server_gets_the_mail_after_retries(backend: Backend) {
+        let stack = Stack::on(backend).await;
+        stack.smtp.refuse_next(451, 2).await;
+        stack
+            .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
+            .await;
+        let mails = stack.mails(1, WITHIN).await;
+        assert_eq!(mails[0].header("subject"), "Welcome to Tessera, Ada");
+        assert_eq!(stack.smtp.stats().await, (1, 2), "refused twice, then accepted");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(stack.smtp.messages().len(), 1, "delivered once");
+    }
+
+    async fn a_permanently_refusing_smtp_server_fails_the_job_and_publishes_the_failure(backend: Backend) {
+        let stack = Stack::on(backend).await;
+        let mut failures = stack.watch("tessera.events.notification.delivery.failed").await;
+        stack.smtp.refuse_next(550, 100).await;
+        let (user_id, _) = stack
+            .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
+            .await;
+        let message = tokio::time::timeout(WITHIN, failures.next())
+            .await
+            .expect("delivery.failed published in time")
+            .expect("a message");
+        let event: Value = serde_json::from_slice(&message.payload).expect("event json");
+        assert_eq!(event["type"], "dev.tessera.notification.delivery.failed.v1");
+        assert_eq!(event["data"]["user_id"], user_id.as_str());
+        assert_eq!(event["data"]["channel"], "email");
+        assert_eq!(event["data"]["attempts"], 1, "a 5xx is not retried");
+        assert!(event["data"]["reason"].as_str().unwrap_or_default().contains("550"), "{event}");
+
+        // The retry schedule is 0.3 s: give it time to (wrongly) try again.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(stack.smtp.stats().await, (0, 1), "exactly one attempt");
+    }
+}

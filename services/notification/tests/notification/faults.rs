@@ -1,0 +1,1 @@
+//! Faults: NATS outage, notification killed mid-delivery.

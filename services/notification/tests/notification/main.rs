@@ -1,0 +1,11 @@
+//! Notification's integration tests: the signup flow end to end (identity, profile,
+//! NATS JetStream, notification, a real SMTP server, a recorder for the SMS provider),
+//! delivery faults, the request API and its OpenAPI document.
+
+mod support;
+
+mod api;
+mod delivery;
+mod faults;
+mod openapi;
+mod welcome;

@@ -1,0 +1,544 @@
+//! The whole signup flow on loopback for a test: identity (SQLite, with notification's
+//! service client), profile and notification (SQLite or PostgreSQL), a private JetStream
+//! stream on the test NATS server, a real SMTP server (`tools/smtp-server`, aiosmtpd)
+//! and an HTTP recorder standing in for the SMS provider.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use base64::Engine;
+use clap::Parser;
+use http::StatusCode;
+use serde_json::{Value, json};
+use service_kit::{CancellationToken, Listeners, SystemClock};
+use tessera_events::{Bus, JetStreamBus, NatsConfig};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub(crate) const ISSUER: &str = "http://issuer.test";
+const PASSWORD: &str = "a perfectly fine passphrase";
+const PEPPER: [u8; 32] = [7; 32];
+pub(crate) const CLIENT: &str = "svc-notification";
+pub(crate) const SECRET: &str = "a-service-secret-of-sufficient-length";
+pub(crate) const SMS_AUTH: &str = "Bearer sms-provider-secret";
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A real SMTP server in a child process, killed on drop.
+pub(crate) struct SmtpServer {
+    pub(crate) port: u16,
+    control: String,
+    pub(crate) dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl SmtpServer {
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/smtp-server");
+        let mut child = tokio::process::Command::new(script)
+            .args(["--port", "0", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tools/smtp-server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .expect("the SMTP server announces its ports")
+        .expect("read");
+        let ports: Value = serde_json::from_str(&line).expect("ports line");
+        Self {
+            port: u16::try_from(ports["smtp_port"].as_u64().expect("smtp port")).expect("port"),
+            control: format!("http://127.0.0.1:{}", ports["control_port"]),
+            dir,
+            _child: child,
+        }
+    }
+
+    /// Answers DATA with `code` for the next `count` messages.
+    pub(crate) async fn refuse_next(&self, code: u16, count: u32) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/reply", self.control))
+            .json(&json!({ "code": code, "count": count }))
+            .send()
+            .await
+            .expect("control");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Holds every DATA answer for `ms`.
+    pub(crate) async fn delay(&self, ms: u64) {
+        reqwest::Client::new()
+            .post(format!("{}/delay", self.control))
+            .json(&json!({ "ms": ms }))
+            .send()
+            .await
+            .expect("control");
+    }
+
+    /// (accepted, refused) so far.
+    pub(crate) async fn stats(&self) -> (u64, u64) {
+        let stats: Value = reqwest::get(format!("{}/stats", self.control))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        (
+            stats["accepted"].as_u64().unwrap_or_default(),
+            stats["refused"].as_u64().unwrap_or_default(),
+        )
+    }
+
+    /// Every accepted message, oldest first.
+    pub(crate) fn messages(&self) -> Vec<Mail> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read mail dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| Mail::parse(&std::fs::read_to_string(p).expect("read mail")))
+            .collect()
+    }
+}
+
+/// An accepted email.
+#[derive(Debug, Clone)]
+pub(crate) struct Mail {
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl Mail {
+    fn parse(raw: &str) -> Self {
+        let raw = raw.replace("\r\n", "\n");
+        let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+            } else if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        Self {
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    pub(crate) fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// The stand-in SMS provider: records every request.
+#[derive(Clone, Default)]
+pub(crate) struct Recorder {
+    pub(crate) url: String,
+    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+}
+
+impl Recorder {
+    pub(crate) async fn start(shutdown: &CancellationToken) -> Self {
+        let requests: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        async fn record(
+            State(requests): State<Arc<Mutex<Vec<(Option<String>, Value)>>>>,
+            headers: HeaderMap,
+            Json(body): Json<Value>,
+        ) -> StatusCode {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            requests.lock().unwrap().push((auth, body));
+            StatusCode::ACCEPTED
+        }
+        let app = axum::Router::new()
+            .route("/sms", axum::routing::post(record))
+            .with_state(requests.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/sms", listener.local_addr().expect("addr"));
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        Self { url, requests }
+    }
+
+    /// (Authorization header, JSON body) of every request.
+    pub(crate) fn requests(&self) -> Vec<(Option<String>, Value)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A private stream and subject root on the test NATS server, so tests running at the
+/// same time never see each other's events.
+pub(crate) fn nats_config(url: &str, service: &str, id: &str) -> NatsConfig {
+    let mut config = NatsConfig::new(url, service);
+    config.stream = format!("T{id}");
+    config.subject_root = format!("t{id}");
+    config
+}
+
+pub(crate) fn nats_url() -> String {
+    std::env::var("TESSERA_TEST_NATS_URL").expect(
+        "TESSERA_TEST_NATS_URL is not set: these tests need NATS JetStream (`tools/services up`)",
+    )
+}
+
+/// Identity with notification's service client; returns its base URL.
+async fn start_identity(dir: &Path, shutdown: &CancellationToken) -> String {
+    let hasher = tessera_identity::secrets::SecretHasher::new(&PEPPER);
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.hash(SECRET));
+    let registry = json!({ "clients": [
+        { "client_id": CLIENT, "secret_hash": hash, "roles": ["service"] },
+    ]});
+    let registry_path = dir.join("clients.json");
+    std::fs::write(&registry_path, registry.to_string()).expect("write registry");
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let config = tessera_identity::config::Cli::try_parse_from([
+        "tessera-identity".to_owned(),
+        "--issuer".into(),
+        ISSUER.into(),
+        "--database-url".into(),
+        format!("sqlite:{}", dir.join("identity.db").display()),
+        "--argon2-memory-kib".into(),
+        "256".into(),
+        "--argon2-iterations".into(),
+        "1".into(),
+        "--keyset-encryption-key".into(),
+        b64(&[42; 32]),
+        "--client-registry".into(),
+        registry_path.display().to_string(),
+        "--client-secret-pepper".into(),
+        b64(&PEPPER),
+    ])
+    .expect("valid identity config")
+    .config;
+    let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), shutdown)
+        .expect("identity builds");
+    let listeners = Listeners::loopback().await.expect("bind");
+    let base = format!("http://{}", listeners.public_addr().expect("addr"));
+    let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+    tokio::spawn(identity.service.serve(listeners, shutdown.clone()));
+    testkit::wait_until_ready(&admin, Duration::from_secs(15)).await;
+    base
+}
+
+pub(crate) struct Options {
+    pub(crate) backend: Backend,
+    /// Extra notification flags.
+    pub(crate) args: Vec<String>,
+    /// NATS URL (default: the shared test server).
+    pub(crate) nats: Option<String>,
+    /// Start notification in this process (false: the test runs the binary itself).
+    pub(crate) notification: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            args: Vec::new(),
+            nats: None,
+            notification: true,
+        }
+    }
+}
+
+pub(crate) struct Stack {
+    pub(crate) identity: String,
+    pub(crate) profile: String,
+    pub(crate) notification: String,
+    pub(crate) notification_admin: String,
+    pub(crate) smtp: SmtpServer,
+    pub(crate) sms: Recorder,
+    pub(crate) http: reqwest::Client,
+    pub(crate) nats_url: String,
+    pub(crate) nats_id: String,
+    /// Notification's flags (for starting the binary).
+    pub(crate) notification_args: Vec<String>,
+    pub(crate) shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn database_url(backend: Backend, dir: &Path, name: &str) -> impl Future<Output = String> {
+    let file = format!("sqlite:{}", dir.join(format!("{name}.db")).display());
+    async move {
+        match backend {
+            Backend::Sqlite => file,
+            Backend::Postgres => testkit::fresh_postgres_database().await,
+        }
+    }
+}
+
+impl Stack {
+    pub(crate) async fn start(options: Options) -> Self {
+        testkit::init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shutdown = CancellationToken::new();
+        let nats_url = options.nats.clone().unwrap_or_else(nats_url);
+        let nats_id = uuid::Uuid::new_v4().simple().to_string();
+        let identity = start_identity(dir.path(), &shutdown).await;
+        let jwks = format!("{identity}/.well-known/jwks.json");
+
+        let profile_config = tessera_profile::config::Config::try_parse_from([
+            "tessera-profile".to_owned(),
+            "--database-url".into(),
+            database_url(options.backend, dir.path(), "profile").await,
+            "--issuer".into(),
+            ISSUER.into(),
+            "--jwks-url".into(),
+            jwks.clone(),
+            "--nats-url".into(),
+            nats_url.clone(),
+        ])
+        .expect("valid profile config");
+        let bus = JetStreamBus::connect(nats_config(&nats_url, "profile", &nats_id))
+            .await
+            .expect("bus");
+        let runtime = tessera_profile::Runtime {
+            clock: Arc::new(SystemClock),
+            bus: Bus::JetStream(bus),
+        };
+        let profile =
+            tessera_profile::build(&profile_config, runtime, &shutdown).expect("profile builds");
+        let listeners = Listeners::loopback().await.expect("bind");
+        let profile_base = format!("http://{}", listeners.public_addr().expect("addr"));
+        let profile_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+        tokio::spawn(profile.service.serve(listeners, shutdown.clone()));
+        testkit::wait_until_ready(&profile_admin, Duration::from_secs(20)).await;
+
+        let smtp = SmtpServer::start().await;
+        let sms = Recorder::start(&shutdown).await;
+        let mut args: Vec<String> = [
+            "tessera-notification",
+            "--database-url",
+            &database_url(options.backend, dir.path(), "notification").await,
+            "--issuer",
+            ISSUER,
+            "--jwks-url",
+            &jwks,
+            "--nats-url",
+            &nats_url,
+            "--profile-url",
+            &profile_base,
+            "--token-url",
+            &format!("{identity}/oauth2/token"),
+            "--client-id",
+            CLIENT,
+            "--client-secret",
+            SECRET,
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &smtp.port.to_string(),
+            "--smtp-tls",
+            "none",
+            "--email-from",
+            "Tessera Tests <tests@tessera.test>",
+            "--sms-webhook-url",
+            &sms.url,
+            "--sms-webhook-auth",
+            &format!("Authorization: {SMS_AUTH}"),
+            "--retry-schedule-secs",
+            "0.3,0.3,0.3",
+            "--preferences-ttl-secs",
+            "0",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(options.args.iter().cloned());
+
+        let (mut notification, mut notification_admin) = (String::new(), String::new());
+        if options.notification {
+            let config = tessera_notification::config::Config::try_parse_from(&args)
+                .expect("valid notification config");
+            let bus = JetStreamBus::connect(nats_config(&nats_url, "notification", &nats_id))
+                .await
+                .expect("bus");
+            let runtime = tessera_notification::Runtime {
+                clock: Arc::new(SystemClock),
+                bus: Bus::JetStream(bus),
+            };
+            let service = tessera_notification::build(&config, runtime, &shutdown)
+                .expect("notification builds");
+            let listeners = Listeners::loopback().await.expect("bind");
+            notification = format!("http://{}", listeners.public_addr().expect("addr"));
+            notification_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+            tokio::spawn(service.service.serve(listeners, shutdown.clone()));
+            testkit::wait_until_ready(&notification_admin, Duration::from_secs(20)).await;
+        }
+        Self {
+            identity,
+            profile: profile_base,
+            notification,
+            notification_admin,
+            smtp,
+            sms,
+            http: reqwest::Client::new(),
+            nats_url,
+            nats_id,
+            notification_args: args,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) async fn on(backend: Backend) -> Self {
+        Self::start(Options {
+            backend,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Signs up and logs in a new user; returns (user id, access token).
+    pub(crate) async fn user(&self, email: &str) -> (String, String) {
+        let credentials = json!({ "email": email, "password": PASSWORD });
+        let signup = self
+            .http
+            .post(format!("{}/v1/signup", self.identity))
+            .json(&credentials)
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(signup.status(), StatusCode::CREATED, "signup of {email}");
+        let user: Value = signup.json().await.expect("json");
+        let login: Value = self
+            .http
+            .post(format!("{}/v1/login", self.identity))
+            .json(&credentials)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        (
+            user["id"].as_str().expect("id").to_owned(),
+            login["access_token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// Signs a user up and creates their profile with `profile` as body.
+    pub(crate) async fn user_with_profile(&self, email: &str, profile: &Value) -> (String, String) {
+        let (id, token) = self.user(email).await;
+        let created = self
+            .http
+            .post(format!("{}/v1/profiles", self.profile))
+            .bearer_auth(&token)
+            .json(profile)
+            .send()
+            .await
+            .expect("create profile");
+        assert_eq!(created.status(), StatusCode::CREATED, "profile of {email}");
+        (id, token)
+    }
+
+    /// notification's own client-credentials token.
+    pub(crate) async fn service_token(&self) -> String {
+        let response: Value = self
+            .http
+            .post(format!("{}/oauth2/token", self.identity))
+            .basic_auth(CLIENT, Some(SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("json");
+        response["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Waits until the SMTP server holds at least `count` messages; returns them.
+    pub(crate) async fn mails(&self, count: usize, within: Duration) -> Vec<Mail> {
+        testkit::eventually(
+            within,
+            &format!("{count} emails at the SMTP server"),
+            || async {
+                let mails = self.smtp.messages();
+                (mails.len() >= count).then_some(mails)
+            },
+        )
+        .await
+    }
+
+    /// A core NATS subscription to a canonical `tessera.…` subject of this test's stream.
+    pub(crate) async fn watch(&self, canonical: &str) -> tessera_events::async_nats::Subscriber {
+        let client = tessera_events::async_nats::connect(self.nats_url.as_str())
+            .await
+            .expect("nats");
+        let subject = canonical.replacen("tessera", &format!("t{}", self.nats_id), 1);
+        client.subscribe(subject).await.expect("subscribe")
+    }
+}
+
+/// A profile body.
+pub(crate) fn profile(
+    name: &str,
+    email: &str,
+    locale: &str,
+    phone: Option<&str>,
+    sms: bool,
+) -> Value {
+    json!({
+        "email": email,
+        "display_name": name,
+        "locale": locale,
+        "phone": phone,
+        "preferences": { "email": true, "sms": sms, "push": true },
+    })
+}
+
+/// Runs a test body against SQLite and against PostgreSQL: two tests per scenario.
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $( #[tokio::test] async fn $name() { let $backend = crate::support::Backend::Sqlite; $body } )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $( #[tokio::test] async fn $name() { let $backend = crate::support::Backend::Postgres; $body } )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
