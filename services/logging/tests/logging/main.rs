@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod bus;
+mod explorer;
 mod ingest;
 mod input;
 mod openapi;
