@@ -267,6 +267,10 @@ pub fn spawn_jetstream_relay(
             }
         };
         let _ = connected.set(bus.clone());
+        if let Err(error) = bus.ensure_stream().await {
+            // Retried on the first publish and by the readiness check.
+            tracing::warn!(%error, "JetStream stream not ready yet");
+        }
         database.wait_migrated().await;
         if database.is_migrated() {
             Relay::new(database.pool().clone(), Arc::new(bus))

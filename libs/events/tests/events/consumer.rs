@@ -10,13 +10,13 @@ use futures_util::StreamExt;
 use service_kit::CancellationToken;
 use tessera_events::{
     ConsumerConfig, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_REASON, Event, EventMetrics, HandlerError,
-    JetStreamBus, OutboxMessage, Received, Relay, Router, Sink,
+    JetStreamBus, OutboxMessage, Received, Relay, RelayConfig, Router, Sink,
 };
 use time::OffsetDateTime;
 
 use crate::support::{
-    Other, Thing, apply_once, database, delete_stream, nats_url, on_both_backends, private_bus,
-    thing,
+    Backend, Other, PrivateNats, Thing, apply_once, database, delete_stream, nats_url,
+    on_both_backends, private_bus, thing,
 };
 
 const SUBJECT: &str = "tessera.events.test.thing.happened";
@@ -250,4 +250,75 @@ async fn an_unknown_event_type_is_acknowledged_and_counted() {
     assert_eq!(metrics.consumed("picky", "dead_lettered"), 0);
     stop.cancel();
     delete_stream(&bus).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_and_relay_resume_after_the_broker_returns_and_deliver_every_event_once() {
+    let db = database(Backend::Sqlite).await;
+    let mut nats = PrivateNats::start().await;
+    let bus = private_bus(&nats.url()).await;
+    let pool = db.pool.clone();
+    let router = Router::new().on(move |received: Received<Thing>| {
+        let pool = pool.clone();
+        async move {
+            apply_once(&pool, "resilient", &received.envelope.id)
+                .await
+                .map_err(HandlerError::retry)?;
+            Ok(())
+        }
+    });
+    let metrics = EventMetrics::new();
+    let stop = CancellationToken::new();
+    bus.consume(fast("resilient", 5), router, metrics.clone(), stop.clone());
+    let relay = Relay::new(db.pool.clone(), Arc::new(bus.clone())).with_config(RelayConfig {
+        poll_interval: Duration::from_millis(50),
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        ..RelayConfig::default()
+    });
+    let wake = relay.handle();
+    relay.spawn(stop.clone());
+
+    let first = thing("a", 0);
+    db.commit(std::slice::from_ref(&first)).await;
+    wake.notify();
+    testkit::eventually(Duration::from_secs(20), "the first event handled", || {
+        let db = &db;
+        async move { (db.effects("resilient").await.len() == 1).then_some(()) }
+    })
+    .await;
+
+    nats.stop();
+    let mut ids = vec![first.id.clone()];
+    for seq in 1..=10 {
+        let message = thing("a", seq);
+        db.commit(std::slice::from_ref(&message)).await;
+        ids.push(message.id);
+    }
+    wake.notify();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        db.unsent().await,
+        10,
+        "events wait in the outbox while NATS is down"
+    );
+
+    nats.resume().await;
+    testkit::eventually(
+        Duration::from_secs(40),
+        "every event handled after NATS returned",
+        || {
+            let db = &db;
+            async move { (db.effects("resilient").await.len() >= 11).then_some(()) }
+        },
+    )
+    .await;
+    ids.sort();
+    assert_eq!(
+        db.effects("resilient").await,
+        ids,
+        "each event's effect exactly once"
+    );
+    assert_eq!(db.unsent().await, 0);
+    stop.cancel();
 }
