@@ -64,6 +64,25 @@ pub struct BusArgs {
     /// NATS server with JetStream, e.g. `nats://nats:4222`.
     #[arg(long, env = "TESSERA_NATS_URL", value_name = "URL")]
     pub nats_url: String,
+
+    /// The JetStream stream holding the platform's events.
+    #[arg(long, env = "TESSERA_NATS_STREAM", default_value = "TESSERA")]
+    pub nats_stream: String,
+
+    /// First subject token of the platform's events (`<root>.events.…`); change it, with
+    /// the stream, only to run several platforms on one NATS server.
+    #[arg(long, env = "TESSERA_NATS_SUBJECT_ROOT", default_value = "tessera")]
+    pub nats_subject_root: String,
+}
+
+impl BusArgs {
+    /// The bus settings of `service`.
+    pub fn nats_config(&self, service: &str) -> tessera_events::NatsConfig {
+        let mut config = tessera_events::NatsConfig::new(self.nats_url.clone(), service);
+        config.stream.clone_from(&self.nats_stream);
+        config.subject_root.clone_from(&self.nats_subject_root);
+        config
+    }
 }
 
 /// Where recipients' addresses and preferences come from.

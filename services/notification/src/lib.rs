@@ -30,7 +30,7 @@ use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::{CancellationToken, Clock, Database, Listeners, Pool, Service, SystemClock};
 use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
-use tessera_events::{Bus, EventMetrics, JetStreamBus, NatsConfig, Relay};
+use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
 use tokio::sync::Notify;
 
 use crate::channel::file::FileChannel;
@@ -339,8 +339,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let bus =
-        JetStreamBus::connect(NatsConfig::new(config.bus.nats_url.clone(), "notification")).await?;
+    let bus = JetStreamBus::connect(config.bus.nats_config("notification")).await?;
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
         bus: Bus::JetStream(bus),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
 use tessera_auth::{HttpJwks, Verifier, VerifierConfig};
-use tessera_events::{Bus, EventMetrics, JetStreamBus, NatsConfig, Relay};
+use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -117,8 +117,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let bus =
-        JetStreamBus::connect(NatsConfig::new(config.bus.nats_url.clone(), "profile")).await?;
+    let bus = JetStreamBus::connect(config.bus.nats_config("profile")).await?;
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
         bus: Bus::JetStream(bus),

@@ -1,1 +1,213 @@
-//! Faults: NATS outage, notification killed mid-delivery.
+//! Faults: NATS stopped while profiles are created (every welcome email still arrives,
+//! once), and notification killed mid-delivery (nothing lost; only messages the SMTP
+//! server was already receiving may arrive twice, with the same `Message-ID`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{Backend, Options, Stack, profile};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A private nats-server (built by `tools/services up`) that the test stops and starts.
+struct Nats {
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl Nats {
+    async fn start() -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        nats.up().await;
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn up(&mut self) {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let binary = Path::new(&home).join("go/bin/nats-server");
+        let child = tokio::process::Command::new(&binary)
+            .args([
+                "--jetstream",
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--store_dir",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (run tools/services up): {e}", binary.display()));
+        self.child = Some(child);
+        let address = format!("127.0.0.1:{}", self.port);
+        testkit::eventually(Duration::from_secs(10), "nats-server to listen", || async {
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+    }
+
+    async fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("stop nats-server");
+        }
+    }
+}
+
+/// Emails per recipient address and the `Message-ID`s each got.
+fn by_recipient(stack: &Stack) -> HashMap<String, Vec<String>> {
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    for mail in stack.smtp.messages() {
+        seen.entry(mail.header("to").to_owned())
+            .or_default()
+            .push(mail.header("message-id").to_owned());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it_returns() {
+    let mut nats = Nats::start().await;
+    let stack = Stack::start(Options {
+        backend: Backend::Postgres,
+        nats: Some(nats.url()),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .user_with_profile(
+            "before@example.com",
+            &profile("Before", "before@example.com", "en", None, true),
+        )
+        .await;
+    stack.mails(1, WITHIN).await;
+
+    nats.down().await;
+    let names = ["ada", "bob", "cy"];
+    for name in names {
+        let email = format!("{name}@example.com");
+        stack
+            .user_with_profile(&email, &profile(name, &email, "en", None, true))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        stack.smtp.messages().len(),
+        1,
+        "nothing can travel while NATS is down"
+    );
+    nats.up().await;
+
+    stack.mails(4, WITHIN).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = by_recipient(&stack);
+    for name in names {
+        let count = seen.get(&format!("{name}@example.com")).map_or(0, Vec::len);
+        assert_eq!(count, 1, "{name}: {seen:?}");
+    }
+    assert_eq!(stack.smtp.messages().len(), 4, "{seen:?}");
+}
+
+async fn start_binary(stack: &Stack, public: u16, admin: u16) -> tokio::process::Child {
+    let mut args = stack.notification_args[1..].to_vec();
+    args.extend([
+        "--listen".to_owned(),
+        format!("127.0.0.1:{public}"),
+        "--admin-listen".to_owned(),
+        format!("127.0.0.1:{admin}"),
+        "--nats-stream".to_owned(),
+        format!("T{}", stack.nats_id),
+        "--nats-subject-root".to_owned(),
+        format!("t{}", stack.nats_id),
+        // Above the longest send here (2 s waiting for the rate limit, 3 s in DATA).
+        "--delivery-lease-secs".to_owned(),
+        "8".to_owned(),
+        "--email-rate-per-sec".to_owned(),
+        "1".to_owned(),
+        "--log-filter".to_owned(),
+        "warn".to_owned(),
+    ]);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera-notification"))
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tessera-notification starts");
+    testkit::wait_until_ready(
+        &format!("http://127.0.0.1:{admin}"),
+        Duration::from_secs(30),
+    )
+    .await;
+    child
+}
+
+#[tokio::test]
+async fn notification_killed_mid_delivery_loses_no_email_and_duplicates_only_those_in_flight() {
+    let stack = Stack::start(Options {
+        backend: Backend::Postgres,
+        notification: false,
+        ..Options::default()
+    })
+    .await;
+    let (public, admin) = (free_port(), free_port());
+    let mut first = start_binary(&stack, public, admin).await;
+    // The SMTP server holds each message 3 s before answering; at 1 email/s the first
+    // two are inside DATA when the process dies, the third still waits for its slot.
+    stack.smtp.delay(3000).await;
+    let names = ["ada", "bob", "cy"];
+    for name in names {
+        let email = format!("{name}@example.com");
+        stack
+            .user_with_profile(&email, &profile(name, &email, "en", None, true))
+            .await;
+    }
+    // Time for the events to arrive and the first two sends to reach DATA.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(stack.smtp.messages().is_empty(), "nothing answered yet");
+    first.kill().await.expect("kill -9 notification");
+    stack.smtp.delay(0).await;
+
+    let _second = start_binary(&stack, public, admin).await;
+    testkit::eventually(WITHIN, "every user's welcome email", || async {
+        let seen = by_recipient(&stack);
+        names
+            .iter()
+            .all(|n| seen.contains_key(&format!("{n}@example.com")))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let seen = by_recipient(&stack);
+    for (to, ids) in &seen {
+        assert!(ids.len() <= 2, "{to} got {} copies: {seen:?}", ids.len());
+        assert!(
+            ids.iter().all(|id| id == &ids[0]),
+            "copies of one job share the Message-ID: {seen:?}"
+        );
+    }
+    let copies: usize = seen.values().map(Vec::len).sum();
+    assert!(
+        copies <= names.len() + 2,
+        "only the two messages in flight may repeat: {seen:?}"
+    );
+}

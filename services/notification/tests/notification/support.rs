@@ -277,7 +277,6 @@ pub(crate) struct Stack {
     pub(crate) identity: String,
     pub(crate) profile: String,
     pub(crate) notification: String,
-    pub(crate) notification_admin: String,
     pub(crate) smtp: SmtpServer,
     pub(crate) sms: Recorder,
     pub(crate) http: reqwest::Client,
@@ -384,7 +383,7 @@ impl Stack {
         .collect();
         args.extend(options.args.iter().cloned());
 
-        let (mut notification, mut notification_admin) = (String::new(), String::new());
+        let mut notification = String::new();
         if options.notification {
             let config = tessera_notification::config::Config::try_parse_from(&args)
                 .expect("valid notification config");
@@ -399,7 +398,7 @@ impl Stack {
                 .expect("notification builds");
             let listeners = Listeners::loopback().await.expect("bind");
             notification = format!("http://{}", listeners.public_addr().expect("addr"));
-            notification_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+            let notification_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
             tokio::spawn(service.service.serve(listeners, shutdown.clone()));
             testkit::wait_until_ready(&notification_admin, Duration::from_secs(20)).await;
         }
@@ -407,7 +406,6 @@ impl Stack {
             identity,
             profile: profile_base,
             notification,
-            notification_admin,
             smtp,
             sms,
             http: reqwest::Client::new(),
