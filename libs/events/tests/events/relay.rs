@@ -162,6 +162,29 @@ on_both_backends! {
         assert_eq!(ids, expected, "each event exactly once");
         assert_in_order_per_aggregate(&things(&messages));
     }
+    async fn a_failed_publish_holds_back_later_events_of_its_aggregate_only(backend: Backend) {
+        let db = database(backend).await;
+        let bus = private_bus(&nats_url()).await;
+        let written = [thing("a", 0), thing("a", 1), thing("a", 2), thing("b", 0), thing("b", 1)];
+        db.commit(&written).await;
+        let sink = Arc::new(FailOnce {
+            bus: bus.clone(),
+            victim: written[0].id.clone(),
+            failed: Mutex::new(false),
+        });
+        let relay = Relay::new(db.pool.clone(), sink);
+        let round = relay.relay_once().await.expect("round");
+        assert_eq!((round.sent, round.failed), (2, 1), "b went out, a stopped at a0");
+        assert_eq!(things(&stream_messages(&bus).await), vec![("b".to_owned(), 0), ("b".to_owned(), 1)]);
+        assert_eq!(db.unsent().await, 3);
+
+        let round = relay.relay_once().await.expect("round");
+        assert_eq!(round.sent, 3);
+        let seen = things(&stream_messages(&bus).await);
+        assert_eq!(seen.len(), 5);
+        assert_in_order_per_aggregate(&seen);
+        delete_stream(&bus).await;
+    }
 }
 
 /// Counts how often each event id is handed to JetStream (JetStream's own duplicate
@@ -236,5 +259,67 @@ async fn two_relays_on_postgres_publish_each_row_once_and_in_order() {
     let messages = stream_messages(&bus).await;
     assert_eq!(messages.len(), written.len());
     assert_in_order_per_aggregate(&things(&messages));
+    delete_stream(&bus).await;
+}
+
+/// Fails the first publish of one event id, as a broker hiccup would.
+#[derive(Debug)]
+struct FailOnce {
+    bus: JetStreamBus,
+    victim: String,
+    failed: Mutex<bool>,
+}
+
+impl Sink for FailOnce {
+    fn publish<'a>(
+        &'a self,
+        message: &'a OutboxMessage,
+    ) -> BoxFuture<'a, Result<(), PublishError>> {
+        Box::pin(async move {
+            if message.id == self.victim {
+                let mut failed = self.failed.lock().expect("lock");
+                if !*failed {
+                    *failed = true;
+                    return Err(PublishError("broker hiccup".to_owned()));
+                }
+            }
+            self.bus.publish(message).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_relay_leaves_an_aggregate_alone_while_another_relay_holds_its_earlier_row() {
+    let db = database(Backend::Postgres).await;
+    let bus = private_bus(&nats_url()).await;
+    let written = [thing("a", 0), thing("a", 1), thing("b", 0)];
+    for message in &written {
+        db.commit(std::slice::from_ref(message)).await;
+    }
+    let service_kit::Pool::Postgres(pool) = &db.pool else {
+        unreachable!("postgres")
+    };
+    // Another replica's relay is in the middle of publishing a0.
+    let mut other = pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM outbox WHERE id = $1 FOR UPDATE")
+        .bind(&written[0].id)
+        .execute(&mut *other)
+        .await
+        .expect("lock a0");
+
+    let relay = Relay::new(db.pool.clone(), Arc::new(bus.clone()));
+    let round = relay.relay_once().await.expect("round");
+    assert_eq!(round.sent, 1, "only b0: a1 must not overtake a0");
+    assert_eq!(
+        things(&stream_messages(&bus).await),
+        vec![("b".to_owned(), 0)]
+    );
+
+    other.rollback().await.expect("release");
+    let round = relay.relay_once().await.expect("round");
+    assert_eq!(round.sent, 2);
+    let seen = things(&stream_messages(&bus).await);
+    assert_eq!(seen.len(), 3);
+    assert_in_order_per_aggregate(&seen);
     delete_stream(&bus).await;
 }
