@@ -33,9 +33,16 @@ fmt:
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The service binaries are built first: the end-to-end tests (tests/e2e) run them.
 # Run every test against the real servers `just services` started.
 test *ARGS:
+    cargo build --workspace --bins --locked
     eval "$(tools/services env)" && cargo test --workspace --locked {{ARGS}}
+
+# Whole-platform end-to-end tests: every service as its own process, through the gateway.
+e2e *ARGS:
+    cargo build --locked -p tessera-identity -p tessera-gateway -p tessera-profile
+    eval "$(tools/services env)" && cargo test --locked -p tessera-e2e {{ARGS}}
 
 # Benchmark identity (tokens/s, logins/s, JWKS) beside the limits; prints tables.
 bench-identity *ARGS:
