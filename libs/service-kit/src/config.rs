@@ -113,6 +113,22 @@ pub struct TelemetryArgs {
     pub log_filter: String,
 }
 
+/// Where a service ships its logs (besides stdout). Flatten it beside
+/// [`TelemetryArgs`] and start with [`crate::telemetry::init_with_shipping`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LogShippingArgs {
+    /// The logging service's OTLP/HTTP logs endpoint, e.g. `http://logging:8080/v1/logs`.
+    /// Unset: logs only go to stdout.
+    #[arg(long, env = "TESSERA_LOG_ENDPOINT", value_name = "URL")]
+    pub log_endpoint: Option<String>,
+
+    /// Log records buffered for shipping; when logging is slow or down the oldest are
+    /// dropped (and counted in `tessera_log_shipping_dropped_total`).
+    #[arg(long, env = "TESSERA_LOG_BUFFER_RECORDS", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub log_buffer_records: u32,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -7,6 +7,8 @@
 //! - [`Service`]: the public and admin listeners (DESIGN.md §2) with request ids, W3C
 //!   trace context, metrics, problem+json errors, body limits, timeouts and graceful
 //!   drain on shutdown.
+//! - [`log_shipping`]: a layer that batches log records to the logging service over
+//!   OTLP/HTTP without ever blocking a request.
 //! - [`db`]: SQLite and PostgreSQL pools with embedded migrations, retried in the
 //!   background and reported by `/readyz`.
 
@@ -15,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod log_shipping;
 pub mod metrics;
 pub mod problem;
 pub mod request_context;
@@ -24,7 +27,9 @@ pub mod telemetry;
 pub mod trace_context;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DatabaseArgs, HttpArgs, HttpSettings, LogFormat, TelemetryArgs, parse_or_exit};
+pub use config::{
+    DatabaseArgs, HttpArgs, HttpSettings, LogFormat, LogShippingArgs, TelemetryArgs, parse_or_exit,
+};
 pub use db::{Database, DatabaseUrl, Migrations, Pool};
 pub use health::Readiness;
 pub use metrics::Metrics;

@@ -10,3 +10,4 @@ mod ingest;
 mod input;
 mod openapi;
 mod query;
+mod shipping;

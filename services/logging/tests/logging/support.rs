@@ -135,6 +135,17 @@ impl TestLogging {
 
     /// Starts logging consuming audit events from `bus`.
     pub(crate) async fn start_with_bus(backend: Backend, extra: &[&str], bus: Option<Bus>) -> Self {
+        Self::start_on(backend, extra, bus, None).await
+    }
+
+    /// Starts logging with its public listener on `public` (a free loopback port when
+    /// `None`).
+    pub(crate) async fn start_on(
+        backend: Backend,
+        extra: &[&str],
+        bus: Option<Bus>,
+        public: Option<SocketAddr>,
+    ) -> Self {
         testkit::init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match backend {
@@ -162,7 +173,12 @@ impl TestLogging {
             bus,
         };
         let logging = tessera_logging::build(&config, runtime, &shutdown).expect("logging builds");
-        let listeners = Listeners::loopback().await.expect("bind");
+        let listeners = match public {
+            Some(addr) => Listeners::bind_addrs(addr, SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .expect("bind"),
+            None => Listeners::loopback().await.expect("bind"),
+        };
         let base = format!("http://{}", listeners.public_addr().expect("addr"));
         let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
         let state = logging.state.clone();
