@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the CustomResourceDefinition YAML (as committed in crds/platform.yaml).
+    /// Print the CRD YAML (as committed in `crds/platform.yaml`).
     Crd,
     /// Run the operator (the default).
     Run,

@@ -27,6 +27,10 @@ pub(crate) fn managed(platform: &Platform) -> Option<ManagedNats> {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one literal per object; splitting it scatters the pod spec"
+)]
 pub(crate) fn children(cx: &Context<'_>, nats: &ManagedNats) -> Vec<Child> {
     let component = Component::Nats;
     let name = cx.object_name(&component, "");

@@ -2,6 +2,7 @@
 //! Deployment, Service and PodDisruptionBudget.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
@@ -72,12 +73,13 @@ fn database(
     spec: &ComponentSpec,
     settings: &mut Settings,
 ) {
-    match spec.storage.as_ref().and_then(|s| s.postgres.as_ref()) {
-        Some(postgres) => settings.secret_env.push(secret_ref_env(
+    if let Some(postgres) = spec.storage.as_ref().and_then(|s| s.postgres.as_ref()) {
+        settings.secret_env.push(secret_ref_env(
             "TESSERA_DATABASE_URL",
             &postgres.url_secret_ref,
-        )),
-        None => {
+        ));
+    } else {
+        {
             settings.env.insert(
                 "TESSERA_DATABASE_URL".into(),
                 format!("sqlite:{DATA_DIR}/{}.db", component.name()),
@@ -163,47 +165,7 @@ fn settings(cx: &Context<'_>, component: &Component) -> Settings {
                 ROUTES_DIR.into(),
             ));
         }
-        Component::Identity => {
-            env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
-            env.insert("TESSERA_AUDIENCES".into(), audiences);
-            env.insert("TESSERA_KEYSET_DIR".into(), KEYSET_DIR.into());
-            env.insert(
-                "TESSERA_CLIENT_REGISTRY".into(),
-                format!("{CLIENTS_DIR}/clients.json"),
-            );
-            // Only the gateway and platform services reach identity (NetworkPolicy).
-            env.insert("TESSERA_TRUST_FORWARDED_FOR".into(), "true".into());
-            if let Some(ttl) = identity.access_token_ttl_seconds {
-                env.insert("TESSERA_ACCESS_TOKEN_TTL_SECS".into(), ttl.to_string());
-            }
-            if let Some(ttl) = identity.refresh_token_ttl_seconds {
-                env.insert("TESSERA_REFRESH_TOKEN_TTL_SECS".into(), ttl.to_string());
-            }
-            if let Some(max_age) = identity.jwks_max_age_seconds {
-                env.insert("TESSERA_JWKS_MAX_AGE_SECS".into(), max_age.to_string());
-            }
-            if !identity.bootstrap_admins.is_empty() {
-                env.insert(
-                    "TESSERA_BOOTSTRAP_ADMINS".into(),
-                    identity.bootstrap_admins.join(","),
-                );
-            }
-            settings.secret_env.push(secret_env(
-                "TESSERA_CLIENT_SECRET_PEPPER",
-                &super::pepper_secret_name(platform),
-                "pepper",
-            ));
-            settings.volumes.push(secret_volume(
-                "keyset",
-                super::keyset_secret_name(platform),
-                KEYSET_DIR,
-            ));
-            settings.volumes.push(secret_volume(
-                "clients",
-                cx.object_name(component, "clients"),
-                CLIENTS_DIR,
-            ));
-        }
+        Component::Identity => identity_settings(cx, component, audiences, &mut settings),
         _ => {
             env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
             env.insert("TESSERA_AUDIENCES".into(), audiences);
@@ -225,6 +187,66 @@ fn settings(cx: &Context<'_>, component: &Component) -> Settings {
             ));
         }
     }
+    extras(platform, component, &mut settings);
+    if let Some(spec) = component.spec(platform) {
+        database(cx, component, spec, &mut settings);
+    }
+    settings
+}
+
+/// Identity's settings (services/identity/README.md, operator mode).
+fn identity_settings(
+    cx: &Context<'_>,
+    component: &Component,
+    audiences: String,
+    settings: &mut Settings,
+) {
+    let platform = cx.platform;
+    let identity = &platform.spec.identity;
+    let env = &mut settings.env;
+    env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
+    env.insert("TESSERA_AUDIENCES".into(), audiences);
+    env.insert("TESSERA_KEYSET_DIR".into(), KEYSET_DIR.into());
+    env.insert(
+        "TESSERA_CLIENT_REGISTRY".into(),
+        format!("{CLIENTS_DIR}/clients.json"),
+    );
+    // Only the gateway and platform services reach identity (NetworkPolicy).
+    env.insert("TESSERA_TRUST_FORWARDED_FOR".into(), "true".into());
+    if let Some(ttl) = identity.access_token_ttl_seconds {
+        env.insert("TESSERA_ACCESS_TOKEN_TTL_SECS".into(), ttl.to_string());
+    }
+    if let Some(ttl) = identity.refresh_token_ttl_seconds {
+        env.insert("TESSERA_REFRESH_TOKEN_TTL_SECS".into(), ttl.to_string());
+    }
+    if let Some(max_age) = identity.jwks_max_age_seconds {
+        env.insert("TESSERA_JWKS_MAX_AGE_SECS".into(), max_age.to_string());
+    }
+    if !identity.bootstrap_admins.is_empty() {
+        env.insert(
+            "TESSERA_BOOTSTRAP_ADMINS".into(),
+            identity.bootstrap_admins.join(","),
+        );
+    }
+    settings.secret_env.push(secret_env(
+        "TESSERA_CLIENT_SECRET_PEPPER",
+        &super::pepper_secret_name(platform),
+        "pepper",
+    ));
+    settings.volumes.push(secret_volume(
+        "keyset",
+        super::keyset_secret_name(platform),
+        KEYSET_DIR,
+    ));
+    settings.volumes.push(secret_volume(
+        "clients",
+        cx.object_name(component, "clients"),
+        CLIENTS_DIR,
+    ));
+}
+
+/// Settings only logging and notification have.
+fn extras(platform: &crate::crd::Platform, component: &Component, settings: &mut Settings) {
     match component {
         Component::Logging => {
             let retention = platform.spec.logging.retention_seconds.unwrap_or(604_800);
@@ -251,16 +273,16 @@ fn settings(cx: &Context<'_>, component: &Component) -> Settings {
         }
         _ => {}
     }
-    if let Some(spec) = component.spec(platform) {
-        database(cx, component, spec, &mut settings);
-    }
-    settings
 }
 
 fn checksum(data: &BTreeMap<String, String>) -> String {
     let json = serde_json::to_vec(data).expect("a map serializes");
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    digest.as_ref().iter().fold(String::new(), |mut hex, b| {
+        // Writing into a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
 }
 
 fn probe(path: &str) -> Probe {
@@ -307,6 +329,10 @@ pub(crate) fn container_security() -> SecurityContext {
 }
 
 /// The workload children of one component.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one literal per object; splitting it scatters the pod spec"
+)]
 pub(crate) fn children(
     cx: &Context<'_>,
     component: &Component,

@@ -95,7 +95,7 @@ impl Context {
     }
 
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from(self.clock.now())
+        self.clock.now()
     }
 
     async fn event(&self, platform: &Platform, type_: EventType, reason: &str, note: String) {
@@ -140,6 +140,10 @@ pub async fn reconcile(platform: Arc<Platform>, cx: Arc<Context>) -> Result<Acti
 }
 
 /// Retries a failed reconcile with exponential backoff (5 s doubling to 5 min).
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature kube's Controller::run expects"
+)]
 pub fn error_policy(platform: Arc<Platform>, error: &Error, cx: Arc<Context>) -> Action {
     let mut failures = cx.failures.lock().unwrap_or_else(PoisonError::into_inner);
     let count = failures.entry(key(&platform)).or_insert(0);
@@ -256,8 +260,26 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
     apply_children(&client, &namespace, &desired).await?;
     prune(&client, platform, &namespace, &desired).await?;
 
+    let (conditions, extra) = running_status(platform, &client, &namespace, &keyset, &step).await?;
+    patch_status(cx, platform, &conditions, extra).await?;
+
+    let until_deadline = (step.rotation.next_deadline - cx.now()).max(time::Duration::SECOND);
+    let wait = Duration::try_from(until_deadline)
+        .unwrap_or(RESYNC)
+        .min(RESYNC);
+    Ok(Action::requeue(wait))
+}
+
+/// Conditions and key fields of a platform whose children are applied.
+async fn running_status(
+    platform: &Platform,
+    client: &Client,
+    namespace: &str,
+    keyset: &Keyset,
+    step: &keys::Step,
+) -> Result<(Vec<Cond>, StatusExtra), Error> {
     // Status: components from Deployment availability.
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let list = deployments
         .list(&ListParams::default().labels(&children::children_selector(platform)))
         .await?;
@@ -345,17 +367,11 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
     });
     let extra = StatusExtra {
         active_key: keyset.active().map(|k| k.kid.clone()),
-        keys: keys::statuses(&keyset),
+        keys: keys::statuses(keyset),
         next_key_change: Some(keys::format_time(step.rotation.next_deadline)),
         handled_rotation_request: handled,
     };
-    patch_status(cx, platform, &conditions, extra).await?;
-
-    let until_deadline = (step.rotation.next_deadline - cx.now()).max(time::Duration::SECOND);
-    let wait = Duration::try_from(until_deadline)
-        .unwrap_or(RESYNC)
-        .min(RESYNC);
-    Ok(Action::requeue(wait))
+    Ok((conditions, extra))
 }
 
 fn is_true(platform: &Platform, type_: &str) -> bool {

@@ -42,10 +42,9 @@ fn desired_children_match_the_golden_files_per_component() {
     let mut by_component: BTreeMap<String, String> = BTreeMap::new();
     for child in desired() {
         let yaml = serde_saphyr::to_string(&child.object).expect("yaml");
-        by_component
-            .entry(child.component.name())
-            .or_default()
-            .push_str(&format!("---\n{yaml}"));
+        let text = by_component.entry(child.component.name()).or_default();
+        text.push_str("---\n");
+        text.push_str(&yaml);
     }
     assert_eq!(
         by_component.keys().map(String::as_str).collect::<Vec<_>>(),

@@ -35,7 +35,7 @@ pub(crate) fn platform() -> Platform {
                 "resources": { "requests": { "cpu": "100m", "memory": "64Mi" }, "limits": { "memory": "256Mi" } },
                 "keyPolicy": { "algorithm": "EdDSA", "rotationIntervalSeconds": 86400 }
             },
-            "logging": { "retentionSeconds": 1209600, "storage": { "sqlite": { "size": "5Gi", "storageClassName": "fast" } } },
+            "logging": { "retentionSeconds": 1_209_600, "storage": { "sqlite": { "size": "5Gi", "storageClassName": "fast" } } },
             "notification": {
                 "sender": "Tessera <no-reply@example.com>",
                 "smtp": { "name": "smtp", "key": "url" }
