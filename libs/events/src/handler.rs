@@ -6,6 +6,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::envelope::{CloudEvent, Event};
@@ -144,7 +147,12 @@ impl Router {
         };
         match self.handlers.get(&envelope.type_) {
             None => Dispatch::UnknownType(envelope.type_),
-            Some(handler) => handler(envelope, attempt).await,
+            // A panicking handler counts as a failed attempt instead of ending the consumer
+            // task (or the relay, in process).
+            Some(handler) => AssertUnwindSafe(handler(envelope, attempt))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Dispatch::Retry("the handler panicked".to_owned())),
         }
     }
 }
@@ -154,5 +162,35 @@ fn outcome(result: HandlerResult) -> Dispatch {
         Ok(()) => Dispatch::Done,
         Err(HandlerError::Retry(reason)) => Dispatch::Retry(reason),
         Err(HandlerError::Reject(reason)) => Dispatch::Rejected(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::OutboxMessage;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping {
+        id: String,
+    }
+
+    impl Event for Ping {
+        const SERVICE: &'static str = "test";
+        const ENTITY: &'static str = "ping";
+        const VERB: &'static str = "sent";
+        fn subject(&self) -> String {
+            self.id.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_failed_attempt_not_a_dead_consumer() {
+        let router = Router::new().on(|_: Received<Ping>| async { panic!("bug in the handler") });
+        let row = OutboxMessage::new(&Ping { id: "p".into() }, time::OffsetDateTime::now_utc());
+        assert_eq!(
+            router.dispatch(row.event.as_bytes(), 1).await,
+            Dispatch::Retry("the handler panicked".to_owned())
+        );
     }
 }
