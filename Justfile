@@ -107,5 +107,9 @@ kind-install:
 kind-down:
     kind delete cluster --name tessera
 
+# Regenerate crds/platform.yaml from the operator's types (a test fails when it drifts).
+crd:
+    cargo run -q -p tessera-operator -- crd > crds/platform.yaml
+
 # What CI runs after .ci/run has installed and started everything.
 ci: fmt-check lint test
