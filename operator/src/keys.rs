@@ -196,3 +196,77 @@ pub fn decode_pepper(value: &[u8]) -> Option<Vec<u8>> {
         .ok()
         .filter(|bytes| bytes.len() == 32)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::crd::ROTATE_KEYS_ANNOTATION;
+
+    fn platform(identity: serde_json::Value) -> Platform {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "tessera.dev/v1alpha1", "kind": "Platform",
+            "metadata": {"name": "p", "namespace": "n"},
+            "spec": {"identity": identity}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_policy_derives_from_token_lifetime_and_jwks_cache() {
+        let policy = policy(&platform(serde_json::json!({
+            "issuer": "https://a", "accessTokenTtlSeconds": 600, "jwksMaxAgeSeconds": 120,
+            "keyPolicy": {"algorithm": "ES256", "rotationIntervalSeconds": 86_400}
+        })));
+        assert_eq!(policy.algorithm, tessera_keys::Algorithm::ES256);
+        assert_eq!(policy.rotation_interval, Duration::from_secs(86_400));
+        assert_eq!(policy.pre_publication, Duration::from_secs(120 + 120));
+        assert_eq!(policy.retirement, Duration::from_secs(600 + 120 + 60));
+    }
+
+    #[test]
+    fn explicit_policy_durations_win() {
+        let policy = policy(&platform(serde_json::json!({
+            "issuer": "https://a",
+            "keyPolicy": {"prePublicationSeconds": 900, "retirementSeconds": 7200}
+        })));
+        assert_eq!(policy.algorithm, tessera_keys::Algorithm::EdDSA);
+        assert_eq!(policy.rotation_interval, Duration::from_secs(604_800));
+        assert_eq!(policy.pre_publication, Duration::from_secs(900));
+        assert_eq!(policy.retirement, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn a_rotation_request_is_pending_until_its_value_is_recorded_as_handled() {
+        let mut p = platform(serde_json::json!({"issuer": "https://a"}));
+        assert_eq!(pending_rotation_request(&p), None);
+        p.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(ROTATE_KEYS_ANNOTATION.into(), "one".into());
+        assert_eq!(pending_rotation_request(&p).as_deref(), Some("one"));
+        p.status.get_or_insert_default().handled_rotation_request = Some("one".into());
+        assert_eq!(pending_rotation_request(&p), None);
+        p.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(ROTATE_KEYS_ANNOTATION.into(), "two".into());
+        assert_eq!(pending_rotation_request(&p).as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn generated_client_secrets_are_identity_format_and_unique() {
+        let (a, b) = (random_client_secret(), random_client_secret());
+        assert!(a.starts_with("tsc_") && a.len() == 4 + 43);
+        assert_ne!(a, b);
+        let pepper = random_bytes();
+        let secret = pepper_secret(
+            &platform(serde_json::json!({"issuer": "https://a"})),
+            &pepper,
+        );
+        let stored = &secret.data.unwrap()["pepper"].0;
+        assert_eq!(decode_pepper(stored).unwrap(), pepper);
+        assert_eq!(secret.metadata.labels.unwrap()[GENERATED], "true");
+    }
+}

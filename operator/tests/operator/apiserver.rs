@@ -126,6 +126,14 @@ impl ApiServer {
             .cloned()
     }
 
+    /// Deletes an object behind the operator's back.
+    pub(crate) fn remove(&self, plural: &str, name: &str) {
+        self.objects
+            .lock()
+            .unwrap()
+            .remove(&(plural.to_owned(), name.to_owned()));
+    }
+
     /// Every stored object of a kind.
     pub(crate) fn all(&self, plural: &str) -> Vec<Value> {
         self.objects

@@ -466,3 +466,61 @@ fn kinds_cover_every_child() {
         assert!(Kind::ALL.contains(&child.kind));
     }
 }
+
+#[tokio::test]
+async fn a_child_edited_by_hand_is_put_back_and_a_deleted_one_recreated() {
+    let scenario = Scenario::new(&fixture::platform(), &REFERENCED);
+    scenario.reconcile().await.0.unwrap();
+    let wanted = scenario.server.get("deployments", "demo-identity").unwrap();
+    let mut edited = wanted.clone();
+    edited["spec"]["replicas"] = json!(7);
+    edited["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = json!(false);
+    scenario.server.put("deployments", edited);
+    let (_, calls) = scenario.reconcile().await;
+    assert!(writes(&calls).contains(&"PATCH deployments/demo-identity".to_owned()));
+    let repaired = scenario.server.get("deployments", "demo-identity").unwrap();
+    assert_eq!(repaired["spec"], wanted["spec"]);
+
+    // Deleted by hand: the watch triggers a reconcile, which creates it again.
+    let key = ("services", "demo-gateway");
+    let before = scenario.server.get(key.0, key.1).unwrap();
+    scenario.server.remove(key.0, key.1);
+    scenario.reconcile().await.0.unwrap();
+    assert_eq!(
+        scenario.server.get(key.0, key.1).unwrap()["spec"],
+        before["spec"]
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_keyset_secret_is_an_error_not_a_new_keyset() {
+    let scenario = Scenario::new(&fixture::platform(), &REFERENCED);
+    scenario.reconcile().await.0.unwrap();
+    let mut keyset = scenario
+        .server
+        .get("secrets", "demo-identity-keyset")
+        .unwrap();
+    keyset["data"]["keyset.json"] = json!("bm90IGpzb24=");
+    scenario.server.put("secrets", keyset.clone());
+    let (result, calls) = scenario.reconcile().await;
+    let error = result.expect_err("a corrupt keyset must not be replaced silently");
+    assert!(error.to_string().contains("keyset"), "{error}");
+    assert!(
+        !writes(&calls)
+            .iter()
+            .any(|w| w.contains("keyset") || w.contains("jwks"))
+    );
+    assert_eq!(
+        scenario
+            .server
+            .get("secrets", "demo-identity-keyset")
+            .unwrap(),
+        keyset
+    );
+    // The error policy backs off, doubling.
+    let platform = Arc::new(scenario.platform());
+    let first = controller::error_policy(platform.clone(), &error, scenario.cx.clone());
+    let second = controller::error_policy(platform, &error, scenario.cx.clone());
+    assert!(format!("{first:?}").contains("5s"), "{first:?}");
+    assert!(format!("{second:?}").contains("10s"), "{second:?}");
+}
