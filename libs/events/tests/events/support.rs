@@ -227,17 +227,25 @@ pub(crate) struct PrivateNats {
     child: Option<Child>,
 }
 
+/// Where `tools/services` installs it (`$GOBIN`, `$GOPATH/bin`, `~/go/bin`), else `PATH`.
 fn nats_server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("TESSERA_NATS_SERVER") {
         return path.into();
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let go_bin = PathBuf::from(home).join("go/bin/nats-server");
-    if go_bin.exists() {
-        go_bin
-    } else {
-        "nats-server".into()
-    }
+    let candidates = [
+        std::env::var("GOBIN").ok().map(PathBuf::from),
+        std::env::var("GOPATH")
+            .ok()
+            .map(|p| PathBuf::from(p).join("bin")),
+        Some(PathBuf::from(home).join("go/bin")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("nats-server"))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| "nats-server".into())
 }
 
 impl PrivateNats {
