@@ -46,6 +46,16 @@ impl Default for OperatorMetrics {
 impl OperatorMetrics {
     /// Registers every series in `registry` (the service kit's, prefix `tessera_`).
     pub fn register(&self, registry: &service_kit::Metrics) {
+        // Every series exists from the start (at 0), so rates and alerts work before the
+        // first reconcile or rotation.
+        for result in ["success", "error"] {
+            self.reconciles.get_or_create(&ResultLabels { result });
+            self.duration.get_or_create(&ResultLabels { result });
+        }
+        for to in ["next", "active", "retiring", "removed"] {
+            self.key_changes
+                .get_or_create(&ChangeLabels { to: to.into() });
+        }
         registry.register(
             "operator_reconciles",
             "Reconciles, by result",

@@ -5,4 +5,5 @@ mod apiserver;
 mod children;
 mod crd;
 mod fixture;
+mod operations;
 mod reconcile;
