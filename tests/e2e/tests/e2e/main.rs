@@ -1,5 +1,6 @@
 //! Whole-platform end-to-end tests (issue #9): every service a separate process from its
 //! built binary, clients talking to the gateway only.
 
+mod faults;
 mod rotation;
 mod seed;

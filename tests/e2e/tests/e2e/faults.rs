@@ -1,0 +1,203 @@
+//! Faults the platform must survive: identity down (the gateway and profile keep
+//! verifying tokens with the keys they cached; logins fail with a retryable 502/503,
+//! never a 500) and an upstream down (the gateway answers at once and recovers).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tessera_e2e::{Options, Platform, Service};
+
+/// How long identity stays down (issue #9).
+const IDENTITY_OUTAGE: Duration = Duration::from_secs(30);
+/// How fast the gateway must answer for a stopped upstream: a refused connection on
+/// loopback is immediate, so anything slower means it waited on a timeout.
+const FAST: Duration = Duration::from_secs(2);
+
+struct User {
+    email: String,
+    password: &'static str,
+    access: String,
+    refresh: String,
+}
+
+async fn user(http: &reqwest::Client, gw: &str) -> User {
+    let email = format!("fault-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "a long enough e2e passphrase 42";
+    let credentials = json!({ "email": email, "password": password });
+    let signup = http
+        .post(format!("{gw}/v1/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(signup.status(), StatusCode::CREATED, "signup");
+    let login = http
+        .post(format!("{gw}/v1/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK, "login");
+    let tokens: Value = login.json().await.expect("JSON tokens");
+    let access = tokens["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let profile = http
+        .post(format!("{gw}/profile/v1/profiles"))
+        .bearer_auth(&access)
+        .json(&json!({ "email": email, "display_name": "Fault", "locale": "en" }))
+        .send()
+        .await
+        .expect("create profile");
+    assert_eq!(profile.status(), StatusCode::CREATED, "create profile");
+    User {
+        email,
+        password,
+        access,
+        refresh: tokens["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned(),
+    }
+}
+
+async fn my_profile(
+    http: &reqwest::Client,
+    gw: &str,
+    token: &str,
+) -> (StatusCode, Duration, String) {
+    let started = Instant::now();
+    let response = http
+        .get(format!("{gw}/profile/v1/profiles/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status();
+    (
+        status,
+        started.elapsed(),
+        response.text().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_identity_stopped_30_s_tokens_keep_working_and_logins_fail_retryably_not_with_500() {
+    let platform = Platform::start(Options::default()).await;
+    let gw = platform.gateway();
+    let http = reqwest::Client::new();
+    let user = user(&http, gw).await;
+    // A second token, never shown to a verifier before the outage: checking it needs
+    // the cached keys, not a cached verification.
+    let refreshed = http
+        .post(format!("{gw}/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", user.refresh.as_str()),
+        ])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), StatusCode::OK, "refresh");
+    let unseen: Value = refreshed.json().await.expect("JSON tokens");
+    let unseen = unseen["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+
+    platform.stop(Service::Identity);
+    let down = Instant::now();
+    let (status, _, body) = my_profile(&http, gw, &unseen).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a token first seen while identity is down: {body}"
+    );
+    let mut logins = 0;
+    while down.elapsed() < IDENTITY_OUTAGE {
+        let (status, _, body) = my_profile(&http, gw, &user.access).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{:?} into the outage: {body}",
+            down.elapsed()
+        );
+        // Three logins spread over the outage (the gateway allows 10 a minute per address).
+        if logins < 3 && down.elapsed() >= IDENTITY_OUTAGE / 4 * (logins + 1) {
+            logins += 1;
+            let started = Instant::now();
+            let login = http
+                .post(format!("{gw}/v1/login"))
+                .json(&json!({ "email": user.email, "password": user.password }))
+                .send()
+                .await
+                .expect("the gateway answers");
+            let status = login.status();
+            let body = login.text().await.unwrap_or_default();
+            assert!(
+                status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE,
+                "login while identity is down answered {status}: {body}"
+            );
+            assert!(
+                started.elapsed() < FAST,
+                "login took {:?} to fail",
+                started.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(logins, 3);
+
+    platform.restart(Service::Identity).await;
+    let login = http
+        .post(format!("{gw}/v1/login"))
+        .json(&json!({ "email": user.email, "password": user.password }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        login.status(),
+        StatusCode::OK,
+        "login once identity is back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_profile_stopped_the_gateway_answers_502_or_503_at_once_and_recovers_when_it_returns()
+{
+    let platform = Platform::start(Options::default()).await;
+    let gw = platform.gateway();
+    let http = reqwest::Client::new();
+    let user = user(&http, gw).await;
+
+    platform.stop(Service::Profile);
+    for attempt in 0..10 {
+        let (status, elapsed, body) = my_profile(&http, gw, &user.access).await;
+        assert!(
+            status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt} with profile down answered {status}: {body}"
+        );
+        assert!(elapsed < FAST, "attempt {attempt} took {elapsed:?}");
+    }
+    // Other routes are unaffected.
+    let me = http
+        .get(format!("{gw}/v1/me"))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), StatusCode::OK);
+
+    platform.restart(Service::Profile).await;
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the profile route to recover",
+        || async {
+            let (status, _, _) = my_profile(&http, gw, &user.access).await;
+            (status == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}
