@@ -10,4 +10,5 @@ mod ingest;
 mod input;
 mod openapi;
 mod query;
+mod sdk;
 mod shipping;
