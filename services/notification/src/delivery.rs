@@ -96,7 +96,6 @@ pub struct Delivery {
     /// Waits before retries 1, 2, ...; the job fails after the last.
     pub schedule: Arc<Vec<Duration>>,
     pub lease: Duration,
-    pub default_locale: Arc<str>,
     pub clock: Arc<dyn Clock>,
     pub relay: RelayHandle,
     /// Poked when jobs are queued, so they go out without waiting for the poll.
@@ -164,19 +163,13 @@ impl Delivery {
                 let retry = usize::try_from(job.attempts - 1)
                     .ok()
                     .and_then(|i| self.schedule.get(i));
-                match retry {
-                    Some(wait) => (
-                        "transient",
-                        Some(reason),
-                        Next::Retry {
-                            due_at: finished_at + jittered_ms(*wait),
-                        },
-                    ),
-                    None => {
-                        let reason = format!("gave up after {} attempts: {reason}", job.attempts);
-                        let event = self.failure_event(&job, &reason);
-                        ("transient", Some(reason), Next::Failed(Box::new(event)))
-                    }
+                if let Some(wait) = retry {
+                    let due_at = finished_at + jittered_ms(*wait);
+                    ("transient", Some(reason), Next::Retry { due_at })
+                } else {
+                    let reason = format!("gave up after {} attempts: {reason}", job.attempts);
+                    let event = self.failure_event(&job, &reason);
+                    ("transient", Some(reason), Next::Failed(Box::new(event)))
                 }
             }
             Step::Failed(SendError::Permanent(reason)) => {
@@ -209,7 +202,7 @@ impl Delivery {
             }
             // The lease runs out and the job is attempted again: at least once.
             Err(error) => {
-                tracing::error!(job = %job.id, %error, "cannot record a delivery attempt")
+                tracing::error!(job = %job.id, %error, "cannot record a delivery attempt");
             }
         }
     }

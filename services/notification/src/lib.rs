@@ -166,6 +166,36 @@ fn channels(config: &Config) -> Result<HashMap<ChannelKind, Arc<dyn Channel>>, S
     Ok(channels)
 }
 
+/// The profile client, authenticating with notification's own service token.
+fn recipients(profile: &config::ProfileArgs) -> Recipients {
+    let tokens = ClientCredentials::new(
+        profile.token_url.clone(),
+        profile.client_id.clone(),
+        profile.client_secret.clone(),
+    );
+    let ttl = Duration::from_secs(profile.preferences_ttl_secs);
+    Recipients::new(&profile.profile_url, tokens, ttl)
+}
+
+/// Each configured channel with its rate limit.
+fn routes(
+    channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    delivery: &config::DeliveryArgs,
+) -> HashMap<ChannelKind, Route> {
+    channels
+        .into_iter()
+        .map(|(kind, channel)| {
+            let rate = match kind {
+                ChannelKind::Email => delivery.email_rate_per_sec,
+                ChannelKind::Sms => delivery.sms_rate_per_sec,
+                ChannelKind::Push => delivery.push_rate_per_sec,
+            };
+            let pacer = Arc::new(Pacer::new(rate));
+            (kind, Route { channel, pacer })
+        })
+        .collect()
+}
+
 /// Removes expired idempotency keys and old inbox rows now and then.
 fn spawn_pruning(
     pool: Pool,
@@ -226,44 +256,14 @@ pub fn build(
         clock.clone(),
     );
     verifier.spawn_refresh(shutdown.clone());
-    let profile = &config.profile;
-    let recipients = Arc::new(Recipients::new(
-        &profile.profile_url,
-        ClientCredentials::new(
-            profile.token_url.clone(),
-            profile.client_id.clone(),
-            profile.client_secret.clone(),
-        ),
-        Duration::from_secs(profile.preferences_ttl_secs),
-    ));
-
+    let recipients = Arc::new(recipients(&config.profile));
     let events = EventMetrics::new();
     let relay = Relay::new(pool.clone(), bus.sink())
         .with_metrics(events.clone())
         .with_clock(clock.clone());
     let wake = Arc::new(Notify::new());
     let configured: Arc<HashSet<ChannelKind>> = Arc::new(channels.keys().copied().collect());
-    let rates = [
-        (ChannelKind::Email, delivery_cfg.email_rate_per_sec),
-        (ChannelKind::Sms, delivery_cfg.sms_rate_per_sec),
-        (ChannelKind::Push, delivery_cfg.push_rate_per_sec),
-    ];
-    let routes: HashMap<ChannelKind, Route> = channels
-        .into_iter()
-        .map(|(kind, channel)| {
-            let rate = rates
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .map_or(0.0, |(_, r)| *r);
-            (
-                kind,
-                Route {
-                    channel,
-                    pacer: Arc::new(Pacer::new(rate)),
-                },
-            )
-        })
-        .collect();
+    let routes = routes(channels, delivery_cfg);
     let delivery_metrics = DeliveryMetrics::default();
     let delivery = Delivery {
         pool: pool.clone(),
@@ -272,7 +272,6 @@ pub fn build(
         recipients,
         schedule: Arc::new(schedule),
         lease: Duration::from_secs(delivery_cfg.delivery_lease_secs),
-        default_locale: Arc::from(delivery_cfg.default_locale.as_str()),
         clock: clock.clone(),
         relay: relay.handle(),
         wake: wake.clone(),
@@ -286,8 +285,8 @@ pub fn build(
         clock: clock.clone(),
         wake: wake.clone(),
     };
-    let (consumer, router) = intake.consumer();
-    bus.subscribe(consumer, router, events.clone(), shutdown);
+    let (consumer, handlers) = intake.consumer();
+    bus.subscribe(consumer, handlers, events.clone(), shutdown);
 
     // Workers, relay and pruning use the tables: start them once the migrations ran.
     let (migrated, stop, workers) = (

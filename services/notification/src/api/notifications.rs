@@ -107,7 +107,7 @@ pub struct NotificationView {
 fn view(
     row: NotificationRow,
     job_rows: Vec<JobRow>,
-    attempt_rows: Vec<AttemptRow>,
+    attempt_rows: &[AttemptRow],
 ) -> NotificationView {
     let jobs: Vec<JobView> = job_rows
         .into_iter()
@@ -158,7 +158,7 @@ async fn load(state: &AppState, id: &str) -> Result<Option<NotificationView>, Ap
         return Ok(None);
     };
     let (job_rows, attempt_rows) = jobs::of_notification(&state.pool, id).await?;
-    Ok(Some(view(row, job_rows, attempt_rows)))
+    Ok(Some(view(row, job_rows, &attempt_rows)))
 }
 
 fn bad_request(code: &str, detail: impl Into<String>) -> ApiError {
@@ -191,7 +191,11 @@ fn request_hash(request: &NotificationRequest) -> String {
     let value = serde_json::to_value(request).unwrap_or(Value::Null);
     let digest =
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical(&value).as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    digest.as_ref().iter().fold(String::new(), |mut hex, byte| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -202,7 +206,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let valid = values.next().is_none()
         && !value.is_empty()
         && value.len() <= MAX_KEY_BYTES
-        && value.as_bytes().iter().all(|b| b.is_ascii_graphic());
+        && value.as_bytes().iter().all(u8::is_ascii_graphic);
     if !valid {
         return Err(bad_request(
             "invalid_idempotency_key",

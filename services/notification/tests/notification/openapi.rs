@@ -1,4 +1,5 @@
-//! The OpenAPI document: the committed copy matches the code, and it covers every route.
+//! The OpenAPI document (the committed copy matches the code, it covers every route),
+//! and the start-up check of templates.
 //!
 //! `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-notification --test notification openapi`
 //! rewrites `services/notification/openapi.json` after an API change.
@@ -46,4 +47,55 @@ fn the_document_is_openapi_3_1_and_covers_every_route() {
     );
     assert!(document["paths"]["/v1/notifications"]["post"].is_object());
     assert!(document["paths"]["/v1/notifications/{id}"]["get"].is_object());
+}
+
+#[test]
+fn a_broken_template_stops_the_binary_with_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("welcome.it.sms.j2"),
+        "Ciao {{ display_name ",
+    )
+    .expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-notification"))
+        .args([
+            "--database-url",
+            "sqlite::memory:",
+            "--issuer",
+            "http://i",
+            "--jwks-url",
+            "http://i/jwks",
+        ])
+        .args([
+            "--nats-url",
+            "nats://127.0.0.1:1",
+            "--profile-url",
+            "http://p",
+            "--token-url",
+            "http://i/t",
+        ])
+        .args([
+            "--client-secret",
+            "s",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--templates-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run tessera-notification");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a configuration error exits with 2"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("configuration error: templates: welcome.it.sms.j2"),
+        "{stderr}"
+    );
 }

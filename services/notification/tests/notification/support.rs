@@ -154,28 +154,32 @@ impl Mail {
     }
 }
 
+/// (Authorization header, JSON body) of each request the SMS provider received.
+type Requests = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+async fn record(
+    State(requests): State<Requests>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    requests.lock().unwrap().push((auth, body));
+    StatusCode::ACCEPTED
+}
+
 /// The stand-in SMS provider: records every request.
 #[derive(Clone, Default)]
 pub(crate) struct Recorder {
     pub(crate) url: String,
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Requests,
 }
 
 impl Recorder {
     pub(crate) async fn start(shutdown: &CancellationToken) -> Self {
-        let requests: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
-        async fn record(
-            State(requests): State<Arc<Mutex<Vec<(Option<String>, Value)>>>>,
-            headers: HeaderMap,
-            Json(body): Json<Value>,
-        ) -> StatusCode {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            requests.lock().unwrap().push((auth, body));
-            StatusCode::ACCEPTED
-        }
+        let requests = Requests::default();
         let app = axum::Router::new()
             .route("/sms", axum::routing::post(record))
             .with_state(requests.clone());
@@ -304,6 +308,44 @@ fn database_url(backend: Backend, dir: &Path, name: &str) -> impl Future<Output 
     }
 }
 
+/// Profile on `database_url`, publishing on this test's stream; returns its base URL.
+async fn start_profile(
+    database_url: String,
+    jwks: &str,
+    nats_url: &str,
+    nats_id: &str,
+    shutdown: &CancellationToken,
+) -> String {
+    let profile_config = tessera_profile::config::Config::try_parse_from([
+        "tessera-profile".to_owned(),
+        "--database-url".into(),
+        database_url,
+        "--issuer".into(),
+        ISSUER.into(),
+        "--jwks-url".into(),
+        jwks.to_owned(),
+        "--nats-url".into(),
+        nats_url.to_owned(),
+    ])
+    .expect("valid profile config");
+    let bus = JetStreamBus::connect(nats_config(nats_url, "profile", nats_id))
+        .await
+        .expect("bus");
+    let runtime = tessera_profile::Runtime {
+        clock: Arc::new(SystemClock),
+        bus: Bus::JetStream(bus),
+    };
+    let profile =
+        tessera_profile::build(&profile_config, runtime, shutdown).expect("profile builds");
+    let listeners = Listeners::loopback().await.expect("bind");
+    let profile_base = format!("http://{}", listeners.public_addr().expect("addr"));
+    let profile_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+    tokio::spawn(profile.service.serve(listeners, shutdown.clone()));
+    testkit::wait_until_ready(&profile_admin, Duration::from_secs(20)).await;
+
+    profile_base
+}
+
 impl Stack {
     pub(crate) async fn start(options: Options) -> Self {
         testkit::init_logs();
@@ -314,32 +356,14 @@ impl Stack {
         let identity = start_identity(dir.path(), &shutdown).await;
         let jwks = format!("{identity}/.well-known/jwks.json");
 
-        let profile_config = tessera_profile::config::Config::try_parse_from([
-            "tessera-profile".to_owned(),
-            "--database-url".into(),
+        let profile_base = start_profile(
             database_url(options.backend, dir.path(), "profile").await,
-            "--issuer".into(),
-            ISSUER.into(),
-            "--jwks-url".into(),
-            jwks.clone(),
-            "--nats-url".into(),
-            nats_url.clone(),
-        ])
-        .expect("valid profile config");
-        let bus = JetStreamBus::connect(nats_config(&nats_url, "profile", &nats_id))
-            .await
-            .expect("bus");
-        let runtime = tessera_profile::Runtime {
-            clock: Arc::new(SystemClock),
-            bus: Bus::JetStream(bus),
-        };
-        let profile =
-            tessera_profile::build(&profile_config, runtime, &shutdown).expect("profile builds");
-        let listeners = Listeners::loopback().await.expect("bind");
-        let profile_base = format!("http://{}", listeners.public_addr().expect("addr"));
-        let profile_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-        tokio::spawn(profile.service.serve(listeners, shutdown.clone()));
-        testkit::wait_until_ready(&profile_admin, Duration::from_secs(20)).await;
+            &jwks,
+            &nats_url,
+            &nats_id,
+            &shutdown,
+        )
+        .await;
 
         let smtp = SmtpServer::start().await;
         let sms = Recorder::start(&shutdown).await;
