@@ -49,12 +49,14 @@ impl OperatorMetrics {
         // Every series exists from the start (at 0), so rates and alerts work before the
         // first reconcile or rotation.
         for result in ["success", "error"] {
-            self.reconciles.get_or_create(&ResultLabels { result });
-            self.duration.get_or_create(&ResultLabels { result });
+            drop(self.reconciles.get_or_create(&ResultLabels { result }));
+            drop(self.duration.get_or_create(&ResultLabels { result }));
         }
         for to in ["next", "active", "retiring", "removed"] {
-            self.key_changes
-                .get_or_create(&ChangeLabels { to: to.into() });
+            drop(
+                self.key_changes
+                    .get_or_create(&ChangeLabels { to: to.into() }),
+            );
         }
         registry.register(
             "operator_reconciles",
