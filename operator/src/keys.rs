@@ -204,18 +204,18 @@ mod tests {
     use super::*;
     use crate::crd::ROTATE_KEYS_ANNOTATION;
 
-    fn platform(identity: serde_json::Value) -> Platform {
+    fn platform(identity: &serde_json::Value) -> Platform {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "tessera.dev/v1alpha1", "kind": "Platform",
             "metadata": {"name": "p", "namespace": "n"},
-            "spec": {"identity": identity}
+            "spec": {"identity": identity.clone()}
         }))
         .unwrap()
     }
 
     #[test]
     fn the_policy_derives_from_token_lifetime_and_jwks_cache() {
-        let policy = policy(&platform(serde_json::json!({
+        let policy = policy(&platform(&serde_json::json!({
             "issuer": "https://a", "accessTokenTtlSeconds": 600, "jwksMaxAgeSeconds": 120,
             "keyPolicy": {"algorithm": "ES256", "rotationIntervalSeconds": 86_400}
         })));
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn explicit_policy_durations_win() {
-        let policy = policy(&platform(serde_json::json!({
+        let policy = policy(&platform(&serde_json::json!({
             "issuer": "https://a",
             "keyPolicy": {"prePublicationSeconds": 900, "retirementSeconds": 7200}
         })));
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_rotation_request_is_pending_until_its_value_is_recorded_as_handled() {
-        let mut p = platform(serde_json::json!({"issuer": "https://a"}));
+        let mut p = platform(&serde_json::json!({"issuer": "https://a"}));
         assert_eq!(pending_rotation_request(&p), None);
         p.metadata
             .annotations
@@ -262,7 +262,7 @@ mod tests {
         assert_ne!(a, b);
         let pepper = random_bytes();
         let secret = pepper_secret(
-            &platform(serde_json::json!({"issuer": "https://a"})),
+            &platform(&serde_json::json!({"issuer": "https://a"})),
             &pepper,
         );
         let stored = &secret.data.unwrap()["pepper"].0;
