@@ -177,19 +177,10 @@ pub fn build(
         let events = EventMetrics::new();
         events.register(service.metrics());
         bus.add_readiness_check(service.readiness());
-        // Consume only once the chain's table exists.
-        let (bus, audit, migrated, stop) = (
-            bus.clone(),
-            state.audit.clone(),
-            database.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            migrated.wait_migrated().await;
-            if migrated.is_migrated() {
-                consumer::subscribe(&bus, &audit, events, &stop);
-            }
-        });
+        // Subscribed at once, before the all-in-one binary starts its in-process bus, so
+        // no audit event is published while nobody listens; until the migrations have
+        // run, appends fail and the bus redelivers.
+        consumer::subscribe(bus, &state.audit, events, shutdown);
     }
     if !config.auth.insecure_disable_auth {
         service.readiness().add("keys", move || {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tessera_events::{Bus, CloudEvent, JetStreamBus, NatsConfig, OutboxMessage};
 
-use crate::support::{TestLogging, on_both_backends};
+use crate::support::{Backend, TestLogging, on_both_backends};
 
 /// A private stream and subject root on the test NATS server, so tests do not meet.
 fn nats_config(service: &str, suffix: &str) -> NatsConfig {
@@ -84,4 +84,34 @@ on_both_backends! {
         assert_eq!(listed["records"][0]["type"], "dev.tessera.identity.audit.token_issued.v1");
         assert_eq!(listed["records"][0]["subject"], "client-9");
     }
+}
+
+#[tokio::test]
+async fn in_the_all_in_one_mode_audit_events_on_the_in_process_bus_are_chained() {
+    let bus = tessera_events::InProcessBus::new();
+    let app =
+        TestLogging::start_with_bus(Backend::Sqlite, &[], Some(Bus::InProcess(bus.clone()))).await;
+    bus.start();
+    let login = audit_event("login_succeeded", "user-3");
+    Bus::InProcess(bus.clone())
+        .sink()
+        .publish(&OutboxMessage::from_cloud_event(
+            &login,
+            "tessera.audit.identity.login_succeeded".into(),
+        ))
+        .await
+        .expect("every subscriber accepted it");
+    let verdict: Value = app
+        .http
+        .get(app.url("/v1/audit/verify"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["records"], 1, "{verdict}");
+    assert!(bus.dead_letters().is_empty());
 }
