@@ -226,20 +226,14 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
     let client = cx.client.clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
+    // A key policy the API server cannot check (pre-publication derived from the JWKS
+    // max-age may exceed the interval) would fail every rotation: report it instead.
+    if let Err(error) = keys::policy(platform).validate() {
+        return degrade(cx, platform, "InvalidKeyPolicy", error.to_string()).await;
+    }
     let missing = missing_references(platform, &secrets).await?;
     if !missing.is_empty() {
-        let message = missing.join("; ");
-        let was_degraded = is_true(platform, "Degraded");
-        let conditions = vec![
-            Cond::new("Ready", false, "Degraded", message.clone()),
-            Cond::new("Degraded", true, "SecretNotFound", message.clone()),
-        ];
-        patch_status(cx, platform, &conditions, StatusExtra::keep(platform)).await?;
-        if !was_degraded {
-            cx.event(platform, EventType::Warning, "SecretNotFound", message)
-                .await;
-        }
-        return Ok(Action::requeue(DEGRADED_RETRY));
+        return degrade(cx, platform, "SecretNotFound", missing.join("; ")).await;
     }
 
     if platform.spec.paused {
@@ -372,6 +366,28 @@ async fn running_status(
         handled_rotation_request: handled,
     };
     Ok((conditions, extra))
+}
+
+/// Reports a spec the operator cannot act on: `Degraded=True`, `Ready=False`, a Warning
+/// Event the first time; nothing else is written. Retried every 30 s (a Secret may be
+/// created meanwhile; a spec change triggers a reconcile anyway).
+async fn degrade(
+    cx: &Context,
+    platform: &Platform,
+    reason: &str,
+    message: String,
+) -> Result<Action, Error> {
+    let was_degraded = is_true(platform, "Degraded");
+    let conditions = vec![
+        Cond::new("Ready", false, "Degraded", message.clone()),
+        Cond::new("Degraded", true, reason, message.clone()),
+    ];
+    patch_status(cx, platform, &conditions, StatusExtra::keep(platform)).await?;
+    if !was_degraded {
+        cx.event(platform, EventType::Warning, reason, message)
+            .await;
+    }
+    Ok(Action::requeue(DEGRADED_RETRY))
 }
 
 fn is_true(platform: &Platform, type_: &str) -> bool {

@@ -524,3 +524,27 @@ async fn a_corrupt_keyset_secret_is_an_error_not_a_new_keyset() {
     assert!(format!("{first:?}").contains("5s"), "{first:?}");
     assert!(format!("{second:?}").contains("10s"), "{second:?}");
 }
+
+#[tokio::test]
+async fn a_key_policy_that_cannot_work_degrades_the_platform_instead_of_failing_forever() {
+    let mut platform = fixture::platform();
+    // Pre-publication derives from the JWKS max-age (1 day + 120 s): longer than the interval.
+    platform.spec.identity.jwks_max_age_seconds = Some(86_400);
+    let scenario = Scenario::new(&platform, &REFERENCED);
+    let (result, calls) = scenario.reconcile().await;
+    result.unwrap();
+    let writes: Vec<String> = writes(&calls)
+        .into_iter()
+        .filter(|w| !w.starts_with("POST events"))
+        .collect();
+    assert_eq!(writes, ["PATCH platforms/demo/status"]);
+    let degraded = scenario.condition("Degraded");
+    assert_eq!(degraded["reason"], json!("InvalidKeyPolicy"));
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("pre_publication"),
+        "{degraded}"
+    );
+}

@@ -1,0 +1,225 @@
+//! The operator against a real API server (kube-apiserver 1.35 + controller-manager from
+//! tools/testenv, run by kube-testenv): the generated CRD is accepted, reconcile creates
+//! every child with owner references and labels, a second reconcile writes nothing, and
+//! deleting the Platform garbage-collects its children.
+//!
+//! Pods never run (no kubelet); the controller-manager does run, so Deployments get
+//! ReplicaSets and status, and owner references are garbage-collected.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, CustomResourceExt as _, ResourceExt as _};
+use kube_testenv::TestEnv;
+use serde_json::json;
+use service_kit::SystemClock;
+use tessera_operator::Platform;
+use tessera_operator::children::{INSTANCE, Kind, MANAGED_BY, MANAGER};
+use tessera_operator::controller::{Context, reconcile};
+use tessera_operator::metrics::OperatorMetrics;
+use tokio::sync::OnceCell;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The shared control plane with the operator's CRD applied once.
+async fn env() -> &'static TestEnv {
+    static CRD: OnceCell<()> = OnceCell::const_new();
+    let env = TestEnv::shared()
+        .await
+        .unwrap_or_else(|error| panic!("the test control plane did not start: {error}"));
+    CRD.get_or_init(|| async {
+        let client = env.client().unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client);
+        let crd = Platform::crd();
+        crds.patch(
+            "platforms.tessera.dev",
+            &PatchParams::apply("kube-testenv").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("the API server refused the generated CRD: {error}"));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let crd = crds.get("platforms.tessera.dev").await.unwrap();
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "CRD not Established"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    env
+}
+
+fn context(client: Client) -> Arc<Context> {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
+    Arc::new(Context::new(
+        client,
+        recorder,
+        OperatorMetrics::default(),
+        Arc::new(SystemClock),
+    ))
+}
+
+async fn create_platform(client: &Client, namespace: &str) -> Platform {
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), namespace);
+    let platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": { "issuer": "https://api.example.com" } },
+    }))
+    .unwrap();
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap()
+}
+
+/// Every object of the operator's kinds in `namespace`: (kind/name) → object.
+async fn children_of(client: &Client, namespace: &str) -> BTreeMap<String, DynamicObject> {
+    let mut all = BTreeMap::new();
+    for kind in Kind::ALL {
+        let resource = kind.api_resource();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let selector = format!("{MANAGED_BY}={MANAGER}");
+        for object in api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+        {
+            all.insert(format!("{}/{}", resource.kind, object.name_any()), object);
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn reconcile_creates_owned_labelled_children_and_a_second_reconcile_writes_nothing() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("reconcile").await.unwrap();
+    let platform = create_platform(&client, &namespace).await;
+    let uid = platform.uid().unwrap();
+    let cx = context(client.clone());
+
+    reconcile(Arc::new(platform), cx.clone()).await.unwrap();
+    let first = children_of(&client, &namespace).await;
+    assert!(
+        first.keys().any(|k| k.starts_with("Deployment/")),
+        "no Deployment created: {:?}",
+        first.keys()
+    );
+    for (name, object) in &first {
+        let owners = object.metadata.owner_references.clone().unwrap_or_default();
+        assert!(
+            owners
+                .iter()
+                .any(|o| o.uid == uid && o.kind == "Platform" && o.controller == Some(true)),
+            "{name} is not owned by the Platform: {owners:?}"
+        );
+        assert_eq!(
+            object.labels().get(INSTANCE).map(String::as_str),
+            Some("demo"),
+            "{name} lacks {INSTANCE}"
+        );
+    }
+
+    // Second pass on the stored Platform: nothing changes. The controller-manager
+    // writes too (Deployment status, ReplicaSets): wait until it has settled first.
+    let versions = |all: &BTreeMap<String, DynamicObject>| {
+        all.iter()
+            .map(|(k, o)| (k.clone(), o.resource_version().unwrap_or_default()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let mut first = versions(&first);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = versions(&children_of(&client, &namespace).await);
+        if now == first {
+            break;
+        }
+        first = now;
+    }
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let stored = platforms.get("demo").await.unwrap();
+    reconcile(Arc::new(stored.clone()), cx.clone())
+        .await
+        .unwrap();
+    let second = children_of(&client, &namespace).await;
+    let second = versions(&second);
+    // Kubernetes itself bumps a PersistentVolumeClaim's resourceVersion on the first
+    // re-apply after its creation, even with an identical body (measured on 1.35.4: a
+    // bare PVC applied twice goes 217 → 219, a third time stays 219; a ConfigMap never
+    // moves). So PVCs are checked on the third pass; everything else on the second.
+    let changed: Vec<_> = second
+        .iter()
+        .filter(|(k, v)| first.get(*k) != Some(*v) && !k.starts_with("PersistentVolumeClaim/"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(changed.is_empty(), "the second reconcile wrote {changed:?}");
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+
+    reconcile(Arc::new(stored), cx).await.unwrap();
+    let third = versions(&children_of(&client, &namespace).await);
+    let changed: Vec<_> = third
+        .iter()
+        .filter(|(k, v)| second.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(changed.is_empty(), "the third reconcile wrote {changed:?}");
+}
+
+#[tokio::test]
+async fn deleting_the_platform_garbage_collects_its_children() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("gc").await.unwrap();
+    let platform = create_platform(&client, &namespace).await;
+    reconcile(Arc::new(platform), context(client.clone()))
+        .await
+        .unwrap();
+    assert!(!children_of(&client, &namespace).await.is_empty());
+
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    platforms
+        .delete("demo", &DeleteParams::background())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = children_of(&client, &namespace).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children left after the Platform was deleted: {:?}",
+            left.keys()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
