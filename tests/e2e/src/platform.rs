@@ -119,12 +119,7 @@ impl Platform {
     /// When a binary is missing, PostgreSQL or NATS is not configured, or a service does
     /// not become ready (its log tails are printed).
     pub async fn start(options: Options) -> Self {
-        let nats_url = std::env::var("TESSERA_TEST_NATS_URL").unwrap_or_else(|_| {
-            panic!(
-                "TESSERA_TEST_NATS_URL is not set: these tests need NATS with JetStream. \
-                 Run `just services` and `eval \"$(tools/services env)\"`"
-            )
-        });
+        let nats_url = nats_url();
         let mut services = vec![Service::Identity, Service::Profile];
         if options.logging && binaries::find("tessera-logging").is_some() {
             services.push(Service::Logging);
@@ -169,15 +164,7 @@ impl Platform {
         // The operator's generated material: keyset, pepper, one client secret per
         // service that calls identity, the registry and the routes.
         let keyset = KeysetFile::bootstrap(&root.join("keyset"), options.key_policy);
-        let mut pepper = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut pepper).expect("the system random generator");
-        let secrets: Vec<(String, String)> = ["logging", "notification", "profile"]
-            .iter()
-            .map(|name| ((*name).to_owned(), files::random_client_secret()))
-            .collect();
-        let registry = root.join("clients/clients.json");
-        std::fs::write(&registry, files::client_registry_json(&pepper, &secrets))
-            .expect("write the client registry");
+        let (pepper, secrets) = client_material(root);
         let upstreams: Vec<(&str, String)> = services
             .iter()
             .filter(|s| !matches!(s, Service::Identity | Service::Gateway))
@@ -324,6 +311,33 @@ impl Platform {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The test NATS server (JetStream), shared by every platform.
+fn nats_url() -> String {
+    std::env::var("TESSERA_TEST_NATS_URL").unwrap_or_else(|_| {
+        panic!(
+            "TESSERA_TEST_NATS_URL is not set: these tests need NATS with JetStream. \
+                Run `just services` and `eval \"$(tools/services env)\"`"
+        )
+    })
+}
+
+/// The pepper, one client secret per service that calls identity, and identity's
+/// client registry written under `root`, as the operator generates them.
+fn client_material(root: &Path) -> ([u8; 32], Vec<(String, String)>) {
+    let mut pepper = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut pepper).expect("the system random generator");
+    let secrets: Vec<(String, String)> = ["logging", "notification", "profile"]
+        .iter()
+        .map(|name| ((*name).to_owned(), files::random_client_secret()))
+        .collect();
+    std::fs::write(
+        root.join("clients/clients.json"),
+        files::client_registry_json(&pepper, &secrets),
+    )
+    .expect("write the client registry");
+    (pepper, secrets)
 }
 
 /// What every service's settings are derived from.

@@ -173,6 +173,86 @@ async fn follow(http: reqwest::Client, url: String, token: Tokens) -> Witness {
     witness
 }
 
+/// The operator: one rotation step every 250 ms, written only when something changed;
+/// returns each activation (when, previous kid, new kid).
+async fn operator(
+    platform: Arc<Platform>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(Instant, String, String)> {
+    let mut activations = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let before = platform.active_kid();
+        let rotation = platform.rotate_keys(OffsetDateTime::now_utc());
+        if let Some(kid) = rotation.activated() {
+            activations.push((Instant::now(), before, kid.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    activations
+}
+
+/// Witnesses: a fresh token every 2 s, each followed until it expires.
+async fn witnesses(mut tokens: Tokens, gw: String, stop: Arc<AtomicBool>) -> Vec<Witness> {
+    let http = reqwest::Client::new();
+    let mut followers = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        tokens = token_request(&http, &gw, &tokens.refresh).await;
+        let copy = Tokens {
+            access: tokens.access.clone(),
+            refresh: String::new(),
+            expires: tokens.expires,
+        };
+        followers.push(tokio::spawn(follow(
+            http.clone(),
+            format!("{gw}/profile/v1/profiles/me"),
+            copy,
+        )));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let mut done = Vec::new();
+    for follower in followers {
+        done.push(follower.await.expect("a witness"));
+    }
+    done
+}
+
+/// One client sending requests back to back with `user`'s current token.
+async fn load(user: Arc<Mutex<Tokens>>, gw: String, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
+    let http = reqwest::Client::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let token = access_token(&http, &gw, &user).await;
+        // Both verifiers: the gateway and profile on one path, identity on the other.
+        let path = if n % 4 == 3 {
+            "/v1/me"
+        } else {
+            "/profile/v1/profiles/me"
+        };
+        n += 1;
+        match http
+            .get(format!("{gw}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status();
+                let body = if status == StatusCode::OK {
+                    String::new()
+                } else {
+                    response.text().await.unwrap_or_default()
+                };
+                counts.record(path, status, &body);
+            }
+            Err(e) => counts.record(
+                path,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("transport: {e}"),
+            ),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotated_three_times_under_load_fail_no_request_and_older_tokens_work_until_they_expire()
  {
@@ -197,92 +277,14 @@ async fn keys_rotated_three_times_under_load_fail_no_request_and_older_tokens_wo
     let counts = Arc::new(Counts::default());
     let started = Instant::now();
 
-    // The operator: one rotation step every 250 ms, written only when something changed.
-    let rotator = {
-        let (platform, stop) = (platform.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut activations = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let before = platform.active_kid();
-                let rotation = platform.rotate_keys(OffsetDateTime::now_utc());
-                if let Some(kid) = rotation.activated() {
-                    activations.push((Instant::now(), before, kid.to_owned()));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            activations
+    let rotator = tokio::spawn(operator(platform.clone(), stop.clone()));
+    let witnesses = tokio::spawn(witnesses(witness_user, gw.clone(), stop.clone()));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let user = users[worker % USERS].clone();
+            tokio::spawn(load(user, gw.clone(), stop.clone(), counts.clone()))
         })
-    };
-
-    // Witnesses: a fresh token every 2 s, each followed until it expires.
-    let witnesses = {
-        let (stop, gw) = (stop.clone(), gw.clone());
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut tokens = witness_user;
-            let mut followers = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                tokens = token_request(&http, &gw, &tokens.refresh).await;
-                let copy = Tokens {
-                    access: tokens.access.clone(),
-                    refresh: String::new(),
-                    expires: tokens.expires,
-                };
-                followers.push(tokio::spawn(follow(
-                    http.clone(),
-                    format!("{gw}/profile/v1/profiles/me"),
-                    copy,
-                )));
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            let mut done = Vec::new();
-            for follower in followers {
-                done.push(follower.await.expect("a witness"));
-            }
-            done
-        })
-    };
-
-    let mut workers = Vec::new();
-    for worker in 0..WORKERS {
-        let (stop, counts, gw) = (stop.clone(), counts.clone(), gw.clone());
-        let user = users[worker % USERS].clone();
-        workers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let token = access_token(&http, &gw, &user).await;
-                // Both verifiers: the gateway and profile on one path, identity on the other.
-                let path = if n % 4 == 3 {
-                    "/v1/me"
-                } else {
-                    "/profile/v1/profiles/me"
-                };
-                n += 1;
-                match http
-                    .get(format!("{gw}{path}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                {
-                    Ok(response) => {
-                        let status = response.status();
-                        let body = if status == StatusCode::OK {
-                            String::new()
-                        } else {
-                            response.text().await.unwrap_or_default()
-                        };
-                        counts.record(path, status, &body);
-                    }
-                    Err(e) => counts.record(
-                        path,
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("transport: {e}"),
-                    ),
-                }
-            }
-        }));
-    }
+        .collect();
 
     tokio::time::sleep(LOAD).await;
     stop.store(true, Ordering::Relaxed);

@@ -34,6 +34,30 @@ async fn json_of(response: Response, expected: StatusCode, what: &str) -> Value 
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
 }
 
+/// The `user.created` event of `user_id` (other tests publish theirs on the same subject).
+async fn user_created(
+    created: &mut tessera_events::async_nats::Subscriber,
+    user_id: &str,
+    platform: &Platform,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let message = created.next().await.expect("subscription open");
+            let event: Value = serde_json::from_slice(&message.payload).expect("a JSON event");
+            if event["data"]["user_id"] == user_id {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "user.created for {user_id} not published within 30 s\n{}",
+            platform.log_tails()
+        )
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_user_created_is_published()
  {
@@ -128,22 +152,7 @@ async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_u
     .await;
     assert_eq!(mine["display_name"], "Ada Lovelace");
 
-    let event = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let message = created.next().await.expect("subscription open");
-            let event: Value = serde_json::from_slice(&message.payload).expect("a JSON event");
-            if event["data"]["user_id"] == user_id.as_str() {
-                return event;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "user.created for {user_id} not published within 30 s\n{}",
-            platform.log_tails()
-        )
-    });
+    let event = user_created(&mut created, &user_id, &platform).await;
     assert_eq!(event["type"], "dev.tessera.profile.user.created.v1");
     assert_eq!(event["data"]["email"], email.as_str());
     assert_eq!(event["data"]["locale"], "de-CH");
