@@ -2,6 +2,7 @@
 //! storage takes them with no HTTP in between, on SQLite and PostgreSQL; and what each
 //! lookup index costs SQLite's batched inserts. Prints Markdown tables.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,85 @@ async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow:
     Ok(rate)
 }
 
+/// p50 and p99 of `runs` executions of `query`, in milliseconds.
+async fn latency<F, Fut>(runs: usize, mut query: F) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let started = Instant::now();
+        query(i).await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |percent: usize| samples[(samples.len() - 1) * percent / 100];
+    Ok((at(50), at(99)))
+}
+
+/// Builds the filter of the i-th query run.
+type FilterFor = Box<dyn Fn(usize) -> tessera_logging::store::Filter>;
+
+/// Query latency of the three shapes the issue names, over a store of `records` rows.
+async fn query_latency(url: &str, records: usize) -> anyhow::Result<()> {
+    use tessera_logging::store::Filter;
+    let url: DatabaseUrl = url.parse().context("database url")?;
+    let database = Database::open_now(&url, 4, &tessera_logging::migrations()).await?;
+    let store = Store::new(database.pool().clone());
+    let all: Vec<NewRecord> = (0..records).map(new_record).collect();
+    let traces: Vec<String> = all
+        .iter()
+        .filter_map(|r| r.trace_id.clone())
+        .step_by(997)
+        .collect();
+    for batch in all.chunks(5_000) {
+        store.insert(batch).await?;
+    }
+    let since = now_nanos() - 3_600_000_000_000;
+    let shapes: [(&str, FilterFor); 3] = [
+        (
+            "service + min severity + last hour, 100 newest",
+            Box::new(move |_| Filter {
+                service: Some("profile".into()),
+                min_severity: Some(9),
+                since: Some(since),
+                ..Filter::default()
+            }),
+        ),
+        (
+            "text (one word), 100 newest",
+            Box::new(|_| Filter {
+                text: Some("finished".into()),
+                ..Filter::default()
+            }),
+        ),
+        (
+            "trace id",
+            Box::new(move |i| Filter {
+                trace_id: Some(traces[i % traces.len()].clone()),
+                ..Filter::default()
+            }),
+        ),
+    ];
+    for (name, filter) in shapes {
+        let (p50, p99) = latency(200, |i| {
+            let (store, filter) = (store.clone(), filter(i));
+            async move {
+                store.query(&filter, None, 100).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        println!(
+            "| {} | {name} | {p50:.2} | {p99:.2} |",
+            url.to_string().split(':').next().unwrap_or_default()
+        );
+    }
+    database.pool().close().await;
+    Ok(())
+}
+
 /// Records per second through `/v1/logs` (protobuf, `batch` records per request).
 async fn otlp_rate(url: &str, args: &Args) -> anyhow::Result<f64> {
     use clap::Parser as _;
@@ -245,6 +325,21 @@ async fn main() -> anyhow::Result<()> {
             "| {backend} | {limit:.0} | {otlp:.0} | {:.0} % |",
             100.0 * otlp / limit
         );
+    }
+    println!(
+        "\n## Query latency over {} records (200 runs each)\n",
+        args.records
+    );
+    println!("| backend | query | p50 (ms) | p99 (ms) |");
+    println!("| --- | --- | ---: | ---: |");
+    for backend in ["sqlite", "postgres"] {
+        if let Some(url) = database_url(backend, &args, &dir).await? {
+            query_latency(&url, args.records).await?;
+        }
+    }
+    if let Some(url) = database_url("postgres", &args, &dir).await? {
+        let rate = storage_limit(&url, args.records, &["DROP INDEX log_records_body_text"]).await?;
+        println!("\nPostgreSQL storage limit without the tsvector GIN index: {rate:.0} rows/s");
     }
     println!(
         "\n## SQLite: cost of the lookup indexes ({} rows, transactions of 5,000)\n",
