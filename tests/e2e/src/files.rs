@@ -139,3 +139,52 @@ pub fn routes_yaml(identity: &str, upstreams: &[(&str, String)]) -> String {
     }
     yaml
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operator's committed golden routes file (operator/tests/operator/golden).
+    const GOLDEN_ROUTES: &str = include_str!("../../../operator/tests/operator/golden/routes.yaml");
+
+    #[test]
+    fn the_routes_file_matches_the_operators_for_the_same_upstreams() {
+        // The golden Platform adds a global limit and extra routes; the harness writes
+        // the routes every Platform gets, which must read exactly like the operator's.
+        let golden_routes = GOLDEN_ROUTES
+            .split_once("routes:\n")
+            .map(|(_, routes)| routes)
+            .expect("a routes list");
+        let golden_routes = golden_routes
+            .split_once("- name: route-")
+            .map_or(golden_routes, |(platform_routes, _)| platform_routes);
+        let ours = routes_yaml(
+            "http://demo-identity:8080",
+            &[
+                ("logging", "http://demo-logging:8080".into()),
+                ("notification", "http://demo-notification:8080".into()),
+                ("profile", "http://demo-profile:8080".into()),
+            ],
+        );
+        let ours = ours
+            .split_once("routes:\n")
+            .map(|(_, r)| r)
+            .expect("routes");
+        assert_eq!(ours, golden_routes);
+    }
+
+    #[test]
+    fn the_client_registry_hashes_secrets_as_identity_checks_them() {
+        let pepper = [7u8; 32];
+        let json = client_registry_json(&pepper, &[("profile".into(), "tsc_secret".into())]);
+        let registry: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &pepper);
+        let expected = URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, b"tsc_secret").as_ref());
+        assert_eq!(registry["clients"][0]["client_id"], "profile");
+        assert_eq!(registry["clients"][0]["secret_hash"], expected.as_str());
+        assert_eq!(
+            registry["clients"][0]["roles"],
+            serde_json::json!(["service"])
+        );
+    }
+}

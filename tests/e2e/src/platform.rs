@@ -450,3 +450,89 @@ impl Drop for Platform {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Where the operator decides each Deployment's env (never edited here: read only).
+    const OPERATOR_WORKLOADS: &str = include_str!("../../../operator/src/children/workload.rs");
+
+    fn golden(service: Service) -> &'static str {
+        match service {
+            Service::Identity => {
+                include_str!("../../../operator/tests/operator/golden/identity.yaml")
+            }
+            Service::Gateway => {
+                include_str!("../../../operator/tests/operator/golden/gateway.yaml")
+            }
+            Service::Profile => {
+                include_str!("../../../operator/tests/operator/golden/profile.yaml")
+            }
+            Service::Logging => {
+                include_str!("../../../operator/tests/operator/golden/logging.yaml")
+            }
+        }
+    }
+
+    fn env_names(text: &str) -> BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .filter(|word| word.starts_with("TESSERA_") && word.len() > "TESSERA_".len())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_service_gets_the_env_names_the_operator_sets_and_no_others() {
+        let root = Path::new("/tmp/e2e");
+        let secrets = vec![
+            ("logging".to_owned(), "tsc_l".to_owned()),
+            ("profile".to_owned(), "tsc_p".to_owned()),
+        ];
+        let upstreams = vec![("logging", "http://127.0.0.1:2".to_owned())];
+        let cx = Shared {
+            options: &Options::default(),
+            gateway_url: "http://127.0.0.1:1",
+            identity_url: "http://127.0.0.1:3",
+            nats_url: "nats://127.0.0.1:4222",
+            root,
+            pepper: &[0; 32],
+            secrets: &secrets,
+            upstreams: &upstreams,
+        };
+        let ports = Ports { http: 1, admin: 2 };
+        for service in [
+            Service::Identity,
+            Service::Gateway,
+            Service::Profile,
+            Service::Logging,
+        ] {
+            let mut ours: BTreeSet<String> = service_env(service, &ports, &cx)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            // The database URL is added by `Platform::start` for services that persist.
+            if service != Service::Gateway {
+                ours.insert("TESSERA_DATABASE_URL".into());
+            }
+            let missing: Vec<_> = env_names(golden(service))
+                .difference(&ours)
+                .cloned()
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "{}: the operator sets {missing:?}",
+                service.name()
+            );
+            for name in &ours {
+                assert!(
+                    OPERATOR_WORKLOADS.contains(&format!("\"{name}\"")),
+                    "{}: {name} is not an env var the operator sets",
+                    service.name()
+                );
+            }
+        }
+    }
+}
