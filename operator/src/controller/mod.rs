@@ -7,16 +7,19 @@
 //! manager; delete owned children no longer wanted; write the status; requeue at the next
 //! key deadline.
 
+mod apply;
+mod materials;
+mod references;
 mod status;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -25,10 +28,13 @@ use service_kit::Clock;
 use tessera_keys::Keyset;
 use time::OffsetDateTime;
 
-use crate::children::{self, Component, Kind, MANAGER, Materials};
-use crate::crd::{Platform, PlatformStatus, SecretKeyRef};
+use crate::children::{self, Component};
+use crate::crd::{Platform, PlatformStatus};
 use crate::keys;
 use crate::metrics::OperatorMetrics;
+use apply::{apply_children, apply_params, prune};
+use materials::materials;
+use references::missing_references;
 use status::Cond;
 
 /// Longest time between two reconciles of a healthy platform (drift repair does not
@@ -153,68 +159,6 @@ pub fn error_policy(platform: Arc<Platform>, error: &Error, cx: Arc<Context>) ->
     *count = count.saturating_add(1);
     tracing::warn!(platform = %key(&platform), %error, retry_in_secs = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
-}
-
-/// Secret references of the spec, each with the field that names it.
-fn secret_references(platform: &Platform) -> Vec<(String, Option<String>, String)> {
-    let spec = &platform.spec;
-    let mut refs = Vec::new();
-    let mut key_ref =
-        |field: String, r: &SecretKeyRef| refs.push((r.name.clone(), Some(r.key.clone()), field));
-    for component in [
-        Component::Identity,
-        Component::Logging,
-        Component::Notification,
-        Component::Profile,
-    ] {
-        if let Some(postgres) = component
-            .spec(platform)
-            .and_then(|s| s.storage.as_ref())
-            .and_then(|s| s.postgres.as_ref())
-        {
-            let field = match component {
-                Component::Profile => "spec.profile.storage.postgres.urlSecretRef".to_owned(),
-                _ => format!("spec.{}.storage.postgres.urlSecretRef", component.name()),
-            };
-            key_ref(field, &postgres.url_secret_ref);
-        }
-    }
-    let notification = &spec.notification;
-    for (channel, reference) in [
-        ("smtp", &notification.smtp),
-        ("sms", &notification.sms),
-        ("push", &notification.push),
-    ] {
-        if let Some(reference) = reference {
-            key_ref(format!("spec.notification.{channel}"), reference);
-        }
-    }
-    if let Some(tls) = &spec.gateway.tls_secret_name {
-        refs.push((tls.clone(), None, "spec.gateway.tlsSecretName".into()));
-    }
-    refs
-}
-
-/// Which referenced Secrets (or keys) are missing, as human messages.
-async fn missing_references(
-    platform: &Platform,
-    secrets: &Api<Secret>,
-) -> Result<Vec<String>, Error> {
-    let mut missing = Vec::new();
-    for (name, key, field) in secret_references(platform) {
-        match secrets.get_opt(&name).await? {
-            None => missing.push(format!("Secret {name:?} ({field}) does not exist")),
-            Some(secret) => {
-                if let Some(key) = key {
-                    let has = secret.data.as_ref().is_some_and(|d| d.contains_key(&key));
-                    if !has {
-                        missing.push(format!("Secret {name:?} ({field}) has no key {key:?}"));
-                    }
-                }
-            }
-        }
-    }
-    Ok(missing)
 }
 
 async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Error> {
@@ -396,190 +340,6 @@ fn is_true(platform: &Platform, type_: &str) -> bool {
             .iter()
             .any(|c| c.type_ == type_ && c.status == "True")
     })
-}
-
-/// Creates `secret` unless it exists; returns the stored one. Generated Secrets are never
-/// updated: regenerating keys or credentials would break tokens and running pods.
-async fn create_once(secrets: &Api<Secret>, secret: Secret) -> Result<Secret, Error> {
-    let name = secret.name_any();
-    if let Some(existing) = secrets.get_opt(&name).await? {
-        return Ok(existing);
-    }
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
-    };
-    match secrets.create(&params, &secret).await {
-        Ok(created) => Ok(created),
-        // Created meanwhile (another reconcile): keep that one.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(secrets.get(&name).await?),
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
-    secret.data.as_ref()?.get(key).map(|v| v.0.clone())
-}
-
-/// The pepper, client secrets and keyset, creating what is missing and rotating keys.
-async fn materials(
-    platform: &Platform,
-    cx: &Context,
-    secrets: &Api<Secret>,
-    namespace: &str,
-) -> Result<(Materials, Keyset, keys::Step), Error> {
-    let pepper_secret = create_once(
-        secrets,
-        keys::pepper_secret(platform, &keys::random_bytes()),
-    )
-    .await?;
-    let pepper = secret_value(&pepper_secret, "pepper")
-        .and_then(|v| keys::decode_pepper(&v))
-        .unwrap_or_default();
-    let mut client_secrets = BTreeMap::new();
-    for component in Component::all(platform)
-        .into_iter()
-        .filter(Component::has_client)
-    {
-        let stored = create_once(
-            secrets,
-            keys::client_secret(platform, &component, &keys::random_client_secret()),
-        )
-        .await?;
-        if let Some(value) = secret_value(&stored, "client_secret") {
-            client_secrets.insert(
-                component.name(),
-                String::from_utf8_lossy(&value).into_owned(),
-            );
-        }
-    }
-
-    let keyset_name = children::keyset_secret_name(platform);
-    let stored = secrets.get_opt(&keyset_name).await?;
-    let current = match stored.as_ref().and_then(|s| secret_value(s, "keyset.json")) {
-        Some(json) => Keyset::from_json(&json)?,
-        None => Keyset::empty(),
-    };
-    let step = keys::step(platform, &current, cx.now(), &mut tessera_keys::generate)?;
-    let keyset = step.rotation.keyset.clone();
-    let jwks = keys::jwks_json(&keyset);
-    if !step.rotation.is_unchanged() || stored.is_none() {
-        // Publish first: verifiers must know a key before anything is signed with it.
-        let config_maps: Api<ConfigMap> = Api::namespaced(cx.client.clone(), namespace);
-        let materials_now = Materials {
-            jwks_json: jwks.clone(),
-            client_secrets: BTreeMap::new(),
-            pepper: Vec::new(),
-        };
-        let jwks_child = children::desired(platform, &materials_now)
-            .into_iter()
-            .find(|c| {
-                c.kind == Kind::ConfigMap && c.name == children::jwks_config_map_name(platform)
-            })
-            .expect("the JWKS ConfigMap is always desired");
-        config_maps
-            .patch(
-                &jwks_child.name,
-                &apply_params(),
-                &Patch::Apply(&jwks_child.object),
-            )
-            .await?;
-        let secret = keys::keyset_secret(platform, &keyset);
-        if stored.is_none() {
-            create_once(secrets, secret).await?;
-        } else {
-            secrets
-                .patch(&keyset_name, &apply_params(), &Patch::Apply(&secret))
-                .await?;
-        }
-        for change in &step.rotation.changes {
-            cx.metrics.key_changed(change);
-            let from = change.from.map_or("none".to_owned(), |s| s.to_string());
-            let to = change.to.map_or("removed".to_owned(), |s| s.to_string());
-            cx.event(
-                platform,
-                EventType::Normal,
-                "SigningKeyChanged",
-                format!("key {}: {from} -> {to}", change.kid),
-            )
-            .await;
-        }
-    }
-    Ok((
-        Materials {
-            jwks_json: jwks,
-            client_secrets,
-            pepper,
-        },
-        keyset,
-        step,
-    ))
-}
-
-fn apply_params() -> PatchParams {
-    PatchParams::apply(MANAGER).force()
-}
-
-async fn apply_children(
-    client: &Client,
-    namespace: &str,
-    desired: &[children::Child],
-) -> Result<(), Error> {
-    for kind in Kind::ALL {
-        let resource = kind.api_resource();
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        for child in desired.iter().filter(|c| c.kind == kind) {
-            api.patch(&child.name, &apply_params(), &Patch::Apply(&child.object))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Deletes children of this platform (by label and owner) that are no longer desired.
-async fn prune(
-    client: &Client,
-    platform: &Platform,
-    namespace: &str,
-    desired: &[children::Child],
-) -> Result<(), Error> {
-    let uid = platform.uid();
-    let generated = children::generated_secret_names(platform);
-    let selector = children::children_selector(platform);
-    for kind in Kind::ALL {
-        let wanted: BTreeSet<&str> = desired
-            .iter()
-            .filter(|c| c.kind == kind)
-            .map(|c| c.name.as_str())
-            .chain(
-                generated
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|_| kind == Kind::Secret),
-            )
-            .collect();
-        let resource = kind.api_resource();
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        let existing = api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await?;
-        for object in existing.items {
-            let name = object.name_any();
-            let owned = object
-                .owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == uid.as_ref());
-            if owned && !wanted.contains(name.as_str()) {
-                tracing::info!(kind = ?kind, %name, "deleting a child no longer wanted");
-                match api.delete(&name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Status fields besides conditions.
