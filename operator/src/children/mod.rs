@@ -8,6 +8,7 @@ mod component;
 mod config;
 mod nats;
 mod network;
+mod settings;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};

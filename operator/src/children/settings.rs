@@ -1,0 +1,265 @@
+//! What each component's container is told: env settings, Secret env vars and volumes,
+//! per the component's contract (its README, or operator/README.md for services not
+//! built yet).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
+    SecretKeySelector, SecretVolumeSource, Volume,
+};
+
+use super::{Component, Context};
+use crate::crd::{ComponentSpec, SecretKeyRef};
+
+/// Where SQLite files live (a PersistentVolumeClaim).
+const DATA_DIR: &str = "/var/lib/tessera";
+/// Where identity's keyset Secret is mounted (as a directory: Secret updates reach it).
+const KEYSET_DIR: &str = "/var/run/tessera/keyset";
+/// Where identity's client registry Secret is mounted.
+const CLIENTS_DIR: &str = "/var/run/tessera/clients";
+/// Where the gateway's routes ConfigMap is mounted.
+const ROUTES_DIR: &str = "/etc/tessera/routes";
+
+/// A container env var taken from a Secret key (never written into a ConfigMap).
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// What a component's container gets: plain settings (its env ConfigMap), secret env
+/// vars, and volumes.
+pub(crate) struct Settings {
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) secret_env: Vec<EnvVar>,
+    pub(crate) volumes: Vec<(Volume, String)>,
+}
+
+fn nats_url(cx: &Context<'_>) -> String {
+    cx.platform
+        .spec
+        .events
+        .nats_url
+        .clone()
+        .unwrap_or_else(|| format!("nats://{}:4222", cx.object_name(&Component::Nats, "")))
+}
+
+/// The database URL: a Secret reference for PostgreSQL, otherwise a SQLite file on the
+/// component's volume.
+fn database(
+    cx: &Context<'_>,
+    component: &Component,
+    spec: &ComponentSpec,
+    settings: &mut Settings,
+) {
+    if let Some(postgres) = spec.storage.as_ref().and_then(|s| s.postgres.as_ref()) {
+        settings.secret_env.push(secret_ref_env(
+            "TESSERA_DATABASE_URL",
+            &postgres.url_secret_ref,
+        ));
+    } else {
+        {
+            settings.env.insert(
+                "TESSERA_DATABASE_URL".into(),
+                format!("sqlite:{DATA_DIR}/{}.db", component.name()),
+            );
+            settings.volumes.push((
+                Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: cx.object_name(component, "data"),
+                        read_only: None,
+                    }),
+                    ..Volume::default()
+                },
+                DATA_DIR.into(),
+            ));
+        }
+    }
+}
+
+fn secret_ref_env(name: &str, reference: &SecretKeyRef) -> EnvVar {
+    secret_env(name, &reference.name, &reference.key)
+}
+
+fn secret_volume(name: &str, secret: String, path: &str) -> (Volume, String) {
+    (
+        Volume {
+            name: name.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        path.to_owned(),
+    )
+}
+
+/// The contract of each component (its README, or operator/README.md for services not
+/// built yet).
+pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
+    let platform = cx.platform;
+    let identity = &platform.spec.identity;
+    let audiences = if identity.audiences.is_empty() {
+        "tessera".to_owned()
+    } else {
+        identity.audiences.join(",")
+    };
+    let jwks_url = format!("{}/.well-known/jwks.json", cx.url(&Component::Identity));
+    let mut settings = Settings {
+        env: BTreeMap::from([
+            ("TESSERA_LISTEN".into(), "0.0.0.0:8080".into()),
+            ("TESSERA_ADMIN_LISTEN".into(), "0.0.0.0:9090".into()),
+            ("TESSERA_LOG_FORMAT".into(), "json".into()),
+        ]),
+        secret_env: Vec::new(),
+        volumes: Vec::new(),
+    };
+    let env = &mut settings.env;
+    match component {
+        Component::Gateway => {
+            env.insert(
+                "TESSERA_ROUTES_FILE".into(),
+                format!("{ROUTES_DIR}/routes.yaml"),
+            );
+            env.insert("TESSERA_JWKS_URL".into(), jwks_url);
+            env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
+            env.insert("TESSERA_AUDIENCES".into(), audiences);
+            let max_age = identity.jwks_max_age_seconds.unwrap_or(300);
+            env.insert(
+                "TESSERA_JWKS_REFRESH_SECS".into(),
+                max_age.max(1).to_string(),
+            );
+            settings.volumes.push((
+                Volume {
+                    name: "routes".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: cx.object_name(component, "routes"),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                ROUTES_DIR.into(),
+            ));
+        }
+        Component::Identity => identity_settings(cx, component, audiences, &mut settings),
+        _ => {
+            env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
+            env.insert("TESSERA_AUDIENCES".into(), audiences);
+            env.insert("TESSERA_JWKS_URL".into(), jwks_url);
+            env.insert("TESSERA_NATS_URL".into(), nats_url(cx));
+            env.insert(
+                "TESSERA_TOKEN_URL".into(),
+                format!("{}/oauth2/token", cx.url(&Component::Identity)),
+            );
+            env.insert("TESSERA_CLIENT_ID".into(), component.name());
+            if *component != Component::Logging {
+                env.insert("TESSERA_LOGS_URL".into(), cx.url(&Component::Logging));
+            }
+            let client_secret = cx.object_name(component, "client");
+            settings.secret_env.push(secret_env(
+                "TESSERA_CLIENT_SECRET",
+                &client_secret,
+                "client_secret",
+            ));
+        }
+    }
+    extras(platform, component, &mut settings);
+    if let Some(spec) = component.spec(platform) {
+        database(cx, component, spec, &mut settings);
+    }
+    settings
+}
+
+/// Identity's settings (services/identity/README.md, operator mode).
+fn identity_settings(
+    cx: &Context<'_>,
+    component: &Component,
+    audiences: String,
+    settings: &mut Settings,
+) {
+    let platform = cx.platform;
+    let identity = &platform.spec.identity;
+    let env = &mut settings.env;
+    env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
+    env.insert("TESSERA_AUDIENCES".into(), audiences);
+    env.insert("TESSERA_KEYSET_DIR".into(), KEYSET_DIR.into());
+    env.insert(
+        "TESSERA_CLIENT_REGISTRY".into(),
+        format!("{CLIENTS_DIR}/clients.json"),
+    );
+    // Only the gateway and platform services reach identity (NetworkPolicy).
+    env.insert("TESSERA_TRUST_FORWARDED_FOR".into(), "true".into());
+    if let Some(ttl) = identity.access_token_ttl_seconds {
+        env.insert("TESSERA_ACCESS_TOKEN_TTL_SECS".into(), ttl.to_string());
+    }
+    if let Some(ttl) = identity.refresh_token_ttl_seconds {
+        env.insert("TESSERA_REFRESH_TOKEN_TTL_SECS".into(), ttl.to_string());
+    }
+    if let Some(max_age) = identity.jwks_max_age_seconds {
+        env.insert("TESSERA_JWKS_MAX_AGE_SECS".into(), max_age.to_string());
+    }
+    if !identity.bootstrap_admins.is_empty() {
+        env.insert(
+            "TESSERA_BOOTSTRAP_ADMINS".into(),
+            identity.bootstrap_admins.join(","),
+        );
+    }
+    settings.secret_env.push(secret_env(
+        "TESSERA_CLIENT_SECRET_PEPPER",
+        &super::pepper_secret_name(platform),
+        "pepper",
+    ));
+    settings.volumes.push(secret_volume(
+        "keyset",
+        super::keyset_secret_name(platform),
+        KEYSET_DIR,
+    ));
+    settings.volumes.push(secret_volume(
+        "clients",
+        cx.object_name(component, "clients"),
+        CLIENTS_DIR,
+    ));
+}
+
+/// Settings only logging and notification have.
+fn extras(platform: &crate::crd::Platform, component: &Component, settings: &mut Settings) {
+    match component {
+        Component::Logging => {
+            let retention = platform.spec.logging.retention_seconds.unwrap_or(604_800);
+            settings
+                .env
+                .insert("TESSERA_RETENTION_SECS".into(), retention.to_string());
+        }
+        Component::Notification => {
+            let notification = &platform.spec.notification;
+            if let Some(sender) = &notification.sender {
+                settings
+                    .env
+                    .insert("TESSERA_EMAIL_SENDER".into(), sender.clone());
+            }
+            for (name, reference) in [
+                ("TESSERA_SMTP_URL", &notification.smtp),
+                ("TESSERA_SMS_URL", &notification.sms),
+                ("TESSERA_PUSH_URL", &notification.push),
+            ] {
+                if let Some(reference) = reference {
+                    settings.secret_env.push(secret_ref_env(name, reference));
+                }
+            }
+        }
+        _ => {}
+    }
+}
