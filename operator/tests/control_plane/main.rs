@@ -4,7 +4,7 @@
 //! deleting the Platform garbage-collects its children.
 //!
 //! Pods never run (no kubelet); the controller-manager does run, so Deployments get
-//! ReplicaSets and status, and owner references are garbage-collected.
+//! `ReplicaSets` and status, and owner references are garbage-collected.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
