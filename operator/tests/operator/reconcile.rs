@@ -548,3 +548,25 @@ async fn a_key_policy_that_cannot_work_degrades_the_platform_instead_of_failing_
         "{degraded}"
     );
 }
+
+#[tokio::test]
+async fn conditions_keep_their_transition_time_until_their_status_changes() {
+    let scenario = Scenario::new(&fixture::platform(), &REFERENCED);
+    scenario.reconcile().await.0.unwrap();
+    let first = scenario.condition("IdentityReady");
+    scenario.clock.advance(Duration::from_secs(120));
+    scenario.reconcile().await.0.unwrap();
+    assert_eq!(
+        scenario.condition("IdentityReady")["lastTransitionTime"],
+        first["lastTransitionTime"]
+    );
+
+    let mut deployment = scenario.server.get("deployments", "demo-identity").unwrap();
+    deployment["status"] = json!({"conditions": [{"type": "Available", "status": "True"}]});
+    scenario.server.put("deployments", deployment);
+    scenario.reconcile().await.0.unwrap();
+    let now = scenario.condition("IdentityReady");
+    assert_eq!(now["status"], json!("True"));
+    assert_ne!(now["lastTransitionTime"], first["lastTransitionTime"]);
+    assert_eq!(now["observedGeneration"], json!(3));
+}
