@@ -10,5 +10,6 @@ mod ingest;
 mod input;
 mod openapi;
 mod query;
+mod retention;
 mod sdk;
 mod shipping;
