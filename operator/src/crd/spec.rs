@@ -5,7 +5,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where images come from: `<repository>/<component>:<tag>` for built-in components.
+/// Where images come from: `<repository>/tessera-<component>:<tag>` for built-in components.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Images {
