@@ -1,20 +1,25 @@
 //! The operator against a real API server (kube-apiserver 1.35 + controller-manager from
 //! tools/testenv, run by kube-testenv): the generated CRD is accepted, reconcile creates
-//! every child with owner references and labels, a second reconcile writes nothing, and
-//! deleting the Platform garbage-collects its children.
+//! every child with owner references and labels, a second reconcile writes nothing, hand
+//! edits are reverted and deleted children recreated (not while `paused`), `Ready`
+//! follows Deployment availability and `kubectl wait` sees it, and deleting the Platform
+//! garbage-collects its children.
 //!
-//! Pods never run (no kubelet); the controller-manager does run, so Deployments get
-//! `ReplicaSets` and status, and owner references are garbage-collected.
+//! Pods never run (no kubelet): `make_deployment_available` marks them Ready, and the
+//! real controller-manager turns that into Deployment status and garbage-collects owned
+//! objects. Reconcile is called directly (one pass per call) so each step is observable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, CustomResourceExt as _, ResourceExt as _};
-use kube_testenv::TestEnv;
+use kube_testenv::{TestEnv, make_deployment_available};
 use serde_json::json;
 use service_kit::SystemClock;
 use tessera_operator::Platform;
@@ -222,4 +227,167 @@ async fn deleting_the_platform_garbage_collects_its_children() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+fn replicas(deployment: &Deployment) -> Option<i32> {
+    deployment.spec.as_ref().and_then(|spec| spec.replicas)
+}
+
+/// Another field manager (a person with `kubectl scale`) changes the gateway's replicas.
+async fn hand_edit_replicas(client: &Client, namespace: &str, replicas: i32) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    deployments
+        .patch(
+            "demo-gateway",
+            &PatchParams {
+                field_manager: Some("kubectl-scale".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+        )
+        .await
+        .unwrap();
+}
+
+async fn reconcile_stored(client: &Client, namespace: &str, cx: &Arc<Context>) {
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), namespace);
+    let stored = platforms.get("demo").await.unwrap();
+    reconcile(Arc::new(stored), cx.clone()).await.unwrap();
+}
+
+#[tokio::test]
+async fn hand_edits_are_reverted_and_deleted_children_recreated_unless_paused() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("drift").await.unwrap();
+    create_platform(&client, &namespace).await;
+    let cx = context(client.clone());
+    reconcile_stored(&client, &namespace, &cx).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let desired = replicas(&deployments.get("demo-gateway").await.unwrap());
+    assert!(desired.is_some(), "the gateway Deployment sets replicas");
+    let config_map = children_of(&client, &namespace)
+        .await
+        .into_keys()
+        .find_map(|key| key.strip_prefix("ConfigMap/").map(str::to_owned))
+        .expect("the platform has ConfigMaps");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+
+    // Drift is repaired.
+    hand_edit_replicas(&client, &namespace, 7).await;
+    config_maps
+        .delete(&config_map, &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile_stored(&client, &namespace, &cx).await;
+    assert_eq!(
+        replicas(&deployments.get("demo-gateway").await.unwrap()),
+        desired
+    );
+    assert!(
+        config_maps.get_opt(&config_map).await.unwrap().is_some(),
+        "the deleted ConfigMap {config_map} was not recreated"
+    );
+
+    // Paused: the same edits stay.
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    platforms
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "paused": true } })),
+        )
+        .await
+        .unwrap();
+    hand_edit_replicas(&client, &namespace, 7).await;
+    config_maps
+        .delete(&config_map, &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile_stored(&client, &namespace, &cx).await;
+    assert_eq!(
+        replicas(&deployments.get("demo-gateway").await.unwrap()),
+        Some(7)
+    );
+    assert!(config_maps.get_opt(&config_map).await.unwrap().is_none());
+
+    // Unpaused: repaired again.
+    platforms
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "paused": false } })),
+        )
+        .await
+        .unwrap();
+    reconcile_stored(&client, &namespace, &cx).await;
+    assert_eq!(
+        replicas(&deployments.get("demo-gateway").await.unwrap()),
+        desired
+    );
+    assert!(config_maps.get_opt(&config_map).await.unwrap().is_some());
+}
+
+fn ready_status(platform: &Platform) -> Option<String> {
+    let status = serde_json::to_value(platform.status.as_ref()?).ok()?;
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|condition| condition["type"] == "Ready")
+        .and_then(|condition| condition["status"].as_str())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn ready_once_every_deployment_is_available_and_kubectl_wait_returns() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("ready").await.unwrap();
+    create_platform(&client, &namespace).await;
+    let cx = context(client.clone());
+    reconcile_stored(&client, &namespace, &cx).await;
+
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    assert_eq!(
+        ready_status(&platforms.get("demo").await.unwrap()).as_deref(),
+        Some("False"),
+        "no pod runs yet"
+    );
+
+    // No kubelet: mark the pods Ready; the real Deployment controller does the rest.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!("{MANAGED_BY}={MANAGER}");
+    for deployment in deployments
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+    {
+        make_deployment_available(&client, &namespace, &deployment.name_any(), WAIT)
+            .await
+            .unwrap();
+    }
+    reconcile_stored(&client, &namespace, &cx).await;
+    assert_eq!(
+        ready_status(&platforms.get("demo").await.unwrap()).as_deref(),
+        Some("True")
+    );
+    let output = env
+        .kubectl()
+        .args([
+            "wait",
+            "--namespace",
+            &namespace,
+            "--for=condition=Ready",
+            "platform/demo",
+            "--timeout=30s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl wait: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
