@@ -22,6 +22,11 @@ pub(super) async fn apply_children(
         let resource = kind.api_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         for child in desired.iter().filter(|c| c.kind == kind) {
+            // A claim's spec is immutable once bound, and re-applying an identical claim
+            // still bumps its resourceVersion: create claims, never re-apply them.
+            if kind == Kind::PersistentVolumeClaim && api.get_opt(&child.name).await?.is_some() {
+                continue;
+            }
             api.patch(&child.name, &apply_params(), &Patch::Apply(&child.object))
                 .await?;
         }

@@ -570,3 +570,18 @@ async fn conditions_keep_their_transition_time_until_their_status_changes() {
     assert_ne!(now["lastTransitionTime"], first["lastTransitionTime"]);
     assert_eq!(now["observedGeneration"], json!(3));
 }
+
+#[tokio::test]
+async fn volume_claims_are_created_once_and_never_re_applied() {
+    let scenario = Scenario::new(&fixture::platform(), &REFERENCED);
+    let (_, first) = scenario.reconcile().await;
+    assert!(writes(&first).contains(&"PATCH persistentvolumeclaims/demo-logging-data".to_owned()));
+    let (_, second) = scenario.reconcile().await;
+    assert!(
+        !writes(&second)
+            .iter()
+            .any(|w| w.contains("persistentvolumeclaims")),
+        "{:?}",
+        writes(&second)
+    );
+}
