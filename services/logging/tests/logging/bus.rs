@@ -115,3 +115,54 @@ async fn in_the_all_in_one_mode_audit_events_on_the_in_process_bus_are_chained()
     assert_eq!(verdict["records"], 1, "{verdict}");
     assert!(bus.dead_letters().is_empty());
 }
+
+#[tokio::test]
+async fn an_audit_type_no_list_names_is_chained_too() {
+    let bus = tessera_events::InProcessBus::new();
+    let app =
+        TestLogging::start_with_bus(Backend::Sqlite, &[], Some(Bus::InProcess(bus.clone()))).await;
+    bus.start();
+    // Neither identity nor logging knew this action when the consumer was written.
+    let changed = audit_event("password_changed", "user-4");
+    let other = CloudEvent {
+        type_: "dev.tessera.profile.audit.profile_deleted.v1".into(),
+        source: "/tessera/profile".into(),
+        ..audit_event("profile_deleted", "user-5")
+    };
+    for (event, subject) in [
+        (&changed, "tessera.audit.identity.password_changed"),
+        (&other, "tessera.audit.profile.profile_deleted"),
+    ] {
+        Bus::InProcess(bus.clone())
+            .sink()
+            .publish(&OutboxMessage::from_cloud_event(event, subject.into()))
+            .await
+            .expect("every subscriber accepted it");
+    }
+    let listed: Value = app
+        .http
+        .get(app.url("/v1/audit/records"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let mut types: Vec<&str> = listed["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["type"].as_str().unwrap_or_default())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "dev.tessera.identity.audit.password_changed.v1",
+            "dev.tessera.profile.audit.profile_deleted.v1"
+        ],
+        "{listed}"
+    );
+    assert!(bus.dead_letters().is_empty());
+}
