@@ -59,6 +59,8 @@ pub struct Options {
     pub key_policy: KeyPolicy,
     /// Run tessera-logging too (when its binary is built).
     pub logging: bool,
+    /// `spec.identity.bootstrapAdmins`: emails that get `admin` at signup.
+    pub bootstrap_admins: Vec<String>,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
                 retirement: Duration::from_secs(1260),
             },
             logging: false,
+            bootstrap_admins: Vec::new(),
         }
     }
 }
@@ -362,6 +365,12 @@ fn service_env(service: Service, ports: &Ports, cx: &Shared<'_>) -> Vec<(String,
     ];
     let issuer = var("TESSERA_ISSUER", cx.gateway_url.to_owned());
     let audiences = var("TESSERA_AUDIENCES", "tessera");
+    if service == Service::Identity && !cx.options.bootstrap_admins.is_empty() {
+        env.push(var(
+            "TESSERA_BOOTSTRAP_ADMINS",
+            cx.options.bootstrap_admins.join(","),
+        ));
+    }
     match service {
         Service::Gateway => env.extend([
             var(

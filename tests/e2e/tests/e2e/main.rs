@@ -2,5 +2,6 @@
 //! built binary, clients talking to the gateway only.
 
 mod faults;
+mod logging;
 mod rotation;
 mod seed;

@@ -261,7 +261,7 @@ async fn keys_rotated_three_times_under_load_fail_no_request_and_older_tokens_wo
             access_token_ttl_secs: TOKEN_TTL.as_secs(),
             jwks_max_age_secs: JWKS_MAX_AGE.as_secs(),
             key_policy: policy(),
-            logging: false,
+            ..Options::default()
         })
         .await,
     );
