@@ -2,8 +2,10 @@
 //! tools/testenv, run by kube-testenv): the generated CRD is accepted, reconcile creates
 //! every child with owner references and labels, a second reconcile writes nothing, hand
 //! edits are reverted and deleted children recreated (not while `paused`), `Ready`
-//! follows Deployment availability and `kubectl wait` sees it, and deleting the Platform
-//! garbage-collects its children.
+//! follows Deployment availability and `kubectl wait` sees it, removing an onboarded
+//! service deletes its children, deleting the Platform garbage-collects them all, and the
+//! operator with the Helm chart's ServiceAccount identity reconciles the chart's example
+//! Platform without a Forbidden.
 //!
 //! Pods never run (no kubelet): `make_deployment_available` marks them Ready, and the
 //! real controller-manager turns that into Deployment status and garbage-collects owned
@@ -389,5 +391,145 @@ async fn ready_once_every_deployment_is_available_and_kubectl_wait_returns() {
         "kubectl wait: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn removing_an_onboarded_service_deletes_its_children() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("onboard").await.unwrap();
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": {
+            "identity": { "issuer": "https://api.example.com" },
+            "services": [{ "name": "orders", "image": "example.com/orders:1", "routePrefix": "/orders/" }],
+        },
+    }))
+    .unwrap();
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+    let cx = context(client.clone());
+    reconcile_stored(&client, &namespace, &cx).await;
+    let of_orders = |all: &BTreeMap<String, DynamicObject>| {
+        all.keys()
+            .filter(|key| key.contains("orders"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let before = children_of(&client, &namespace).await;
+    assert!(
+        of_orders(&before)
+            .iter()
+            .any(|key| key.starts_with("Deployment/")),
+        "no Deployment for the onboarded service: {:?}",
+        before.keys()
+    );
+
+    platforms
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "services": [] } })),
+        )
+        .await
+        .unwrap();
+    reconcile_stored(&client, &namespace, &cx).await;
+    let after = children_of(&client, &namespace).await;
+    // Deletion is immediate for the objects themselves; `children_of` may still list
+    // ones being finalized, so wait briefly.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut left = of_orders(&after);
+    while !left.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children of the removed service left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = of_orders(&children_of(&client, &namespace).await);
+    }
+    // The built-in components stay.
+    assert!(after.contains_key("Deployment/demo-gateway"));
+}
+
+/// The operator with the chart's ServiceAccount identity (not admin) reconciles the
+/// chart's example Platform without a single Forbidden.
+#[tokio::test]
+async fn operator_with_the_charts_service_account_reconciles_the_example_platform() {
+    // A control plane of its own: Helm must install the CRD itself.
+    let env = TestEnv::start()
+        .await
+        .unwrap_or_else(|error| panic!("the test control plane did not start: {error}"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = env
+        .helm()
+        .args([
+            "install",
+            "tessera",
+            "--namespace",
+            "tessera-system",
+            "--create-namespace",
+        ])
+        .arg(root.join("charts/tessera"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let admin = env.client().unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "tessera-system");
+    let operator_deployment = deployments
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=tessera"))
+        .await
+        .unwrap()
+        .items
+        .pop()
+        .expect("the chart's operator Deployment");
+    let account = operator_deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|pod| pod.service_account_name)
+        .expect("the operator's ServiceAccount");
+    let operator = env
+        .service_account_client("tessera-system", &account)
+        .await
+        .unwrap();
+
+    let namespace = env.fresh_namespace("tessera").await.unwrap();
+    let text = std::fs::read_to_string(root.join("charts/tessera/examples/platform.yaml")).unwrap();
+    let example: Platform = serde_saphyr::from_str(&text).unwrap();
+    // The CRD the chart installed may take a moment to be served.
+    let platforms: Api<Platform> = Api::namespaced(admin.clone(), &namespace);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Err(error) = platforms.create(&PostParams::default(), &example).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the example Platform was refused: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let as_operator: Api<Platform> = Api::namespaced(operator.clone(), &namespace);
+    let stored = as_operator.get("demo").await.unwrap();
+    let cx = context(operator.clone());
+    reconcile(Arc::new(stored), cx.clone())
+        .await
+        .unwrap_or_else(|error| panic!("reconcile as the chart's ServiceAccount: {error}"));
+    let stored = as_operator.get("demo").await.unwrap();
+    reconcile(Arc::new(stored), cx)
+        .await
+        .unwrap_or_else(|error| panic!("second reconcile as the chart's ServiceAccount: {error}"));
+    let children = children_of(&admin, &namespace).await;
+    assert!(
+        children.contains_key("Deployment/demo-gateway"),
+        "{:?}",
+        children.keys()
     );
 }
