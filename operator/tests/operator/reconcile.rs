@@ -412,7 +412,12 @@ async fn the_rotate_keys_annotation_publishes_a_next_key_then_switches_to_it() {
         .put("platforms", serde_json::to_value(&platform).unwrap());
     scenario.clock.advance(Duration::from_secs(300));
     let (result, calls) = scenario.reconcile().await;
-    result.unwrap();
+    // Requeued exactly when the next key may take over (pre-publication: 300 s + 120 s).
+    let action = result.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(420))
+    );
     // A next key is published (JWKS first), the old one still signs.
     assert!(
         position(&calls, "PATCH configmaps/demo-jwks")
