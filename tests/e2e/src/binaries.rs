@@ -37,3 +37,14 @@ pub fn binary(name: &str) -> PathBuf {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "build it first with `cargo build -p tessera-nonexistent`")]
+    fn a_missing_binary_names_the_command_that_builds_it() {
+        binary("tessera-nonexistent");
+    }
+}
