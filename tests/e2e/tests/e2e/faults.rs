@@ -165,22 +165,42 @@ async fn with_identity_stopped_30_s_tokens_keep_working_and_logins_fail_retryabl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_profile_stopped_the_gateway_answers_502_or_503_at_once_and_recovers_when_it_returns()
-{
+async fn with_profile_stopped_the_gateway_answers_at_once_opens_the_circuit_and_recovers_when_it_returns()
+ {
     let platform = Platform::start(Options::default()).await;
     let gw = platform.gateway();
     let http = reqwest::Client::new();
     let user = user(&http, gw).await;
 
     platform.stop(Service::Profile);
-    for attempt in 0..10 {
-        let (status, elapsed, body) = my_profile(&http, gw, &user.access).await;
+    // The gateway's breaker judges an upstream after 20 requests in its window.
+    let mut circuit_open = false;
+    for attempt in 0..30 {
+        let started = Instant::now();
+        let response = http
+            .get(format!("{gw}/profile/v1/profiles/me"))
+            .bearer_auth(&user.access)
+            .send()
+            .await
+            .expect("the gateway answers");
+        let elapsed = started.elapsed();
+        let status = response.status();
+        let retry_after = response.headers().contains_key("retry-after");
+        let body: Value = response.json().await.unwrap_or_default();
         assert!(
             status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE,
             "attempt {attempt} with profile down answered {status}: {body}"
         );
         assert!(elapsed < FAST, "attempt {attempt} took {elapsed:?}");
+        if status == StatusCode::SERVICE_UNAVAILABLE && body["code"] == "circuit_open" {
+            assert!(retry_after, "a circuit_open answer says when to retry");
+            circuit_open = true;
+        }
     }
+    assert!(
+        circuit_open,
+        "the circuit opened after 30 failures in a row"
+    );
     // Other routes are unaffected.
     let me = http
         .get(format!("{gw}/v1/me"))
