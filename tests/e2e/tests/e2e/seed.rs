@@ -74,6 +74,34 @@ async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_u
     let platform = Platform::start(Options::default()).await;
     let gw = platform.gateway();
     let http = reqwest::Client::new();
+    // Discovery through the gateway names the gateway (the issuer), and its JWKS is
+    // reachable there too, so standard OIDC clients work against the one public URL.
+    let discovery = json_of(
+        send(
+            http.get(format!("{gw}/.well-known/openid-configuration")),
+            "discovery",
+        )
+        .await,
+        StatusCode::OK,
+        "discovery",
+    )
+    .await;
+    assert_eq!(discovery["issuer"], gw);
+    let jwks_uri = discovery["jwks_uri"].as_str().expect("a jwks_uri");
+    assert!(jwks_uri.starts_with(gw), "{jwks_uri} is under the gateway");
+    let jwks = json_of(
+        send(http.get(jwks_uri), "jwks").await,
+        StatusCode::OK,
+        "jwks",
+    )
+    .await;
+    assert!(
+        jwks["keys"].as_array().is_some_and(|keys| keys
+            .iter()
+            .any(|k| k["kid"] == platform.active_kid().as_str())),
+        "the JWKS publishes the keyset's active key: {jwks}"
+    );
+
     let email = format!("ada-{}@example.com", uuid::Uuid::new_v4().simple());
     let credentials = json!({ "email": email, "password": "a long enough e2e passphrase 42" });
 
