@@ -58,24 +58,10 @@ async fn user_created(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_user_created_is_published()
- {
-    let nats_url = std::env::var("TESSERA_TEST_NATS_URL").expect("TESSERA_TEST_NATS_URL");
-    let nats = tessera_events::async_nats::connect(nats_url.as_str())
-        .await
-        .expect("connect to NATS");
-    // Other runs share the stream: the event is recognised by this test's user id.
-    let mut created = nats
-        .subscribe("tessera.events.profile.user.created")
-        .await
-        .expect("subscribe");
-
-    let platform = Platform::start(Options::default()).await;
+/// Discovery through the gateway names the gateway (the issuer), and its JWKS is
+/// reachable there too, so standard OIDC clients work against the one public URL.
+async fn check_discovery(http: &reqwest::Client, platform: &Platform) {
     let gw = platform.gateway();
-    let http = reqwest::Client::new();
-    // Discovery through the gateway names the gateway (the issuer), and its JWKS is
-    // reachable there too, so standard OIDC clients work against the one public URL.
     let discovery = json_of(
         send(
             http.get(format!("{gw}/.well-known/openid-configuration")),
@@ -101,6 +87,25 @@ async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_u
             .any(|k| k["kid"] == platform.active_kid().as_str())),
         "the JWKS publishes the keyset's active key: {jwks}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_user_created_is_published()
+ {
+    let nats_url = std::env::var("TESSERA_TEST_NATS_URL").expect("TESSERA_TEST_NATS_URL");
+    let nats = tessera_events::async_nats::connect(nats_url.as_str())
+        .await
+        .expect("connect to NATS");
+    // Other runs share the stream: the event is recognised by this test's user id.
+    let mut created = nats
+        .subscribe("tessera.events.profile.user.created")
+        .await
+        .expect("subscribe");
+
+    let platform = Platform::start(Options::default()).await;
+    let gw = platform.gateway();
+    let http = reqwest::Client::new();
+    check_discovery(&http, &platform).await;
 
     let email = format!("ada-{}@example.com", uuid::Uuid::new_v4().simple());
     let credentials = json!({ "email": email, "password": "a long enough e2e passphrase 42" });
