@@ -45,9 +45,9 @@ pub(crate) fn callers(
                 .chain(services().filter(|c| *c != Component::Logging))
                 .collect(),
         ),
-        Component::Notification | Component::Profile | Component::Onboarded(_) => {
-            Some(vec![Component::Gateway])
-        }
+        // Notification reads users' channel preferences from profile.
+        Component::Profile => Some(vec![Component::Gateway, Component::Notification]),
+        Component::Notification | Component::Onboarded(_) => Some(vec![Component::Gateway]),
         // Services publish and consume events.
         Component::Nats => Some(
             std::iter::once(Component::Identity)

@@ -166,7 +166,10 @@ pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
             );
             env.insert("TESSERA_CLIENT_ID".into(), component.name());
             if *component != Component::Logging {
-                env.insert("TESSERA_LOGS_URL".into(), cx.url(&Component::Logging));
+                env.insert(
+                    "TESSERA_LOG_ENDPOINT".into(),
+                    format!("{}/v1/logs", cx.url(&Component::Logging)),
+                );
             }
             let client_secret = cx.object_name(component, "client");
             settings.secret_env.push(secret_env(
@@ -196,6 +199,8 @@ fn identity_settings(
     env.insert("TESSERA_ISSUER".into(), identity.issuer.clone());
     env.insert("TESSERA_AUDIENCES".into(), audiences);
     env.insert("TESSERA_KEYSET_DIR".into(), KEYSET_DIR.into());
+    // Identity's outbox (user.registered, audit records) is relayed to the bus.
+    env.insert("TESSERA_NATS_URL".into(), nats_url(cx));
     env.insert(
         "TESSERA_CLIENT_REGISTRY".into(),
         format!("{CLIENTS_DIR}/clients.json"),
