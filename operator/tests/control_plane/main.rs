@@ -3,7 +3,8 @@
 //! every child with owner references and labels, a second reconcile writes nothing, hand
 //! edits are reverted and deleted children recreated (not while `paused`), `Ready`
 //! follows Deployment availability and `kubectl wait` sees it, removing an onboarded
-//! service deletes its children, deleting the Platform garbage-collects them all, and the
+//! service deletes its children, deleting the Platform garbage-collects them all, key
+//! rotation over several cycles keeps every live token's key in the JWKS, and the
 //! operator with the Helm chart's ServiceAccount identity reconciles the chart's example
 //! Platform without a Forbidden.
 //!
@@ -23,11 +24,12 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, CustomResourceExt as _, ResourceExt as _};
 use kube_testenv::{TestEnv, make_deployment_available};
 use serde_json::json;
-use service_kit::SystemClock;
+use service_kit::{Clock as _, ManualClock, SystemClock};
 use tessera_operator::Platform;
 use tessera_operator::children::{INSTANCE, Kind, MANAGED_BY, MANAGER};
 use tessera_operator::controller::{Context, reconcile};
 use tessera_operator::metrics::OperatorMetrics;
+use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -531,5 +533,102 @@ async fn operator_with_the_charts_service_account_reconciles_the_example_platfor
         children.contains_key("Deployment/demo-gateway"),
         "{:?}",
         children.keys()
+    );
+}
+
+/// Several rotation cycles on a manual clock (30 s steps, 10-minute interval, 60 s
+/// tokens): at every step exactly one key is active (status and keyset agree), and the
+/// JWKS ConfigMap holds every key that signed a token still alive.
+#[tokio::test]
+async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("rotation").await.unwrap();
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": {
+            "issuer": "https://api.example.com",
+            "accessTokenTtlSeconds": 60,
+            "keyPolicy": { "rotationIntervalSeconds": 600 },
+        } },
+    }))
+    .unwrap();
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
+    let cx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        OperatorMetrics::default(),
+        Arc::new(clock.clone()),
+    ));
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let ttl = Duration::from_secs(60);
+    // (kid, expiry) of a token signed at each step by the then active key.
+    let mut live: Vec<(String, OffsetDateTime)> = Vec::new();
+    let mut active_keys = Vec::<String>::new();
+    for step in 0..80 {
+        reconcile_stored(&client, &namespace, &cx).await;
+        let now = clock.now();
+        let status = platforms.get("demo").await.unwrap().status.unwrap();
+        let active: Vec<_> = status
+            .keys
+            .iter()
+            .filter(|key| key.state == "active")
+            .map(|key| key.kid.clone())
+            .collect();
+        assert_eq!(active.len(), 1, "step {step}: active keys {active:?}");
+        let active = active[0].clone();
+        assert_eq!(
+            status.active_key.as_deref(),
+            Some(active.as_str()),
+            "step {step}"
+        );
+
+        let jwks = config_maps.get("demo-jwks").await.unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(
+            jwks.data
+                .as_ref()
+                .and_then(|data| data.get("jwks.json"))
+                .expect("jwks.json"),
+        )
+        .unwrap();
+        let published: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|key| key["kid"].as_str())
+            .collect();
+        live.retain(|(_, expiry)| *expiry > now);
+        for (kid, expiry) in &live {
+            assert!(
+                published.contains(&kid.as_str()),
+                "step {step}: key {kid} signed a token alive until {expiry} but is not in the JWKS {published:?}"
+            );
+        }
+        assert!(published.contains(&active.as_str()), "step {step}");
+        live.push((active.clone(), now + ttl));
+        if active_keys.last() != Some(&active) {
+            active_keys.push(active);
+        }
+        clock.advance(Duration::from_secs(30));
+    }
+    // 80 × 30 s = 40 minutes of 10-minute intervals.
+    assert!(
+        active_keys.len() >= 4,
+        "the active key changed only {} times: {active_keys:?}",
+        active_keys.len() - 1
     );
 }
