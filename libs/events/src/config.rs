@@ -13,14 +13,26 @@ pub struct NatsArgs {
     #[arg(long, env = "TESSERA_NATS_URL", value_name = "URL", hide_env_values = true,
           value_parser = parse_nats_url)]
     pub nats_url: Option<SecretString>,
+
+    /// The JetStream stream holding the platform's events.
+    #[arg(long, env = "TESSERA_NATS_STREAM", default_value = "TESSERA")]
+    pub nats_stream: String,
+
+    /// First subject token of the platform's events (`<root>.events.…`); change it, with
+    /// the stream, only to run several platforms (or tests) on one NATS server.
+    #[arg(long, env = "TESSERA_NATS_SUBJECT_ROOT", default_value = "tessera")]
+    pub nats_subject_root: String,
 }
 
 impl NatsArgs {
     /// The bus configuration for `service`, when a URL is set.
     pub fn config(&self, service: &str) -> Option<NatsConfig> {
-        self.nats_url
-            .as_ref()
-            .map(|url| NatsConfig::new(url.expose_secret(), service))
+        self.nats_url.as_ref().map(|url| {
+            let mut config = NatsConfig::new(url.expose_secret(), service);
+            config.stream.clone_from(&self.nats_stream);
+            config.subject_root.clone_from(&self.nats_subject_root);
+            config
+        })
     }
 }
 

@@ -1,13 +1,15 @@
 //! Log output: `tracing` records as JSON lines or pretty text on stdout, filtered by
 //! `RUST_LOG` syntax.
 
+use std::sync::Arc;
+
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::{LogFormat, LogShippingArgs, TelemetryArgs};
-use crate::log_shipping::{self, Shipper, ShippingConfig};
+use crate::log_shipping::{self, Shipper, ShippingConfig, ShippingLayer, TokenSource};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -41,24 +43,47 @@ pub fn init(args: &TelemetryArgs) -> Result<(), TelemetryError> {
 }
 
 /// Like [`init`], and also ships every record to `shipping.log_endpoint` (when set) as
-/// `service`. Call inside the Tokio runtime. Returns the shipper, whose counters the
-/// service registers with [`Shipper::register_metrics`].
+/// `service`, without a token. Call inside the Tokio runtime. Returns the shipper, whose
+/// counters the service registers with [`Shipper::register_metrics`].
 pub fn init_with_shipping(
     args: &TelemetryArgs,
     shipping: &LogShippingArgs,
     service: &str,
 ) -> Result<Option<Shipper>, TelemetryError> {
-    let Some(endpoint) = &shipping.log_endpoint else {
-        init(args)?;
-        return Ok(None);
-    };
+    init_with_shipping_token(args, shipping, service, None)
+}
+
+/// The shipping layer and its handle for `service` when `shipping.log_endpoint` is set,
+/// sending `token` with each batch; for callers composing their own subscriber (tests
+/// install it per thread). Call inside the Tokio runtime.
+pub fn shipping_layer(
+    shipping: &LogShippingArgs,
+    service: &str,
+    token: Option<Arc<dyn TokenSource>>,
+) -> Option<(ShippingLayer, Shipper)> {
+    let endpoint = shipping.log_endpoint.as_ref()?;
+    let mut config = ShippingConfig::new(endpoint.clone(), service);
+    config.capacity = shipping.log_buffer_records as usize;
+    config.token = token;
+    Some(log_shipping::start(config))
+}
+
+/// Like [`init_with_shipping`], sending `token` (the service's client-credentials
+/// source) with each batch, as logging requires unless it runs with auth disabled.
+pub fn init_with_shipping_token(
+    args: &TelemetryArgs,
+    shipping: &LogShippingArgs,
+    service: &str,
+    token: Option<Arc<dyn TokenSource>>,
+) -> Result<Option<Shipper>, TelemetryError> {
     let filter = EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError {
         filter: args.log_filter.clone(),
         reason: e.to_string(),
     })?;
-    let mut config = ShippingConfig::new(endpoint.clone(), service);
-    config.capacity = shipping.log_buffer_records as usize;
-    let (layer, shipper) = log_shipping::start(config);
+    let Some((layer, shipper)) = shipping_layer(shipping, service, token) else {
+        init(args)?;
+        return Ok(None);
+    };
     let stdout = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use service_kit::{DatabaseArgs, HttpArgs, TelemetryArgs};
+use service_kit::{DatabaseArgs, HttpArgs, LogShippingArgs, TelemetryArgs};
 use tessera_keys::Algorithm;
 
 /// `tessera-identity` command line.
@@ -49,6 +49,10 @@ pub struct Config {
     pub http: HttpArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// `--log-endpoint`: ship logs to the logging service, with a service token identity
+    /// signs for itself (see [`crate::SelfIssuedToken`]).
+    #[command(flatten)]
+    pub log_shipping: LogShippingArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

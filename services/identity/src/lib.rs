@@ -25,12 +25,15 @@ pub mod throttle;
 pub mod tokens;
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
+use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
 use tessera_auth::{StaticJwks, Verifier, VerifierConfig};
 
@@ -302,9 +305,92 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    run_shipping_logs(config, listeners, shutdown, None).await
+}
+
+/// Like [`run`], with the log shipper `telemetry::init_with_shipping_token` started
+/// (when `--log-endpoint` is set) and the token source it was given.
+pub async fn run_shipping_logs(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    shipping: Option<(Shipper, Arc<SelfIssuedToken>)>,
+) -> Result<(), StartError> {
     let identity = build(&config, Runtime::default(), &shutdown)?;
+    if let Some((shipper, token)) = &shipping {
+        identity.attach_log_shipping(shipper, token);
+    }
     identity.service.serve(listeners, shutdown).await;
     Ok(())
+}
+
+/// Subject, client id and only role of the token identity ships its logs with.
+pub const LOG_SHIPPING_CLIENT: &str = "identity";
+const SERVICE_ROLE: &str = "service";
+
+/// Share of a token's lifetime after which a new one is signed (as the
+/// client-credentials source does), leaving room for clock skew.
+const RENEW_AT_FRACTION: f64 = 0.8;
+
+/// The service token identity sends with its shipped logs. Identity is the issuer, so it
+/// signs one in process with its active key (subject and `client_id` `identity`, role
+/// `service`) instead of calling its own `/oauth2/token`: no client secret to configure,
+/// and no dependency on its own listener. Empty until [`Identity::attach_log_shipping`]
+/// (the shipper starts before the keys are loaded); until then, or while no key is
+/// loaded, batches go without a token and logging's 401 makes the shipper retry.
+#[derive(Default)]
+pub struct SelfIssuedToken {
+    issuer: OnceLock<tokens::TokenIssuer>,
+    cached: Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for SelfIssuedToken {
+    // Never the token itself: Debug output may end up in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfIssuedToken")
+            .field("attached", &self.issuer.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SelfIssuedToken {
+    /// A current token, signing a new one when none is cached or it is due for renewal.
+    pub fn current(&self) -> Option<String> {
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((token, renew_at)) = cached.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Some(token.clone());
+        }
+        let issued = self
+            .issuer
+            .get()?
+            .issue(
+                LOG_SHIPPING_CLIENT,
+                &[SERVICE_ROLE.to_owned()],
+                Some(LOG_SHIPPING_CLIENT),
+            )
+            .ok()?;
+        let renew_after = Duration::from_secs(issued.expires_in).mul_f64(RENEW_AT_FRACTION);
+        *cached = Some((issued.access_token.clone(), Instant::now() + renew_after));
+        Some(issued.access_token)
+    }
+}
+
+impl TokenSource for SelfIssuedToken {
+    fn token(&self) -> Pin<Box<dyn Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(std::future::ready(self.current()))
+    }
+}
+
+impl Identity {
+    /// Registers the shipper's `tessera_log_shipping_*` counters in this service's
+    /// metrics and lets `token` sign with this identity's keys.
+    pub fn attach_log_shipping(&self, shipper: &Shipper, token: &SelfIssuedToken) {
+        shipper.register_metrics(self.service.metrics());
+        // A second attach (not done by the binary) keeps the first issuer: same keys.
+        let _ = token.issuer.set(self.state.tokens.clone());
+    }
 }
 
 /// `tessera-identity admin grant <email>`: adds the admin role to an existing user.

@@ -9,5 +9,6 @@ mod events;
 mod input;
 mod jose;
 mod keys;
+mod logging;
 mod oauth;
 mod openapi;
