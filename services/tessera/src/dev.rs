@@ -12,14 +12,10 @@ use clap::Parser as _;
 use service_kit::{
     CancellationToken, HttpSettings, Listeners, LogFormat, Readiness, Service, TelemetryArgs,
 };
+use tessera_events::{Bus, InProcessBus};
 
 /// Services not built yet, with the issue that builds each; printed so nobody wonders.
-pub const NOT_BUILT: &[(&str, u32)] = &[
-    ("gateway", 4),
-    ("logging", 6),
-    ("notification", 5),
-    ("profile", 5),
-];
+pub const NOT_BUILT: &[(&str, u32)] = &[("gateway", 4), ("logging", 6)];
 
 /// `tessera dev` settings. Everything has a default: `tessera dev` alone runs the platform.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +61,22 @@ pub struct DevArgs {
     /// Identity's admin listener (/healthz, /readyz, /metrics, /debug/keys).
     #[arg(long, default_value = "127.0.0.1:9091", value_name = "ADDR")]
     pub identity_admin_listen: SocketAddr,
+
+    /// Profile's own public API (the gateway forwards `/v1/profiles` to it).
+    #[arg(long, default_value = "127.0.0.1:8083", value_name = "ADDR")]
+    pub profile_listen: SocketAddr,
+
+    /// Profile's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9093", value_name = "ADDR")]
+    pub profile_admin_listen: SocketAddr,
+
+    /// Notification's own public API (the gateway forwards `/v1/notifications` to it).
+    #[arg(long, default_value = "127.0.0.1:8084", value_name = "ADDR")]
+    pub notification_listen: SocketAddr,
+
+    /// Notification's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9094", value_name = "ADDR")]
+    pub notification_admin_listen: SocketAddr,
 
     /// Emails that get the admin role when they sign up, comma-separated.
     #[arg(long, env = "TESSERA_BOOTSTRAP_ADMINS", value_delimiter = ',')]
@@ -119,18 +131,40 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let (identity, readiness, serve) = start_identity(&args, &issuer, &shutdown).await?;
     add_readiness(tessera.readiness(), identity.name, readiness);
     tasks.spawn(serve);
-    let (gateway, readiness, serve) = start_gateway(
+    // One in-process bus for every service: each relays its own outbox into it.
+    let bus = InProcessBus::new();
+    let (profile, readiness, serve) =
+        start_profile(&args, &issuer, identity.public, &bus, &shutdown).await?;
+    add_readiness(tessera.readiness(), profile.name, readiness);
+    tasks.spawn(serve);
+    let (notification, readiness, serve) = start_notification(
         &args,
         &issuer,
         identity.public,
-        gateway_listeners,
+        profile.public,
+        &bus,
         &shutdown,
     )
     .await?;
+    add_readiness(tessera.readiness(), notification.name, readiness);
+    tasks.spawn(serve);
+    // Every consumer has subscribed: deliver what the outboxes hold.
+    bus.start();
+    let upstreams = Upstreams {
+        identity: identity.public,
+        profile: profile.public,
+        notification: notification.public,
+    };
+    let (gateway, readiness, serve) =
+        start_gateway(&args, &issuer, &upstreams, gateway_listeners, &shutdown).await?;
     add_readiness(tessera.readiness(), gateway.name, readiness);
     tasks.spawn(serve);
 
-    print_summary(&args, admin_addr, &[gateway, identity]);
+    print_summary(
+        &args,
+        admin_addr,
+        &[gateway, identity, profile, notification],
+    );
     let stop = shutdown.clone();
     let router = tessera.admin_router();
     tasks.spawn(async move {
@@ -181,6 +215,8 @@ async fn start_identity(
     let admin = listeners.admin_addr()?;
     let seal_key = secret_file(&args.data_dir.join("secrets/identity-keyset.key"))?;
     let database = args.data_dir.join("identity.db");
+    let registry = write_client_registry(&args.data_dir)?;
+    let pepper = secret_file(&args.data_dir.join("secrets/identity-client-pepper.key"))?;
     let mut identity_args = vec![
         "tessera-identity".to_owned(),
         "--issuer".to_owned(),
@@ -189,6 +225,10 @@ async fn start_identity(
         format!("sqlite:{}", database.display()),
         "--keyset-encryption-key".to_owned(),
         seal_key,
+        "--client-registry".to_owned(),
+        registry.display().to_string(),
+        "--client-secret-pepper".to_owned(),
+        pepper,
     ];
     if !args.bootstrap_admins.is_empty() {
         identity_args.extend([
@@ -214,15 +254,23 @@ async fn start_identity(
     ))
 }
 
+/// Where the gateway forwards to.
+struct Upstreams {
+    identity: SocketAddr,
+    profile: SocketAddr,
+    notification: SocketAddr,
+}
+
 async fn start_gateway(
     args: &DevArgs,
     issuer: &str,
-    identity: SocketAddr,
+    upstreams: &Upstreams,
     listeners: Listeners,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Running, Readiness, Serve)> {
     let routes = args.data_dir.join("gateway-routes.yaml");
-    std::fs::write(&routes, dev_routes(identity))
+    let identity = upstreams.identity;
+    std::fs::write(&routes, dev_routes(upstreams))
         .with_context(|| format!("cannot write {}", routes.display()))?;
     let gateway_args = [
         "tessera-gateway".to_owned(),
@@ -256,29 +304,164 @@ async fn start_gateway(
     ))
 }
 
-/// Routes of the all-in-one gateway: identity's API and discovery. Identity
-/// authenticates its own endpoints; the gateway adds a login rate limit.
-fn dev_routes(identity: SocketAddr) -> String {
+/// Routes of the all-in-one gateway: identity's API and discovery, profiles and
+/// notifications. Each service authenticates its own endpoints; the gateway adds a login
+/// rate limit.
+fn dev_routes(upstreams: &Upstreams) -> String {
     let login_limit = "    rate_limit: { name: login, requests: 10, period_secs: 60, burst: 10 }\n";
     let mut yaml = String::from(
         "# Written by `tessera dev` at every start; edits are replaced.\nversion: 1\nroutes:\n",
     );
-    for (name, prefix, limit) in [
-        ("discovery", "/.well-known/", ""),
-        ("oauth", "/oauth2/", ""),
-        ("signup", "/v1/signup", ""),
-        ("login", "/v1/login", login_limit),
-        ("logout", "/v1/logout", ""),
-        ("me", "/v1/me", ""),
-        ("identity-admin", "/v1/admin/", ""),
+    let (identity, profile, notification) = (
+        upstreams.identity,
+        upstreams.profile,
+        upstreams.notification,
+    );
+    for (name, prefix, upstream, limit) in [
+        ("discovery", "/.well-known/", identity, ""),
+        ("oauth", "/oauth2/", identity, ""),
+        ("signup", "/v1/signup", identity, ""),
+        ("login", "/v1/login", identity, login_limit),
+        ("logout", "/v1/logout", identity, ""),
+        ("me", "/v1/me", identity, ""),
+        ("identity-admin", "/v1/admin/", identity, ""),
+        ("profiles", "/v1/profiles", profile, ""),
+        ("notifications", "/v1/notifications", notification, ""),
     ] {
         // Writing into a String cannot fail.
         let _ = write!(
             yaml,
-            "  - name: {name}\n    match: {{ prefix: {prefix} }}\n    upstreams: [http://{identity}]\n    auth: public\n{limit}"
+            "  - name: {name}\n    match: {{ prefix: {prefix} }}\n    upstreams: [http://{upstream}]\n    auth: public\n{limit}"
         );
     }
     yaml
+}
+
+/// The client id notification uses at identity in the all-in-one process.
+const NOTIFICATION_CLIENT: &str = "notification";
+
+/// Writes identity's client registry with notification's client (role `service`; its
+/// secret and the hashing pepper are generated once under `secrets/`); returns its path.
+fn write_client_registry(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let pepper = secret_file(&data_dir.join("secrets/identity-client-pepper.key"))?;
+    let pepper: [u8; 32] = STANDARD
+        .decode(pepper)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("secrets/identity-client-pepper.key is not 32 bytes of base64")?;
+    let secret = secret_file(&data_dir.join("secrets/notification-client.secret"))?;
+    let hash = tessera_identity::secrets::SecretHasher::new(&pepper).hash(&secret);
+    let registry = serde_json::json!({ "clients": [{
+        "client_id": NOTIFICATION_CLIENT,
+        "secret_hash": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash),
+        "roles": ["service"],
+    }]});
+    let path = data_dir.join("clients.json");
+    std::fs::write(&path, registry.to_string())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The in-process bus stands in for NATS; the flag is required by the standalone binaries
+/// and never dialled here.
+const UNUSED_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+async fn start_profile(
+    args: &DevArgs,
+    issuer: &str,
+    identity: SocketAddr,
+    bus: &InProcessBus,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Running, Readiness, Serve)> {
+    let listeners = Listeners::bind_addrs(args.profile_listen, args.profile_admin_listen)
+        .await
+        .context("profile (--profile-listen / --profile-admin-listen)")?;
+    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
+    let config = tessera_profile::config::Config::try_parse_from([
+        "tessera-profile".to_owned(),
+        "--database-url".to_owned(),
+        format!("sqlite:{}", args.data_dir.join("profile.db").display()),
+        "--issuer".to_owned(),
+        issuer.to_owned(),
+        "--jwks-url".to_owned(),
+        format!("http://{identity}/.well-known/jwks.json"),
+        "--nats-url".to_owned(),
+        UNUSED_NATS_URL.to_owned(),
+    ])
+    .map_err(|e| anyhow::anyhow!("profile configuration: {}", e.render()))?;
+    let runtime = tessera_profile::Runtime {
+        clock: std::sync::Arc::new(service_kit::SystemClock),
+        bus: Bus::InProcess(bus.clone()),
+    };
+    let profile =
+        tessera_profile::build(&config, runtime, shutdown).context("profile cannot start")?;
+    let readiness = profile.service.readiness().clone();
+    let serve = Box::pin(profile.service.serve(listeners, shutdown.clone()));
+    let running = Running {
+        name: "profile",
+        public,
+        admin,
+    };
+    Ok((running, readiness, serve))
+}
+
+async fn start_notification(
+    args: &DevArgs,
+    issuer: &str,
+    identity: SocketAddr,
+    profile: SocketAddr,
+    bus: &InProcessBus,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Running, Readiness, Serve)> {
+    let listeners = Listeners::bind_addrs(args.notification_listen, args.notification_admin_listen)
+        .await
+        .context("notification (--notification-listen / --notification-admin-listen)")?;
+    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
+    let data = &args.data_dir;
+    let secret = secret_file(&data.join("secrets/notification-client.secret"))?;
+    let config = tessera_notification::config::Config::try_parse_from([
+        "tessera-notification".to_owned(),
+        "--database-url".to_owned(),
+        format!("sqlite:{}", data.join("notification.db").display()),
+        "--issuer".to_owned(),
+        issuer.to_owned(),
+        "--jwks-url".to_owned(),
+        format!("http://{identity}/.well-known/jwks.json"),
+        "--nats-url".to_owned(),
+        UNUSED_NATS_URL.to_owned(),
+        "--profile-url".to_owned(),
+        format!("http://{profile}"),
+        "--token-url".to_owned(),
+        format!("http://{identity}/oauth2/token"),
+        "--client-id".to_owned(),
+        NOTIFICATION_CLIENT.to_owned(),
+        "--client-secret".to_owned(),
+        secret,
+        // Mail, SMS and push become files in the data directory.
+        "--email-transport".to_owned(),
+        "file".to_owned(),
+        "--email-dir".to_owned(),
+        data.join("mail").display().to_string(),
+        "--sms-dir".to_owned(),
+        data.join("sms").display().to_string(),
+        "--push-dir".to_owned(),
+        data.join("push").display().to_string(),
+    ])
+    .map_err(|e| anyhow::anyhow!("notification configuration: {}", e.render()))?;
+    let runtime = tessera_notification::Runtime {
+        clock: std::sync::Arc::new(service_kit::SystemClock),
+        bus: Bus::InProcess(bus.clone()),
+    };
+    let notification = tessera_notification::build(&config, runtime, shutdown)
+        .context("notification cannot start")?;
+    let readiness = notification.service.readiness().clone();
+    let serve = Box::pin(notification.service.serve(listeners, shutdown.clone()));
+    let running = Running {
+        name: "notification",
+        public,
+        admin,
+    };
+    Ok((running, readiness, serve))
 }
 
 /// The base64 of a 32-byte random secret kept in `path` (created with mode 0600 on first

@@ -1,8 +1,9 @@
 //! The all-in-one binary: every Tessera service that exists, in one process, each on its
 //! own loopback port, with SQLite files under one data directory (DESIGN.md §1).
 //!
-//! Services plug in as they are built: today identity runs; [`dev::NOT_BUILT`] lists the
-//! others.
+//! Services plug in as they are built: today the gateway, identity, profile and
+//! notification run (events on an in-process bus, mail written to files);
+//! [`dev::NOT_BUILT`] lists the others.
 
 pub mod dev;
 

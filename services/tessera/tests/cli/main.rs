@@ -63,6 +63,10 @@ impl Dev {
             .args(["--gateway-admin-listen", "127.0.0.1:0"])
             .args(["--identity-listen", "127.0.0.1:0"])
             .args(["--identity-admin-listen", "127.0.0.1:0"])
+            .args(["--profile-listen", "127.0.0.1:0"])
+            .args(["--profile-admin-listen", "127.0.0.1:0"])
+            .args(["--notification-listen", "127.0.0.1:0"])
+            .args(["--notification-admin-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
@@ -165,6 +169,41 @@ async fn tessera_dev_serves_the_readme_curl_session_through_the_gateway_and_stop
         .expect("json");
     assert_eq!(me["email"], "ada@example.com");
     assert!(state.join("identity.db").exists());
+
+    // The seed's flow inside one process: profile → user.created on the in-process bus →
+    // the welcome email as a file in the data directory.
+    let profile = http
+        .post(format!("{}/v1/profiles", dev.gateway))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "email": "ada@example.com", "display_name": "Ada", "locale": "fr" }))
+        .send()
+        .await
+        .expect("create profile");
+    assert_eq!(profile.status(), 201);
+    let mail_dir = state.join("mail");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mail = loop {
+        let found = std::fs::read_dir(&mail_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"));
+        if let Some(path) = found {
+            break std::fs::read_to_string(path).expect("read mail");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no welcome email in {}",
+            mail_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        mail.contains("Subject: Bienvenue sur Tessera, Ada"),
+        "{mail}"
+    );
+    assert!(mail.contains("To: ada@example.com"), "{mail}");
     let status = dev.interrupt();
     assert!(status.success(), "exit status {status}");
 
