@@ -57,6 +57,10 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A BCP 47 language tag of the shape templates are chosen by: a 2–3 letter language,
@@ -101,6 +105,10 @@ impl Locale {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A phone number in E.164 form (`+` and 8 to 15 digits, no leading zero). Spaces,
@@ -128,6 +136,10 @@ impl Phone {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A contact email address: one `@`, a non-empty local part, a dotted domain (stored in
@@ -154,6 +166,10 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

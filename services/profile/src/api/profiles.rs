@@ -84,6 +84,10 @@ pub struct ProfileChanges {
     pub display_name: Option<String>,
     #[schema(nullable = false)]
     pub locale: Option<String>,
+    #[allow(
+        clippy::option_option,
+        reason = "absent, null and a value mean three things here"
+    )]
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
@@ -92,6 +96,10 @@ pub struct ProfileChanges {
 }
 
 /// Distinguishes a member set to `null` (`Some(None)`) from one left out (`None`).
+#[allow(
+    clippy::option_option,
+    reason = "absent, null and a value mean three things here"
+)]
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
@@ -185,15 +193,15 @@ pub async fn create(
     let now = state.clock.now();
     let row = ProfileRow {
         user_id: caller.subject,
-        email: Email::parse(&body.email)?.to_string(),
-        display_name: DisplayName::parse(&body.display_name)?.as_str().to_owned(),
-        locale: Locale::parse(&body.locale)?.as_str().to_owned(),
+        email: Email::parse(&body.email)?.into_string(),
+        display_name: DisplayName::parse(&body.display_name)?.into_string(),
+        locale: Locale::parse(&body.locale)?.into_string(),
         phone: body
             .phone
             .as_deref()
             .map(Phone::parse)
             .transpose()?
-            .map(|p| p.as_str().to_owned()),
+            .map(Phone::into_string),
         notify_email: body.preferences.email,
         notify_sms: body.preferences.sms,
         notify_push: body.preferences.push,
@@ -263,20 +271,20 @@ pub async fn update(
         .await?
         .ok_or_else(not_found)?;
     if let Some(email) = &changes.email {
-        row.email = Email::parse(email)?.to_string();
+        row.email = Email::parse(email)?.into_string();
     }
     if let Some(name) = &changes.display_name {
-        row.display_name = DisplayName::parse(name)?.as_str().to_owned();
+        row.display_name = DisplayName::parse(name)?.into_string();
     }
     if let Some(locale) = &changes.locale {
-        row.locale = Locale::parse(locale)?.as_str().to_owned();
+        row.locale = Locale::parse(locale)?.into_string();
     }
     if let Some(phone) = &changes.phone {
         row.phone = phone
             .as_deref()
             .map(Phone::parse)
             .transpose()?
-            .map(|p| p.as_str().to_owned());
+            .map(Phone::into_string);
     }
     if let Some(preferences) = changes.preferences {
         row.notify_email = preferences.email;
