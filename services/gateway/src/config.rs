@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use secrecy::SecretString;
-use service_kit::{HttpArgs, TelemetryArgs};
+use service_kit::{HttpArgs, LogShippingArgs, TelemetryArgs};
 
 /// `tessera-gateway` command line.
 #[derive(Debug, Clone, clap::Parser)]
@@ -14,6 +14,24 @@ pub struct Config {
     pub http: HttpArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// `--log-endpoint`: ship logs to the logging service (with the service token below).
+    #[command(flatten)]
+    pub log_shipping: LogShippingArgs,
+
+    /// Identity's token endpoint (`http://identity:8080/oauth2/token`), for the gateway's
+    /// own service token: logging accepts shipped logs only from clients with the
+    /// `service` role. Unset: logs are shipped without a token (logging with auth
+    /// disabled, as in the all-in-one mode).
+    #[arg(long, env = "TESSERA_TOKEN_URL", value_name = "URL")]
+    pub token_url: Option<String>,
+
+    /// The gateway's client id at identity.
+    #[arg(long, env = "TESSERA_CLIENT_ID", default_value = "gateway")]
+    pub client_id: String,
+
+    /// The gateway's client secret (required with `--token-url`).
+    #[arg(long, env = "TESSERA_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<SecretString>,
 
     /// The routes file (YAML), watched for changes; see the gateway README for the format.
     #[arg(long, env = "TESSERA_ROUTES_FILE", value_name = "FILE")]

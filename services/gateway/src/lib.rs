@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret;
+use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Listeners, Service, SystemClock};
-use tessera_auth::{HttpJwks, Verifier, VerifierConfig};
+use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
 
 use crate::config::{Config, LimiterBackend};
 use crate::edge::{Gateway, GatewayMetrics};
@@ -122,7 +124,64 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    run_shipping_logs(config, listeners, shutdown, None).await
+}
+
+/// Like [`run`], with the counters of the log `shipper` (started by
+/// `telemetry::init_with_shipping_token`) in the gateway's metrics.
+pub async fn run_shipping_logs(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    shipper: Option<Shipper>,
+) -> Result<(), StartError> {
     let built = build(&config, Arc::new(SystemClock), &shutdown).await?;
+    if let Some(shipper) = &shipper {
+        shipper.register_metrics(built.service.metrics());
+    }
     built.service.serve(listeners, shutdown).await;
     Ok(())
+}
+
+/// The gateway's client-credentials token, sent with shipped logs.
+#[derive(Debug)]
+struct ServiceToken(ClientCredentials);
+
+impl TokenSource for ServiceToken {
+    fn token(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            match self.0.token().await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    // The batch goes without a token, is refused and retried with backoff.
+                    tracing::warn!(%error, "no service token for log shipping");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// The token source for log shipping: a client-credentials source against
+/// `--token-url` when set (needs `--client-secret`), none otherwise (and none when logs
+/// are not shipped).
+pub fn log_token_source(config: &Config) -> Result<Option<Arc<dyn TokenSource>>, StartError> {
+    if config.log_shipping.log_endpoint.is_none() {
+        return Ok(None);
+    }
+    match (&config.token_url, &config.client_secret) {
+        (None, None) => Ok(None),
+        (Some(url), Some(secret)) => Ok(Some(Arc::new(ServiceToken(ClientCredentials::new(
+            url.clone(),
+            config.client_id.clone(),
+            secret.clone(),
+        ))))),
+        (Some(_), None) => Err(StartError::Config(
+            "--token-url needs --client-secret / TESSERA_CLIENT_SECRET".into(),
+        )),
+        (None, Some(_)) => Err(StartError::Config(
+            "--client-secret needs --token-url / TESSERA_TOKEN_URL (identity's /oauth2/token)"
+                .into(),
+        )),
+    }
 }

@@ -2,6 +2,7 @@
 //! Redis on loopback.
 
 mod edge;
+mod logging;
 mod proxy;
 mod ratelimit;
 mod support;
