@@ -122,6 +122,22 @@ impl Platform {
     /// When a binary is missing, PostgreSQL or NATS is not configured, or a service does
     /// not become ready (its log tails are printed).
     pub async fn start(options: Options) -> Self {
+        // Ports are picked free and bound by the services a moment later; if another
+        // process took one in between, start everything again on new ports.
+        for attempt in 1..=3 {
+            let platform = Self::launch(&options).await;
+            match platform.all_ready().await {
+                Ok(()) => return platform,
+                Err(error) if attempt < 3 && platform.log_tails().contains("in use") => {
+                    eprintln!("e2e: {error}; a port was taken, starting again");
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    async fn launch(options: &Options) -> Self {
         let nats_url = nats_url();
         let mut services = vec![Service::Identity, Service::Profile];
         if options.logging && binaries::find("tessera-logging").is_some() {
@@ -185,7 +201,7 @@ impl Platform {
                 service,
                 ports,
                 &Shared {
-                    options: &options,
+                    options,
                     gateway_url: &gateway_url,
                     identity_url: &identity_url,
                     nats_url: &nats_url,
@@ -213,18 +229,21 @@ impl Platform {
             admin_urls.push((service, format!("http://127.0.0.1:{}", ports.admin)));
         }
 
-        let platform = Self {
+        Self {
             gateway_url,
             admin_urls,
             processes,
             keyset: Mutex::new(keyset),
             http: reqwest::Client::new(),
             dir: Some(dir),
-        };
-        for service in services {
-            platform.wait_ready(service).await;
         }
-        platform
+    }
+
+    async fn all_ready(&self) -> Result<(), String> {
+        for (service, _) in &self.processes {
+            self.ready(*service).await?;
+        }
+        Ok(())
     }
 
     /// The gateway's URL, the only one clients use (and the tokens' issuer).
@@ -259,24 +278,29 @@ impl Platform {
     /// # Panics
     /// When it exits or is not ready within the limit.
     pub async fn wait_ready(&self, service: Service) {
+        if let Err(error) = self.ready(service).await {
+            panic!("{error}");
+        }
+    }
+
+    async fn ready(&self, service: Service) -> Result<(), String> {
         let url = format!("{}/readyz", self.admin_url(service));
         let started = Instant::now();
         loop {
             if let Ok(response) = self.http.get(&url).send().await
                 && response.status() == reqwest::StatusCode::OK
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = lock(self.process(service)).exited() {
-                panic!(
+                return Err(format!(
                     "{} exited with {status} before it was ready",
                     service.name()
-                );
+                ));
             }
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "{url} did not answer 200 within {READY_TIMEOUT:?}"
-            );
+            if started.elapsed() >= READY_TIMEOUT {
+                return Err(format!("{url} did not answer 200 within {READY_TIMEOUT:?}"));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -397,6 +421,7 @@ fn service_env(service: Service, ports: &Ports, cx: &Shared<'_>) -> Vec<(String,
                 path(&cx.root.join("clients/clients.json")),
             ),
             var("TESSERA_TRUST_FORWARDED_FOR", "true"),
+            var("TESSERA_NATS_URL", cx.nats_url.to_owned()),
             var(
                 "TESSERA_ACCESS_TOKEN_TTL_SECS",
                 cx.options.access_token_ttl_secs.to_string(),
@@ -434,8 +459,9 @@ fn service_env(service: Service, ports: &Ports, cx: &Shared<'_>) -> Vec<(String,
             ]);
             if service == Service::Logging {
                 env.push(var("TESSERA_RETENTION_SECS", "604800"));
-            } else if let Some(logging) = cx.upstreams.iter().find(|(n, _)| *n == "logging") {
-                env.push(var("TESSERA_LOGS_URL", logging.1.clone()));
+            } else if let Some((_, logging)) = cx.upstreams.iter().find(|(n, _)| *n == "logging") {
+                // Only when logging runs here (the operator always deploys it).
+                env.push(var("TESSERA_LOG_ENDPOINT", format!("{logging}/v1/logs")));
             }
         }
     }

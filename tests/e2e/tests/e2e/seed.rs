@@ -34,17 +34,19 @@ async fn json_of(response: Response, expected: StatusCode, what: &str) -> Value 
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
 }
 
-/// The `user.created` event of `user_id` (other tests publish theirs on the same subject).
-async fn user_created(
-    created: &mut tessera_events::async_nats::Subscriber,
-    user_id: &str,
+/// The first event on `subscription` whose `data.<member>` is `value` (other tests
+/// publish theirs on the same subjects).
+async fn next_event(
+    subscription: &mut tessera_events::async_nats::Subscriber,
+    member: &str,
+    value: &str,
     platform: &Platform,
 ) -> Value {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let message = created.next().await.expect("subscription open");
+            let message = subscription.next().await.expect("subscription open");
             let event: Value = serde_json::from_slice(&message.payload).expect("a JSON event");
-            if event["data"]["user_id"] == user_id {
+            if event["data"][member] == value {
                 return event;
             }
         }
@@ -52,7 +54,7 @@ async fn user_created(
     .await
     .unwrap_or_else(|_| {
         panic!(
-            "user.created for {user_id} not published within 30 s\n{}",
+            "no event with {member} = {value} within 30 s\n{}",
             platform.log_tails()
         )
     })
@@ -99,6 +101,10 @@ async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_u
     // Other runs share the stream: the event is recognised by this test's user id.
     let mut created = nats
         .subscribe("tessera.events.profile.user.created")
+        .await
+        .expect("subscribe");
+    let mut registered = nats
+        .subscribe("tessera.events.identity.user.registered")
         .await
         .expect("subscribe");
 
@@ -185,7 +191,12 @@ async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_u
     .await;
     assert_eq!(mine["display_name"], "Ada Lovelace");
 
-    let event = user_created(&mut created, &user_id, &platform).await;
+    // Identity relays its outbox too (the operator gives it the NATS URL).
+    let signed_up = next_event(&mut registered, "user_id", &user_id, &platform).await;
+    assert_eq!(signed_up["type"], "dev.tessera.identity.user.registered.v1");
+    assert_eq!(signed_up["data"]["email"], email.as_str());
+
+    let event = next_event(&mut created, "user_id", &user_id, &platform).await;
     assert_eq!(event["type"], "dev.tessera.profile.user.created.v1");
     assert_eq!(event["data"]["email"], email.as_str());
     assert_eq!(event["data"]["locale"], "de-CH");
