@@ -118,6 +118,17 @@ pub struct EmailArgs {
           value_parser = ["smtp", "file"])]
     pub email_transport: String,
 
+    /// The whole SMTP connection as one URL, overriding the `--smtp-*` host, port, TLS
+    /// and credential flags: `smtps://user:pass@host:465`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtp://host:25` (plain).
+    #[arg(
+        long,
+        env = "TESSERA_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<SecretString>,
+
     /// SMTP server host.
     #[arg(long, env = "TESSERA_SMTP_HOST", default_value = "localhost")]
     pub smtp_host: String,

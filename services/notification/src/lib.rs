@@ -119,6 +119,7 @@ fn channels(config: &Config) -> Result<HashMap<ChannelKind, Arc<dyn Channel>>, S
     } else {
         Arc::new(
             SmtpChannel::new(&SmtpSettings {
+                url: email.smtp_url.clone(),
                 host: email.smtp_host.clone(),
                 port: email.smtp_port,
                 tls: email.smtp_tls,

@@ -26,6 +26,8 @@ pub enum SmtpTls {
 /// Settings of the SMTP channel.
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
+    /// Everything in one URL (lettre's format); overrides the fields below.
+    pub url: Option<SecretString>,
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
@@ -67,6 +69,18 @@ impl std::fmt::Debug for SmtpChannel {
 
 impl SmtpChannel {
     pub fn new(settings: &SmtpSettings) -> Result<Self, String> {
+        if let Some(url) = &settings.url {
+            // The URL holds the password: never repeat it in the error.
+            let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                .map_err(|_| {
+                    "--smtp-url: expected smtps://user:pass@host:465 or smtp://user:pass@host:587?tls=required"
+                        .to_owned()
+                })?;
+            return Ok(Self {
+                transport: builder.timeout(Some(settings.timeout)).build(),
+                from: settings.from.clone(),
+            });
+        }
         let host = settings.host.as_str();
         let builder = match settings.tls {
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),

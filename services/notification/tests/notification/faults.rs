@@ -130,7 +130,14 @@ async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it
 }
 
 async fn start_binary(stack: &Stack, public: u16, admin: u16) -> tokio::process::Child {
-    let mut args = stack.notification_args[1..].to_vec();
+    // The operator passes the SMTP connection as one URL; it overrides --smtp-host/port,
+    // so point those nowhere.
+    let mut args: Vec<String> = stack.notification_args[1..].to_vec();
+    for pair in args.chunks_exact_mut(2) {
+        if pair[0] == "--smtp-host" {
+            pair[1] = "nowhere.invalid".to_owned();
+        }
+    }
     args.extend([
         "--listen".to_owned(),
         format!("127.0.0.1:{public}"),
@@ -147,6 +154,8 @@ async fn start_binary(stack: &Stack, public: u16, admin: u16) -> tokio::process:
         "1".to_owned(),
         "--log-filter".to_owned(),
         "warn".to_owned(),
+        "--smtp-url".to_owned(),
+        format!("smtp://127.0.0.1:{}", stack.smtp.port),
     ]);
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera-notification"))
         .args(&args)
