@@ -135,7 +135,7 @@ async fn start_binary(stack: &Stack, public: u16, admin: u16) -> tokio::process:
     let mut args: Vec<String> = stack.notification_args[1..].to_vec();
     for pair in args.chunks_exact_mut(2) {
         if pair[0] == "--smtp-host" {
-            pair[1] = "nowhere.invalid".to_owned();
+            "nowhere.invalid".clone_into(&mut pair[1]);
         }
     }
     args.extend([
