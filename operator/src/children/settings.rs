@@ -179,7 +179,7 @@ pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
             ));
         }
     }
-    extras(platform, component, &mut settings);
+    extras(cx, component, &mut settings);
     if let Some(spec) = component.spec(platform) {
         database(cx, component, spec, &mut settings);
     }
@@ -240,25 +240,36 @@ fn identity_settings(
 }
 
 /// Settings only logging and notification have.
-fn extras(platform: &crate::crd::Platform, component: &Component, settings: &mut Settings) {
+fn extras(cx: &Context<'_>, component: &Component, settings: &mut Settings) {
+    let platform = cx.platform;
     match component {
         Component::Logging => {
+            // Logging keeps records by whole days (services/logging/README.md): round up,
+            // and keep TRACE/DEBUG records no longer than the rest.
             let retention = platform.spec.logging.retention_seconds.unwrap_or(604_800);
+            let days = retention.div_ceil(86_400).max(1);
             settings
                 .env
-                .insert("TESSERA_RETENTION_SECS".into(), retention.to_string());
+                .insert("TESSERA_RETENTION_DAYS".into(), days.to_string());
+            settings
+                .env
+                .insert("TESSERA_RETENTION_DEBUG_DAYS".into(), days.min(3).to_string());
         }
         Component::Notification => {
             let notification = &platform.spec.notification;
             if let Some(sender) = &notification.sender {
                 settings
                     .env
-                    .insert("TESSERA_EMAIL_SENDER".into(), sender.clone());
+                    .insert("TESSERA_EMAIL_FROM".into(), sender.clone());
             }
+            // Channel preferences are read from profile with the service token.
+            settings
+                .env
+                .insert("TESSERA_PROFILE_URL".into(), cx.url(&Component::Profile));
             for (name, reference) in [
                 ("TESSERA_SMTP_URL", &notification.smtp),
-                ("TESSERA_SMS_URL", &notification.sms),
-                ("TESSERA_PUSH_URL", &notification.push),
+                ("TESSERA_SMS_WEBHOOK_URL", &notification.sms),
+                ("TESSERA_PUSH_WEBHOOK_URL", &notification.push),
             ] {
                 if let Some(reference) = reference {
                     settings.secret_env.push(secret_ref_env(name, reference));

@@ -458,7 +458,8 @@ fn service_env(service: Service, ports: &Ports, cx: &Shared<'_>) -> Vec<(String,
                 var("TESSERA_CLIENT_SECRET", secret),
             ]);
             if service == Service::Logging {
-                env.push(var("TESSERA_RETENTION_SECS", "604800"));
+                env.push(var("TESSERA_RETENTION_DAYS", "7"));
+                env.push(var("TESSERA_RETENTION_DEBUG_DAYS", "3"));
             } else if let Some((_, logging)) = cx.upstreams.iter().find(|(n, _)| *n == "logging") {
                 // Only when logging runs here (the operator always deploys it).
                 env.push(var("TESSERA_LOG_ENDPOINT", format!("{logging}/v1/logs")));
