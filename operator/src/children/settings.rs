@@ -251,9 +251,10 @@ fn extras(cx: &Context<'_>, component: &Component, settings: &mut Settings) {
             settings
                 .env
                 .insert("TESSERA_RETENTION_DAYS".into(), days.to_string());
-            settings
-                .env
-                .insert("TESSERA_RETENTION_DEBUG_DAYS".into(), days.min(3).to_string());
+            settings.env.insert(
+                "TESSERA_RETENTION_DEBUG_DAYS".into(),
+                days.min(3).to_string(),
+            );
         }
         Component::Notification => {
             let notification = &platform.spec.notification;

@@ -263,7 +263,10 @@ fn network_policies_admit_only_the_architecture_flows() {
         Some(vec!["gateway".to_owned(), "notification".to_owned()]),
         "notification reads channel preferences from profile"
     );
-    assert_eq!(callers("demo-notification"), Some(vec!["gateway".to_owned()]));
+    assert_eq!(
+        callers("demo-notification"),
+        Some(vec!["gateway".to_owned()])
+    );
     let identity = callers("demo-identity").unwrap();
     assert!(identity.contains(&"gateway".to_owned()) && identity.contains(&"orders".to_owned()));
     assert!(!identity.contains(&"nats".to_owned()));
