@@ -113,10 +113,14 @@ pub(super) async fn materials(
             cx.metrics.key_changed(change);
             let from = change.from.map_or("none".to_owned(), |s| s.to_string());
             let to = change.to.map_or("removed".to_owned(), |s| s.to_string());
+            // One Event per key and state: a key change is rare and each one matters.
             cx.event(
                 platform,
                 EventType::Normal,
-                "SigningKeyChanged",
+                (
+                    "SigningKeyChanged",
+                    &format!("RotateKey/{}/{to}", change.kid),
+                ),
                 format!("key {}: {from} -> {to}", change.kid),
             )
             .await;

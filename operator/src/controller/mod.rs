@@ -104,12 +104,21 @@ impl Context {
         self.clock.now()
     }
 
-    async fn event(&self, platform: &Platform, type_: EventType, reason: &str, note: String) {
+    /// Publishes an Event about `platform`. kube's recorder merges Events with the same
+    /// type, reason and action into one series (keeping the first note), so callers that
+    /// need every occurrence told apart give each its own `action`.
+    async fn event(
+        &self,
+        platform: &Platform,
+        type_: EventType,
+        (reason, action): (&str, &str),
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_owned(),
             note: Some(note),
-            action: "Reconcile".into(),
+            action: action.to_owned(),
             secondary: None,
         };
         if let Err(error) = self
@@ -328,7 +337,7 @@ async fn degrade(
     ];
     patch_status(cx, platform, &conditions, StatusExtra::keep(platform)).await?;
     if !was_degraded {
-        cx.event(platform, EventType::Warning, reason, message)
+        cx.event(platform, EventType::Warning, (reason, "Reconcile"), message)
             .await;
     }
     Ok(Action::requeue(DEGRADED_RETRY))

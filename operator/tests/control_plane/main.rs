@@ -632,6 +632,26 @@ async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles(
         "the active key changed only {} times: {active_keys:?}",
         active_keys.len() - 1
     );
+    // Kubernetes Events tell the story: every key that became active has its Event.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    let notes: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| event.reason.as_deref() == Some("SigningKeyChanged"))
+        .filter_map(|event| event.note)
+        .collect();
+    for kid in active_keys.iter().skip(1) {
+        assert!(
+            notes
+                .iter()
+                .any(|note| note.contains(kid.as_str()) && note.ends_with("-> active")),
+            "no SigningKeyChanged Event says {kid} became active; Events: {notes:?}"
+        );
+    }
 }
 
 /// Two distinct loopback ports free at the time of asking (both held while choosing, so
