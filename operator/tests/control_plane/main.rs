@@ -632,9 +632,18 @@ async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles(
         "the active key changed only {} times: {active_keys:?}",
         active_keys.len() - 1
     );
-    // Kubernetes Events tell the story: every key that became active has its Event.
+    assert_every_activation_has_its_event(&client, &namespace, &active_keys[1..]).await;
+}
+
+/// Kubernetes Events tell the rotation's story: each of `activated` has an Event saying it
+/// became active.
+async fn assert_every_activation_has_its_event(
+    client: &Client,
+    namespace: &str,
+    activated: &[String],
+) {
     let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), &namespace);
+        Api::namespaced(client.clone(), namespace);
     let notes: Vec<String> = events
         .list(&ListParams::default())
         .await
@@ -644,7 +653,7 @@ async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles(
         .filter(|event| event.reason.as_deref() == Some("SigningKeyChanged"))
         .filter_map(|event| event.note)
         .collect();
-    for kid in active_keys.iter().skip(1) {
+    for kid in activated {
         assert!(
             notes
                 .iter()
