@@ -48,6 +48,11 @@ e2e *ARGS:
 bench-identity *ARGS:
     eval "$(tools/services env)" && cargo run --release -p tessera-bench-identity -- --postgres-url "$TESSERA_TEST_POSTGRES_URL" {{ARGS}}
 
+# Benchmark profile → notification → SMTP (profiles/s, welcome-mail p50/p99 at 200/s,
+# delivery beside the SMTP server's limit); prints one table.
+bench-notification *ARGS:
+    eval "$(tools/services env)" && cargo run --release -p tessera-bench-notification -- {{ARGS}}
+
 # Benchmark the gateway beside the upstream, nginx and HAProxy (installs wrk, nginx,
 # haproxy from Debian); prints one table.
 bench-gateway *ARGS:
