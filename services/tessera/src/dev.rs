@@ -9,13 +9,14 @@ use anyhow::Context as _;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Parser as _;
+use service_kit::log_shipping::Shipper;
 use service_kit::{
     CancellationToken, HttpSettings, Listeners, LogFormat, Readiness, Service, TelemetryArgs,
 };
 use tessera_events::{Bus, InProcessBus};
 
 /// Services not built yet, with the issue that builds each; printed so nobody wonders.
-pub const NOT_BUILT: &[(&str, u32)] = &[("gateway", 4), ("logging", 6)];
+pub const NOT_BUILT: &[(&str, u32)] = &[];
 
 /// `tessera dev` settings. Everything has a default: `tessera dev` alone runs the platform.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +79,16 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:9094", value_name = "ADDR")]
     pub notification_admin_listen: SocketAddr,
 
+    /// Logging's own public API: OTLP ingestion at `/v1/logs` (every service's records are
+    /// shipped there), queries, the audit chain and the explorer (the gateway forwards
+    /// `/logging/` to it for admins).
+    #[arg(long, default_value = "127.0.0.1:8085", value_name = "ADDR")]
+    pub logging_listen: SocketAddr,
+
+    /// Logging's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9095", value_name = "ADDR")]
+    pub logging_admin_listen: SocketAddr,
+
     /// Emails that get the admin role when they sign up, comma-separated.
     #[arg(long, env = "TESSERA_BOOTSTRAP_ADMINS", value_delimiter = ',')]
     pub bootstrap_admins: Vec<String>,
@@ -99,6 +110,21 @@ impl DevArgs {
             log_filter: self.log_filter.clone(),
         }
     }
+
+    /// Binds logging's listeners, first of all: the process's one shipping layer needs
+    /// logging's address before any record is written.
+    pub async fn bind_logging(&self) -> anyhow::Result<Listeners> {
+        Listeners::bind_addrs(self.logging_listen, self.logging_admin_listen)
+            .await
+            .context("logging (--logging-listen / --logging-admin-listen)")
+    }
+}
+
+/// Installs the process's log subscriber (see [`crate::telemetry`]), shipping to the
+/// in-process logging on `logging`; logging runs with auth disabled here, so no token.
+pub fn init_telemetry(args: &DevArgs, logging: &Listeners) -> anyhow::Result<Option<Shipper>> {
+    let endpoint = format!("http://{}/v1/logs", logging.public_addr()?);
+    crate::telemetry::init(&args.telemetry(), endpoint)
 }
 
 /// A service started in this process.
@@ -109,8 +135,14 @@ struct Running {
     admin: SocketAddr,
 }
 
-/// Runs until `shutdown` fires.
-pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs until `shutdown` fires, logging on `logging_listeners` (from
+/// [`DevArgs::bind_logging`]); the `shipper`'s counters go to the tessera admin metrics.
+pub async fn run(
+    args: DevArgs,
+    logging_listeners: Listeners,
+    shipper: Option<Shipper>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -123,12 +155,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     let admin_addr = admin.local_addr()?;
 
     let tessera = Service::new("tessera", HttpSettings::default());
+    if let Some(shipper) = &shipper {
+        shipper.register_metrics(tessera.metrics());
+    }
     let mut tasks = tokio::task::JoinSet::new();
     let gateway_listeners = Listeners::bind_addrs(args.listen, args.gateway_admin_listen)
         .await
         .context("gateway (--listen / --gateway-admin-listen)")?;
     let issuer = format!("http://{}", gateway_listeners.public_addr()?);
-    let (identity, readiness, serve) = start_identity(&args, &issuer, &shutdown).await?;
+    let (identity, readiness, serve, identity_pool) =
+        start_identity(&args, &issuer, &shutdown).await?;
+    let identity_readiness = readiness.clone();
     add_readiness(tessera.readiness(), identity.name, readiness);
     tasks.spawn(serve);
     // One in-process bus for every service: each relays its own outbox into it.
@@ -148,12 +185,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     .await?;
     add_readiness(tessera.readiness(), notification.name, readiness);
     tasks.spawn(serve);
+    let (logging, readiness, serve) = start_logging(&args, logging_listeners, &bus, &shutdown)?;
+    add_readiness(tessera.readiness(), logging.name, readiness);
+    tasks.spawn(serve);
     // Every consumer has subscribed: deliver what the outboxes hold.
     bus.start();
+    relay_identity(identity_pool, identity_readiness, &bus, &shutdown);
     let upstreams = Upstreams {
         identity: identity.public,
         profile: profile.public,
         notification: notification.public,
+        logging: logging.public,
     };
     let (gateway, readiness, serve) =
         start_gateway(&args, &issuer, &upstreams, gateway_listeners, &shutdown).await?;
@@ -163,7 +205,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
     print_summary(
         &args,
         admin_addr,
-        &[gateway, identity, profile, notification],
+        &[gateway, identity, profile, notification, logging],
     );
     let stop = shutdown.clone();
     let router = tessera.admin_router();
@@ -203,11 +245,33 @@ fn add_readiness(all: &Readiness, name: &'static str, service: Readiness) {
 
 type Serve = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Identity relays its outbox (audit records, `user.registered`) only to NATS; here its
+/// rows go to the in-process bus, so logging's audit chain gets signups and logins. The
+/// relay starts once identity is ready, i.e. its migrations have run.
+fn relay_identity(
+    pool: service_kit::Pool,
+    readiness: Readiness,
+    bus: &InProcessBus,
+    shutdown: &CancellationToken,
+) {
+    let relay = tessera_events::Relay::new(pool, Bus::InProcess(bus.clone()).sink());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        while !readiness.report().await.ready {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+        }
+        relay.spawn(stop);
+    });
+}
+
 async fn start_identity(
     args: &DevArgs,
     issuer: &str,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Running, Readiness, Serve)> {
+) -> anyhow::Result<(Running, Readiness, Serve, service_kit::Pool)> {
     let listeners = Listeners::bind_addrs(args.identity_listen, args.identity_admin_listen)
         .await
         .context("identity (--identity-listen / --identity-admin-listen)")?;
@@ -242,6 +306,7 @@ async fn start_identity(
     let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), shutdown)
         .context("identity cannot start")?;
     let readiness = identity.service.readiness().clone();
+    let pool = identity.state.pool.clone();
     let serve = Box::pin(identity.service.serve(listeners, shutdown.clone()));
     Ok((
         Running {
@@ -251,6 +316,7 @@ async fn start_identity(
         },
         readiness,
         serve,
+        pool,
     ))
 }
 
@@ -259,6 +325,7 @@ struct Upstreams {
     identity: SocketAddr,
     profile: SocketAddr,
     notification: SocketAddr,
+    logging: SocketAddr,
 }
 
 async fn start_gateway(
@@ -305,8 +372,9 @@ async fn start_gateway(
 }
 
 /// Routes of the all-in-one gateway: identity's API and discovery, profiles and
-/// notifications. Each service authenticates its own endpoints; the gateway adds a login
-/// rate limit.
+/// notifications (each service authenticates its own endpoints; the gateway adds a login
+/// rate limit), and `/logging/` for admins only, as the operator writes it: logging runs
+/// with auth disabled here, so the gateway's role check is its only guard.
 fn dev_routes(upstreams: &Upstreams) -> String {
     let login_limit = "    rate_limit: { name: login, requests: 10, period_secs: 60, burst: 10 }\n";
     let mut yaml = String::from(
@@ -334,6 +402,11 @@ fn dev_routes(upstreams: &Upstreams) -> String {
             "  - name: {name}\n    match: {{ prefix: {prefix} }}\n    upstreams: [http://{upstream}]\n    auth: public\n{limit}"
         );
     }
+    let _ = write!(
+        yaml,
+        "  - name: logging\n    match: {{ prefix: /logging/ }}\n    rewrite_prefix: /\n    upstreams: [http://{}]\n    auth: {{ roles: [admin] }}\n",
+        upstreams.logging
+    );
     yaml
 }
 
@@ -458,6 +531,38 @@ async fn start_notification(
     let serve = Box::pin(notification.service.serve(listeners, shutdown.clone()));
     let running = Running {
         name: "notification",
+        public,
+        admin,
+    };
+    Ok((running, readiness, serve))
+}
+
+fn start_logging(
+    args: &DevArgs,
+    listeners: Listeners,
+    bus: &InProcessBus,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Running, Readiness, Serve)> {
+    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
+    let config = tessera_logging::config::Config::try_parse_from([
+        "tessera-logging".to_owned(),
+        "--database-url".to_owned(),
+        format!("sqlite:{}", args.data_dir.join("logging.db").display()),
+        // One process on loopback: the gateway's admin route is the guard.
+        "--insecure-disable-auth".to_owned(),
+    ])
+    .map_err(|e| anyhow::anyhow!("logging configuration: {}", e.render()))?;
+    let runtime = tessera_logging::Runtime {
+        clock: std::sync::Arc::new(service_kit::SystemClock),
+        // Subscribed now, before the bus starts delivering.
+        bus: Some(Bus::InProcess(bus.clone())),
+    };
+    let logging =
+        tessera_logging::build(&config, runtime, shutdown).context("logging cannot start")?;
+    let readiness = logging.service.readiness().clone();
+    let serve = Box::pin(logging.service.serve(listeners, shutdown.clone()));
+    let running = Running {
+        name: "logging",
         public,
         admin,
     };

@@ -6,6 +6,7 @@
 //! [`dev::NOT_BUILT`] lists the others.
 
 pub mod dev;
+pub mod telemetry;
 
 /// `tessera` command line.
 #[derive(Debug, clap::Parser)]

@@ -67,6 +67,9 @@ impl Dev {
             .args(["--profile-admin-listen", "127.0.0.1:0"])
             .args(["--notification-listen", "127.0.0.1:0"])
             .args(["--notification-admin-listen", "127.0.0.1:0"])
+            .args(["--logging-listen", "127.0.0.1:0"])
+            .args(["--logging-admin-listen", "127.0.0.1:0"])
+            .args(["--bootstrap-admins", "ada@example.com"])
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
@@ -85,8 +88,11 @@ impl Dev {
             summary.contains(&format!("http://127.0.0.1:{admin_port}")),
             "{summary}"
         );
+        assert!(!summary.contains("not built yet"), "{summary}");
         assert!(
-            summary.contains("logging        not built yet (issue #6)"),
+            summary
+                .lines()
+                .any(|l| l.trim_start().starts_with("logging ")),
             "{summary}"
         );
         let gateway = summary
@@ -129,6 +135,88 @@ impl Dev {
     }
 }
 
+/// Every service's log records reach the in-process logging: an admin (`token`) finds
+/// the request's records through the gateway by its request id; identity's signup and
+/// login audit records reached logging's chain over the bus, and the chain verifies.
+async fn logs_and_audit_reach_logging(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    request_id: &str,
+) {
+    // Every service's log records reach the in-process logging; an admin finds the
+    // request's records through the gateway by its request id.
+    let records = format!("{gateway}/logging/v1/records");
+    let anonymous = http.get(&records).send().await.expect("records");
+    assert_eq!(anonymous.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let page: serde_json::Value = http
+            .get(format!("{records}?request_id={request_id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("records")
+            .json()
+            .await
+            .expect("json");
+        let found = page["records"].as_array().cloned().unwrap_or_default();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log record with request id {request_id}: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The gateway's and identity's access lines, one trace.
+    let text = serde_json::Value::Array(found.clone()).to_string();
+    assert!(found.len() >= 2, "{text}");
+    assert!(
+        found.iter().all(|r| r["request_id"] == request_id
+            && r["body"] == "request finished"
+            && r["trace_id"] == found[0]["trace_id"]),
+        "{text}"
+    );
+
+    // Identity's signup and login audit records reached logging's chain over the bus,
+    // and the chain verifies.
+    let audit = format!("{gateway}/logging/v1/audit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page: serde_json::Value = http
+            .get(format!("{audit}/records"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("audit records")
+            .json()
+            .await
+            .expect("json");
+        let text = page.to_string();
+        if text.contains("signup") && text.contains("login") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no signup and login audit records: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let verify: serde_json::Value = http
+        .get(format!("{audit}/verify"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("verify")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(verify["valid"], true, "{verify}");
+    assert!(verify["records"].as_i64() >= Some(2), "{verify}");
+}
+
 #[tokio::test]
 async fn tessera_dev_serves_the_readme_curl_session_through_the_gateway_and_stops_on_ctrl_c() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -158,17 +246,23 @@ async fn tessera_dev_serves_the_readme_curl_session_through_the_gateway_and_stop
         .as_str()
         .expect("access token")
         .to_owned();
-    let me: serde_json::Value = http
+    let me = http
         .get(format!("{}/v1/me", dev.gateway))
         .bearer_auth(&token)
         .send()
         .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+        .expect("me");
+    let request_id = me
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id")
+        .to_owned();
+    let me: serde_json::Value = me.json().await.expect("json");
     assert_eq!(me["email"], "ada@example.com");
     assert!(state.join("identity.db").exists());
+
+    logs_and_audit_reach_logging(&http, &dev.gateway, &token, &request_id).await;
 
     // The seed's flow inside one process: profile → user.created on the in-process bus →
     // the welcome email as a file in the data directory.
