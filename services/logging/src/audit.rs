@@ -346,8 +346,15 @@ async fn append(pool: &Pool, event: &AuditEvent) -> Result<Appended, AuditError>
     let data = event.data.to_string();
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     let received_at = i64::try_from(now).unwrap_or(i64::MAX);
+    // SQLite: take the write lock up front. A deferred transaction that reads the head
+    // and then writes cannot wait for the log writer's lock (SQLite answers "database is
+    // locked" at once rather than risk a deadlock), so appends failed under ingest load.
+    let begin = match pool {
+        Pool::Sqlite(_) => "BEGIN IMMEDIATE",
+        Pool::Postgres(_) => "BEGIN",
+    };
     service_kit::with_pool!(pool, |p| {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_with(begin).await?;
         let existing: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_records WHERE event_id = $1")
                 .bind(&event.id)
