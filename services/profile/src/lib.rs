@@ -18,8 +18,9 @@ pub mod state;
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
-use tessera_auth::{HttpJwks, Verifier, VerifierConfig};
+use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
 use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
 
 use crate::config::Config;
@@ -42,6 +43,9 @@ pub enum StartError {
     /// The NATS URL is unusable.
     #[error("--nats-url: {0}")]
     Bus(#[from] tessera_events::BusError),
+    /// A setting is missing or wrong; the message names it.
+    #[error("configuration error: {0}")]
+    Config(String),
 }
 
 /// Profile, built and ready to serve.
@@ -117,12 +121,68 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    run_shipping_logs(config, listeners, shutdown, None).await
+}
+
+/// Like [`run`], with the counters of the log `shipper` (started by
+/// `telemetry::init_with_shipping_token`) in profile's metrics.
+pub async fn run_shipping_logs(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    shipper: Option<Shipper>,
+) -> Result<(), StartError> {
     let bus = JetStreamBus::connect(config.bus.nats_config("profile")).await?;
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
         bus: Bus::JetStream(bus),
     };
     let profile = build(&config, runtime, &shutdown)?;
+    if let Some(shipper) = &shipper {
+        shipper.register_metrics(profile.service.metrics());
+    }
     profile.service.serve(listeners, shutdown).await;
     Ok(())
+}
+
+/// Profile's client-credentials token, sent with shipped logs.
+#[derive(Debug)]
+struct ServiceToken(ClientCredentials);
+
+impl TokenSource for ServiceToken {
+    fn token(&self) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(async move {
+            match self.0.token().await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    // The batch goes without a token, is refused and retried with backoff.
+                    tracing::warn!(%error, "no service token for log shipping");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// The token source for shipped logs: none without `--log-endpoint` or `--token-url`;
+/// `--token-url` and `--client-secret` come together.
+pub fn log_token_source(config: &Config) -> Result<Option<Arc<dyn TokenSource>>, StartError> {
+    if config.log_shipping.log_endpoint.is_none() {
+        return Ok(None);
+    }
+    match (&config.token_url, &config.client_secret) {
+        (None, None) => Ok(None),
+        (Some(url), Some(secret)) => Ok(Some(Arc::new(ServiceToken(ClientCredentials::new(
+            url.clone(),
+            config.client_id.clone(),
+            secret.clone(),
+        ))))),
+        (Some(_), None) => Err(StartError::Config(
+            "--token-url needs --client-secret / TESSERA_CLIENT_SECRET".into(),
+        )),
+        (None, Some(_)) => Err(StartError::Config(
+            "--client-secret needs --token-url / TESSERA_TOKEN_URL (identity's /oauth2/token)"
+                .into(),
+        )),
+    }
 }

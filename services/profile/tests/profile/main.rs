@@ -4,5 +4,6 @@
 mod support;
 
 mod input;
+mod logging;
 mod openapi;
 mod profiles;
