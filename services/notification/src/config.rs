@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use service_kit::{DatabaseArgs, HttpArgs, TelemetryArgs};
+use service_kit::{DatabaseArgs, HttpArgs, LogShippingArgs, TelemetryArgs};
 
 use crate::channel::smtp::SmtpTls;
 
@@ -21,6 +21,10 @@ pub struct Config {
     pub http: HttpArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// `--log-endpoint`: ship logs to the logging service, with notification's service
+    /// token (`--token-url`, `--client-id`, `--client-secret`).
+    #[command(flatten)]
+    pub log_shipping: LogShippingArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

@@ -28,6 +28,7 @@ use std::time::Duration;
 use http::HeaderName;
 use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
+use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Database, Listeners, Pool, Service, SystemClock};
 use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
 use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
@@ -339,12 +340,57 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    run_shipping_logs(config, listeners, shutdown, None).await
+}
+
+/// Like [`run`], with the counters of the log `shipper` (started by
+/// `telemetry::init_with_shipping_token`) in notification's metrics.
+pub async fn run_shipping_logs(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    shipper: Option<Shipper>,
+) -> Result<(), StartError> {
     let bus = JetStreamBus::connect(config.bus.nats_config("notification")).await?;
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
         bus: Bus::JetStream(bus),
     };
     let notification = build(&config, runtime, &shutdown)?;
+    if let Some(shipper) = &shipper {
+        shipper.register_metrics(notification.service.metrics());
+    }
     notification.service.serve(listeners, shutdown).await;
     Ok(())
+}
+
+/// Notification's client-credentials token, sent with shipped logs.
+#[derive(Debug)]
+struct ServiceToken(ClientCredentials);
+
+impl TokenSource for ServiceToken {
+    fn token(&self) -> futures_util::future::BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            match self.0.token().await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    // The batch goes without a token, is refused and retried with backoff.
+                    tracing::warn!(%error, "no service token for log shipping");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// The token source for shipped logs (notification's own client credentials, the ones
+/// it reads profiles with); none without `--log-endpoint`.
+pub fn log_token_source(config: &Config) -> Option<Arc<dyn TokenSource>> {
+    config.log_shipping.log_endpoint.as_ref()?;
+    let profile = &config.profile;
+    Some(Arc::new(ServiceToken(ClientCredentials::new(
+        profile.token_url.clone(),
+        profile.client_id.clone(),
+        profile.client_secret.clone(),
+    ))))
 }

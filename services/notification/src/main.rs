@@ -8,10 +8,18 @@ use tessera_notification::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = service_kit::parse_or_exit();
-    if let Err(error) = service_kit::telemetry::init(&config.telemetry) {
-        eprintln!("configuration error: {error}");
-        return ExitCode::from(2);
-    }
+    let shipper = match service_kit::telemetry::init_with_shipping_token(
+        &config.telemetry,
+        &config.log_shipping,
+        "notification",
+        tessera_notification::log_token_source(&config),
+    ) {
+        Ok(shipper) => shipper,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let listeners = match service_kit::Listeners::bind(&config.http).await {
         Ok(listeners) => listeners,
         Err(error) => {
@@ -19,7 +27,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tessera_notification::run(config, listeners, service_kit::shutdown::on_signals()).await {
+    let shutdown = service_kit::shutdown::on_signals();
+    match tessera_notification::run_shipping_logs(config, listeners, shutdown, shipper).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(
             error @ (tessera_notification::StartError::Config(_)
