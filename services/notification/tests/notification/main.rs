@@ -7,5 +7,6 @@ mod support;
 mod api;
 mod delivery;
 mod faults;
+mod logging;
 mod openapi;
 mod welcome;
