@@ -1,9 +1,9 @@
 //! The all-in-one binary: every Tessera service that exists, in one process, each on its
 //! own loopback port, with SQLite files under one data directory (DESIGN.md §1).
 //!
-//! Services plug in as they are built: today the gateway, identity, profile and
-//! notification run (events on an in-process bus, mail written to files);
-//! [`dev::NOT_BUILT`] lists the others.
+//! The gateway, identity, profile, notification and logging run (events on an
+//! in-process bus, mail written to files, every log record shipped to the in-process
+//! logging); [`dev::NOT_BUILT`] lists services still to come (none today).
 
 pub mod dev;
 pub mod telemetry;
