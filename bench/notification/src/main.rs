@@ -321,7 +321,10 @@ async fn profile_rates(
     }
     for (label, url) in backends {
         let id = format!("{}{}", &run_id[..12], label.to_ascii_lowercase());
-        let profile = stack::start_profile(url, jwks, &args.nats_url, &id, shutdown).await?;
+        let database = (label == "PostgreSQL").then(|| url.clone());
+        // Each profile stops after its row, so it stops touching its database.
+        let stop = shutdown.child_token();
+        let profile = stack::start_profile(url, jwks, &args.nats_url, &id, &stop).await?;
         eprintln!("measuring profile creation on {label} …");
         let (stats, _) = load::closed_loop(
             &profile,
@@ -337,6 +340,12 @@ async fn profile_rates(
             stats,
             "201s; event published to JetStream",
         ));
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(url) = database {
+            // The benchmark's database is not kept (profile's connections are forced off).
+            drop_database(&url).await?;
+        }
     }
     if !(args.postgres && postgres_set) {
         table.row(Row::skipped(
@@ -394,4 +403,25 @@ async fn delivered(
         Stats::from_samples(samples, failed + missing, span),
         missing,
     ))
+}
+
+/// Drops the fresh PostgreSQL database at `url` (named by `testkit`, hex digits only).
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let name = url
+        .rsplit('/')
+        .next()
+        .and_then(|tail| tail.split('?').next())
+        .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .context("database name in the URL")?
+        .to_owned();
+    let mut admin = sqlx::PgConnection::connect(&testkit::postgres_admin_url()).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .with_context(|| format!("drop database {name}"))?;
+    admin.close().await.ok();
+    Ok(())
 }
