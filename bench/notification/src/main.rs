@@ -59,8 +59,8 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60))]
     backlog_secs: u64,
 
-    /// Notification's delivery workers (its default is 8).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Notification's delivery workers (its default, 32).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=256))]
     delivery_workers: u32,
 }
 

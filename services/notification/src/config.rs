@@ -238,8 +238,10 @@ pub struct DeliveryArgs {
     #[arg(long, env = "TESSERA_PUSH_RATE_PER_SEC", default_value_t = 100.0)]
     pub push_rate_per_sec: f64,
 
-    /// Jobs delivered at the same time.
-    #[arg(long, env = "TESSERA_DELIVERY_WORKERS", default_value_t = 8,
+    /// Jobs delivered at the same time. Each worker waits a whole SMTP round trip per
+    /// mail (~50 ms here), so 32 workers are what 200 welcome mails/s needed
+    /// (bench/README.md, "notification"); 8 fell behind.
+    #[arg(long, env = "TESSERA_DELIVERY_WORKERS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub delivery_workers: u32,
 
