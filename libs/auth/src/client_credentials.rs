@@ -2,6 +2,8 @@
 //! token cached until most of its lifetime has passed and one refresh shared by all callers.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,6 +185,23 @@ fn form_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// The token a service sends with its shipped logs (service-kit's log shipping). A token
+/// that cannot be had is logged and the batch goes without one: logging refuses it and
+/// the shipper retries with backoff, so logs are never blocked on identity.
+impl service_kit::log_shipping::TokenSource for ClientCredentials {
+    fn token(&self) -> Pin<Box<dyn Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(async move {
+            match Self::token(self).await {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    tracing::warn!(%error, "no service token for log shipping");
+                    None
+                }
+            }
+        })
+    }
 }
 
 #[cfg(test)]

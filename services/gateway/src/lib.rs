@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret;
 use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Listeners, Service, SystemClock};
@@ -143,25 +142,6 @@ pub async fn run_shipping_logs(
     Ok(())
 }
 
-/// The gateway's client-credentials token, sent with shipped logs.
-#[derive(Debug)]
-struct ServiceToken(ClientCredentials);
-
-impl TokenSource for ServiceToken {
-    fn token(&self) -> BoxFuture<'_, Option<String>> {
-        Box::pin(async move {
-            match self.0.token().await {
-                Ok(token) => Some(token),
-                Err(error) => {
-                    // The batch goes without a token, is refused and retried with backoff.
-                    tracing::warn!(%error, "no service token for log shipping");
-                    None
-                }
-            }
-        })
-    }
-}
-
 /// The token source for log shipping: a client-credentials source against
 /// `--token-url` when set (needs `--client-secret`), none otherwise (and none when logs
 /// are not shipped).
@@ -171,11 +151,11 @@ pub fn log_token_source(config: &Config) -> Result<Option<Arc<dyn TokenSource>>,
     }
     match (&config.token_url, &config.client_secret) {
         (None, None) => Ok(None),
-        (Some(url), Some(secret)) => Ok(Some(Arc::new(ServiceToken(ClientCredentials::new(
+        (Some(url), Some(secret)) => Ok(Some(Arc::new(ClientCredentials::new(
             url.clone(),
             config.client_id.clone(),
             secret.clone(),
-        ))))),
+        )))),
         (Some(_), None) => Err(StartError::Config(
             "--token-url needs --client-secret / TESSERA_CLIENT_SECRET".into(),
         )),

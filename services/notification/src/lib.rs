@@ -364,33 +364,14 @@ pub async fn run_shipping_logs(
     Ok(())
 }
 
-/// Notification's client-credentials token, sent with shipped logs.
-#[derive(Debug)]
-struct ServiceToken(ClientCredentials);
-
-impl TokenSource for ServiceToken {
-    fn token(&self) -> futures_util::future::BoxFuture<'_, Option<String>> {
-        Box::pin(async move {
-            match self.0.token().await {
-                Ok(token) => Some(token),
-                Err(error) => {
-                    // The batch goes without a token, is refused and retried with backoff.
-                    tracing::warn!(%error, "no service token for log shipping");
-                    None
-                }
-            }
-        })
-    }
-}
-
 /// The token source for shipped logs (notification's own client credentials, the ones
 /// it reads profiles with); none without `--log-endpoint`.
 pub fn log_token_source(config: &Config) -> Option<Arc<dyn TokenSource>> {
     config.log_shipping.log_endpoint.as_ref()?;
     let profile = &config.profile;
-    Some(Arc::new(ServiceToken(ClientCredentials::new(
+    Some(Arc::new(ClientCredentials::new(
         profile.token_url.clone(),
         profile.client_id.clone(),
         profile.client_secret.clone(),
-    ))))
+    )))
 }

@@ -145,25 +145,6 @@ pub async fn run_shipping_logs(
     Ok(())
 }
 
-/// Profile's client-credentials token, sent with shipped logs.
-#[derive(Debug)]
-struct ServiceToken(ClientCredentials);
-
-impl TokenSource for ServiceToken {
-    fn token(&self) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send + '_>> {
-        Box::pin(async move {
-            match self.0.token().await {
-                Ok(token) => Some(token),
-                Err(error) => {
-                    // The batch goes without a token, is refused and retried with backoff.
-                    tracing::warn!(%error, "no service token for log shipping");
-                    None
-                }
-            }
-        })
-    }
-}
-
 /// The token source for shipped logs: none without `--log-endpoint` or `--token-url`;
 /// `--token-url` and `--client-secret` come together.
 pub fn log_token_source(config: &Config) -> Result<Option<Arc<dyn TokenSource>>, StartError> {
@@ -172,11 +153,11 @@ pub fn log_token_source(config: &Config) -> Result<Option<Arc<dyn TokenSource>>,
     }
     match (&config.token_url, &config.client_secret) {
         (None, None) => Ok(None),
-        (Some(url), Some(secret)) => Ok(Some(Arc::new(ServiceToken(ClientCredentials::new(
+        (Some(url), Some(secret)) => Ok(Some(Arc::new(ClientCredentials::new(
             url.clone(),
             config.client_id.clone(),
             secret.clone(),
-        ))))),
+        )))),
         (Some(_), None) => Err(StartError::Config(
             "--token-url needs --client-secret / TESSERA_CLIENT_SECRET".into(),
         )),
