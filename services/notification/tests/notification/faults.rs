@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::support::{Backend, Options, Stack, profile};
 
 const WITHIN: Duration = Duration::from_secs(60);
+/// How long NATS stays down in the outage test (issue #5: 30 s).
+const NATS_OUTAGE: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -111,7 +113,9 @@ async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it
             .user_with_profile(&email, &profile(name, &email, "en", None, true))
             .await;
     }
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // The outage the issue names: 30 s, long enough for every client-side reconnect
+    // backoff to have grown and for publish attempts to have failed several times.
+    tokio::time::sleep(NATS_OUTAGE).await;
     assert_eq!(
         stack.smtp.messages().len(),
         1,
