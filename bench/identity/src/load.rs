@@ -15,53 +15,8 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use tessera_bench_report::Stats;
 use tokio::net::TcpStream;
-
-/// What one measured window produced: successful operations, failures, and the latency
-/// of the successful ones.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stats {
-    pub(crate) ops: u64,
-    /// Successful answers including warm-up and those finishing after the window.
-    pub(crate) answered: u64,
-    pub(crate) errors: u64,
-    pub(crate) window: Duration,
-    pub(crate) p50: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) max: Duration,
-}
-
-impl Stats {
-    /// Summarises the latencies of the successful operations of one window.
-    pub(crate) fn from_samples(mut samples: Vec<Duration>, errors: u64, window: Duration) -> Self {
-        samples.sort_unstable();
-        // Nearest-rank percentile on the sorted samples (integer arithmetic, no casts).
-        let pick = |permille: usize| {
-            samples
-                .len()
-                .checked_sub(1)
-                .map_or(Duration::ZERO, |last| samples[last * permille / 1000])
-        };
-        Self {
-            ops: samples.len() as u64,
-            answered: samples.len() as u64,
-            errors,
-            window,
-            p50: pick(500),
-            p99: pick(990),
-            max: samples.last().copied().unwrap_or_default(),
-        }
-    }
-
-    /// Successful operations per second of the window.
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "counts stay far below 2^52; a rate needs no more precision"
-    )]
-    pub(crate) fn rate(&self) -> f64 {
-        self.ops as f64 / self.window.as_secs_f64()
-    }
-}
 
 /// How long and how hard to load.
 #[derive(Debug, Clone, Copy)]
@@ -184,35 +139,4 @@ pub(crate) async fn once(
 ) -> anyhow::Result<(StatusCode, Bytes)> {
     let mut sender = connect(addr).await?;
     exchange(&mut sender, request).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank_on_sorted_samples() {
-        let samples = (1..=1000).rev().map(Duration::from_micros).collect();
-        let stats = Stats::from_samples(samples, 3, Duration::from_secs(2));
-        assert_eq!(
-            (stats.ops, stats.errors, stats.p50, stats.p99, stats.max),
-            (
-                1000,
-                3,
-                Duration::from_micros(500),
-                Duration::from_micros(990),
-                Duration::from_micros(1000)
-            )
-        );
-        assert!((stats.rate() - 500.0).abs() < f64::EPSILON);
-    }
-
-    #[test]
-    fn an_empty_window_reports_zeroes_not_a_panic() {
-        let stats = Stats::from_samples(Vec::new(), 0, Duration::from_secs(1));
-        assert_eq!(
-            (stats.ops, stats.p99, stats.max),
-            (0, Duration::ZERO, Duration::ZERO)
-        );
-    }
 }

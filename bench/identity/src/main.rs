@@ -5,7 +5,6 @@
 mod cpu;
 mod identity;
 mod load;
-mod report;
 mod requests;
 mod sections;
 mod signing;
@@ -168,7 +167,7 @@ async fn measure_service(
 /// window (which shows whether anything else ran meanwhile).
 async fn in_process(
     shape: Shape,
-    work: impl FnOnce() -> anyhow::Result<load::Stats> + Send + 'static,
+    work: impl FnOnce() -> anyhow::Result<tessera_bench_report::Stats> + Send + 'static,
 ) -> anyhow::Result<Measured> {
     // A thread of its own (threads it starts inherit the name), so the CPU accounting
     // tells the measured work from the runtime's threads.

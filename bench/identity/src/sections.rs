@@ -6,9 +6,8 @@ use std::time::Duration;
 use tessera_keys::Algorithm;
 
 use crate::cpu::Usage;
-use crate::load::Stats;
-use crate::report::{Row, Table, latency, rate};
 use crate::signing;
+use tessera_bench_report::{Row, Stats, Table, latency, rate};
 
 /// The goal (#3): 10× Ory Hydra's published 541 tokens/s on 2 vCPU.
 pub(crate) const TOKEN_GOAL: f64 = 5_500.0;

@@ -11,7 +11,7 @@ use tessera_auth::{AccessClaims, Audience};
 use tessera_keys::{Algorithm, KeyState, SigningKey};
 use time::OffsetDateTime;
 
-use crate::load::Stats;
+use tessera_bench_report::Stats;
 
 /// OWASP's Argon2id recommendation, and identity's defaults: 19 MiB, 2 passes, 1 lane.
 pub(crate) const ARGON2_MEMORY_KIB: u32 = 19_456;

@@ -10,49 +10,9 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde_json::json;
 
+use tessera_bench_report::Stats;
+
 use crate::stack::Tokens;
-
-/// Latency summary and rate of one measured window.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stats {
-    pub(crate) ops: u64,
-    pub(crate) errors: u64,
-    pub(crate) window: Duration,
-    pub(crate) p50: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) max: Duration,
-}
-
-impl Stats {
-    /// Summarises the latencies of the successful operations of one window.
-    pub(crate) fn from_samples(mut samples: Vec<Duration>, errors: u64, window: Duration) -> Self {
-        samples.sort_unstable();
-        // Nearest-rank percentile on the sorted samples (integer arithmetic, no casts).
-        let pick = |permille: usize| {
-            samples
-                .len()
-                .checked_sub(1)
-                .map_or(Duration::ZERO, |last| samples[last * permille / 1000])
-        };
-        Self {
-            ops: samples.len() as u64,
-            errors,
-            window,
-            p50: pick(500),
-            p99: pick(990),
-            max: samples.last().copied().unwrap_or_default(),
-        }
-    }
-
-    /// Successful operations per second of the window.
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "counts stay far below 2^52; a rate needs no more precision"
-    )]
-    pub(crate) fn rate(&self) -> f64 {
-        self.ops as f64 / self.window.as_secs_f64()
-    }
-}
 
 /// A profile creation: the user's email and when the 201 arrived.
 #[derive(Debug, Clone)]

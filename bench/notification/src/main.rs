@@ -5,7 +5,6 @@
 //! Markdown table with the date, the machine and its load average.
 
 mod load;
-mod report;
 mod stack;
 
 use std::collections::HashMap;
@@ -16,8 +15,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use service_kit::CancellationToken;
 
-use crate::load::{Created, Stats};
-use crate::report::{Row, Table};
+use tessera_bench_report::{Row, Stats, Table};
+
+use crate::load::Created;
 use crate::stack::{NotificationSetup, SmtpServer, Tokens};
 
 /// End-to-end p99 goal at the steady rate (issue #5).
@@ -276,7 +276,7 @@ async fn end_to_end(
         GOAL_P99.as_millis(),
         args.rate,
         if p99_holds { "holds" } else { "missed" },
-        report::latency(steady_stats.p99),
+        tessera_bench_report::latency(steady_stats.p99),
         failed,
         missing
     );
@@ -289,8 +289,8 @@ async fn end_to_end(
             "missed"
         },
         share * 100.0,
-        report::rate(drain.rate()),
-        report::rate(limit.rate()),
+        tessera_bench_report::rate(drain.rate()),
+        tessera_bench_report::rate(limit.rate()),
         drain_missing
     );
     Ok(vec![p99_goal, share_goal])

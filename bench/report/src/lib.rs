@@ -1,13 +1,59 @@
-//! The printed tables: one per section, Markdown so a run pastes into `bench/README.md`.
+//! What every Tessera benchmark prints: the latency summary of a measured window
+//! ([`Stats`]) and the Markdown tables, so a run pastes into `bench/README.md` and every
+//! benchmark reads the same.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::load::Stats;
+/// What one measured window produced: successful operations, failures, and the latency
+/// of the successful ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub ops: u64,
+    /// Successful answers including warm-up and those finishing after the window.
+    pub answered: u64,
+    pub errors: u64,
+    pub window: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Stats {
+    /// Summarises the latencies of the successful operations of one window.
+    pub fn from_samples(mut samples: Vec<Duration>, errors: u64, window: Duration) -> Self {
+        samples.sort_unstable();
+        // Nearest-rank percentile on the sorted samples (integer arithmetic, no casts).
+        let pick = |permille: usize| {
+            samples
+                .len()
+                .checked_sub(1)
+                .map_or(Duration::ZERO, |last| samples[last * permille / 1000])
+        };
+        Self {
+            ops: samples.len() as u64,
+            answered: samples.len() as u64,
+            errors,
+            window,
+            p50: pick(500),
+            p99: pick(990),
+            max: samples.last().copied().unwrap_or_default(),
+        }
+    }
+
+    /// Successful operations per second of the window.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "counts stay far below 2^52; a rate needs no more precision"
+    )]
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.window.as_secs_f64()
+    }
+}
 
 /// One line of a table: a measurement, or why it was not taken.
 #[derive(Debug, Clone)]
-pub(crate) struct Row {
+pub struct Row {
     what: String,
     stats: Option<Stats>,
     beside: String,
@@ -16,7 +62,7 @@ pub(crate) struct Row {
 
 impl Row {
     /// A measurement with what it is compared to and the ratio to that.
-    pub(crate) fn new(what: impl Into<String>, stats: Stats, beside: impl Into<String>) -> Self {
+    pub fn new(what: impl Into<String>, stats: Stats, beside: impl Into<String>) -> Self {
         Self {
             what: what.into(),
             stats: Some(stats),
@@ -27,7 +73,7 @@ impl Row {
 
     /// Sets the ratio of this row's rate to `reference` operations per second.
     #[must_use]
-    pub(crate) fn ratio_to(mut self, reference: f64) -> Self {
+    pub fn ratio_to(mut self, reference: f64) -> Self {
         self.ratio = self
             .stats
             .filter(|_| reference > 0.0)
@@ -36,7 +82,7 @@ impl Row {
     }
 
     /// A row that was not measured, saying why.
-    pub(crate) fn skipped(what: impl Into<String>, why: impl Into<String>) -> Self {
+    pub fn skipped(what: impl Into<String>, why: impl Into<String>) -> Self {
         Self {
             what: what.into(),
             stats: None,
@@ -48,7 +94,7 @@ impl Row {
 
 /// A titled table with notes printed under it.
 #[derive(Debug, Clone)]
-pub(crate) struct Table {
+pub struct Table {
     title: String,
     unit: &'static str,
     rows: Vec<Row>,
@@ -57,7 +103,7 @@ pub(crate) struct Table {
 
 impl Table {
     /// An empty table whose rate column is headed `unit` (e.g. `ops/s`).
-    pub(crate) fn new(title: impl Into<String>, unit: &'static str) -> Self {
+    pub fn new(title: impl Into<String>, unit: &'static str) -> Self {
         Self {
             title: title.into(),
             unit,
@@ -66,16 +112,16 @@ impl Table {
         }
     }
 
-    pub(crate) fn row(&mut self, row: Row) {
+    pub fn row(&mut self, row: Row) {
         self.rows.push(row);
     }
 
-    pub(crate) fn note(&mut self, note: impl Into<String>) {
+    pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
     }
 
     /// The table as Markdown, columns padded for the terminal.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let header = [
             "what", self.unit, "p50", "p99", "max", "errors", "beside", "ratio",
         ]
@@ -153,7 +199,7 @@ fn cells(row: &Row) -> [String; 8] {
     clippy::cast_sign_loss,
     reason = "rates are positive and far below u64::MAX"
 )]
-pub(crate) fn rate(per_second: f64) -> String {
+pub fn rate(per_second: f64) -> String {
     if per_second < 100.0 {
         return format!("{per_second:.1}");
     }
@@ -170,7 +216,7 @@ pub(crate) fn rate(per_second: f64) -> String {
 }
 
 /// A latency in the unit that keeps three significant digits readable.
-pub(crate) fn latency(d: Duration) -> String {
+pub fn latency(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
     if micros < 10.0 {
         format!("{micros:.2} µs")
@@ -186,6 +232,32 @@ pub(crate) fn latency(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_on_sorted_samples() {
+        let samples = (1..=1000).rev().map(Duration::from_micros).collect();
+        let stats = Stats::from_samples(samples, 3, Duration::from_secs(2));
+        assert_eq!(
+            (stats.ops, stats.errors, stats.p50, stats.p99, stats.max),
+            (
+                1000,
+                3,
+                Duration::from_micros(500),
+                Duration::from_micros(990),
+                Duration::from_micros(1000)
+            )
+        );
+        assert!((stats.rate() - 500.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn an_empty_window_reports_zeroes_not_a_panic() {
+        let stats = Stats::from_samples(Vec::new(), 0, Duration::from_secs(1));
+        assert_eq!(
+            (stats.ops, stats.p99, stats.max),
+            (0, Duration::ZERO, Duration::ZERO)
+        );
+    }
 
     #[test]
     fn rates_group_thousands_and_latencies_pick_a_unit() {
