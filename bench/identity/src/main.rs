@@ -124,21 +124,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
          cores. Warm-up {}s, window {}s per row.\n",
         args.warmup_secs, args.duration_secs
     );
-    println!("{}", sections::signing_table(&signing_rows).render());
+    sections::signing_table(&signing_rows).print();
     let eddsa = signing_rows
         .iter()
         .find(|(alg, ..)| *alg == Algorithm::EdDSA)
         .map_or(0.0, |(_, m, ..)| m.stats.rate());
     let skipped = postgres_skipped.as_deref();
-    println!(
-        "{}",
-        sections::token_table(&runs, skipped, eddsa, cores).render()
-    );
-    println!("{}", sections::jwks_table(&runs).render());
-    println!(
-        "{}",
-        sections::login_table(&runs, skipped, &argon2, cores, concurrency).render()
-    );
+    sections::token_table(&runs, skipped, eddsa, cores).print();
+    sections::jwks_table(&runs).print();
+    sections::login_table(&runs, skipped, &argon2, cores, concurrency).print();
     for run in &runs {
         println!("{}", sections::token_verdict(run));
     }

@@ -174,7 +174,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for note in goals {
         table.note(note);
     }
-    println!("{}", table.render());
+    table.print();
     Ok(())
 }
 

@@ -1,9 +1,16 @@
 //! What every Tessera benchmark prints: the latency summary of a measured window
 //! ([`Stats`]) and the Markdown tables, so a run pastes into `bench/README.md` and every
-//! benchmark reads the same.
+//! benchmark reads the same. [`Table::print`] also writes each table as JSON
+//! ([`TableData`]) into `$TESSERA_BENCH_OUT` when set, for `just bench-report`.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The directory [`Table::print`] writes JSON tables into, when set.
+pub const OUT_DIR_ENV: &str = "TESSERA_BENCH_OUT";
 
 /// What one measured window produced: successful operations, failures, and the latency
 /// of the successful ones.
@@ -122,8 +129,105 @@ impl Table {
 
     /// The table as Markdown, columns padded for the terminal.
     pub fn render(&self) -> String {
+        self.data().render()
+    }
+
+    /// The table as plain data: what the JSON file holds.
+    pub fn data(&self) -> TableData {
+        TableData {
+            title: self.title.clone(),
+            unit: self.unit.to_owned(),
+            rows: self.rows.iter().map(Row::data).collect(),
+            notes: self.notes.clone(),
+        }
+    }
+
+    /// Prints the table (and a blank line) to stdout and, when `$TESSERA_BENCH_OUT` is
+    /// set, also writes it there as JSON. A failed write is reported on stderr and does
+    /// not stop the benchmark: the printed table is the result.
+    pub fn print(&self) {
+        println!("{}", self.render());
+        if let Some(dir) = std::env::var_os(OUT_DIR_ENV) {
+            let dir = Path::new(&dir);
+            match self.data().write_json(dir) {
+                Ok(path) => eprintln!("table written to {}", path.display()),
+                Err(error) => eprintln!(
+                    "could not write the table JSON into {}: {error}",
+                    dir.display()
+                ),
+            }
+        }
+    }
+}
+
+/// A table as plain data, the JSON schema every benchmark writes (other benchmarks,
+/// such as the bash gateway benchmark, write the same fields):
+///
+/// ```json
+/// {"title": "...", "unit": "req/s",
+///  "rows": [{"what": "...", "rate": 5812.4, "p50_us": 21.3, "p99_us": 80.0,
+///            "max_us": 900.0, "errors": 0, "beside": "nginx", "ratio": 1.02}],
+///  "notes": ["..."]}
+/// ```
+///
+/// A row not measured has `rate`, the latencies and `errors` null and says why in
+/// `beside`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableData {
+    pub title: String,
+    /// Heading of the rate column, e.g. `req/s`.
+    pub unit: String,
+    pub rows: Vec<RowData>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// One row of a [`TableData`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowData {
+    pub what: String,
+    /// Operations per second in the table's unit.
+    pub rate: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    #[serde(default)]
+    pub max_us: Option<f64>,
+    #[serde(default)]
+    pub errors: Option<u64>,
+    #[serde(default)]
+    pub beside: String,
+    #[serde(default)]
+    pub ratio: Option<f64>,
+}
+
+impl Row {
+    fn data(&self) -> RowData {
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        RowData {
+            what: self.what.clone(),
+            rate: self.stats.map(|s| s.rate()),
+            p50_us: self.stats.map(|s| micros(s.p50)),
+            p99_us: self.stats.map(|s| micros(s.p99)),
+            max_us: self.stats.map(|s| micros(s.max)),
+            errors: self.stats.map(|s| s.errors),
+            beside: self.beside.clone(),
+            ratio: self.ratio,
+        }
+    }
+}
+
+impl TableData {
+    /// The table as Markdown, columns padded for the terminal.
+    pub fn render(&self) -> String {
         let header = [
-            "what", self.unit, "p50", "p99", "max", "errors", "beside", "ratio",
+            "what",
+            self.unit.as_str(),
+            "p50",
+            "p99",
+            "max",
+            "errors",
+            "beside",
+            "ratio",
         ]
         .map(str::to_owned);
         let lines: Vec<[String; 8]> = self.rows.iter().map(cells).collect();
@@ -148,6 +252,56 @@ impl Table {
         }
         out
     }
+
+    /// Writes the table as `NN-<title>.json` into `dir` (created if missing), `NN`
+    /// counting the JSON files already there, so a reader keeps the printed order.
+    pub fn write_json(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let existing = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count();
+        let path = dir.join(format!("{existing:02}-{}.json", slug(&self.title)));
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&path, json + "\n")?;
+        Ok(path)
+    }
+
+    /// Reads the tables of `dir` written by [`Self::write_json`], in their order.
+    pub fn read_dir(dir: &Path) -> std::io::Result<Vec<Self>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path)?;
+                serde_json::from_str(&text).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Lower-case letters and digits of `title`, runs of anything else as one `-`.
+fn slug(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    trimmed.chars().take(60).collect()
 }
 
 /// Numbers right-aligned, text left-aligned.
@@ -166,31 +320,23 @@ fn push_line(out: &mut String, cells: &[String; 8], widths: &[usize; 8]) {
     out.push('\n');
 }
 
-fn cells(row: &Row) -> [String; 8] {
+fn cells(row: &RowData) -> [String; 8] {
     let dash = || "—".to_owned();
     let ratio = row.ratio.map_or_else(dash, |r| format!("{r:.2}×"));
-    match &row.stats {
-        Some(s) => [
-            row.what.clone(),
-            rate(s.rate()),
-            latency(s.p50),
-            latency(s.p99),
-            latency(s.max),
-            s.errors.to_string(),
-            row.beside.clone(),
-            ratio,
-        ],
-        None => [
-            row.what.clone(),
-            dash(),
-            dash(),
-            dash(),
-            dash(),
-            dash(),
-            row.beside.clone(),
-            ratio,
-        ],
-    }
+    let micros = |us: Option<f64>| {
+        us.filter(|us| us.is_finite() && *us >= 0.0)
+            .map_or_else(dash, |us| latency(Duration::from_secs_f64(us / 1e6)))
+    };
+    [
+        row.what.clone(),
+        row.rate.map_or_else(dash, rate),
+        micros(row.p50_us),
+        micros(row.p99_us),
+        micros(row.max_us),
+        row.errors.map_or_else(dash, |e| e.to_string()),
+        row.beside.clone(),
+        ratio,
+    ]
 }
 
 /// A rate with thousands separators; one decimal below 100.
@@ -289,5 +435,54 @@ mod tests {
             .collect();
         assert!(widths.windows(2).all(|w| w[0] == w[1]), "{text}");
         assert!(text.contains("0.50×") && text.contains("no URL"), "{text}");
+    }
+
+    fn sample_table() -> Table {
+        let stats = Stats::from_samples(
+            (1..=100).map(Duration::from_micros).collect(),
+            2,
+            Duration::from_secs(1),
+        );
+        let mut table = Table::new("Tokens / s (SQLite)", "tokens/s");
+        table.row(Row::new("client_credentials", stats, "EdDSA signing").ratio_to(400.0));
+        table.row(Row::skipped("PostgreSQL", "no --postgres-url"));
+        table.note("a note");
+        table
+    }
+
+    #[test]
+    fn a_table_written_as_json_reads_back_and_renders_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = sample_table();
+        let mut second = Table::new("JWKS", "req/s");
+        second.row(Row::skipped("x", "y"));
+        let first_path = table.data().write_json(dir.path()).unwrap();
+        second.data().write_json(dir.path()).unwrap();
+        assert_eq!(
+            first_path.file_name().unwrap().to_str().unwrap(),
+            "00-tokens-s-sqlite.json"
+        );
+        let read = TableData::read_dir(dir.path()).unwrap();
+        assert_eq!(read, vec![table.data(), second.data()]);
+        assert_eq!(read[0].render(), table.render());
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(first_path).unwrap()).unwrap();
+        assert_eq!(json["rows"][0]["errors"], 2);
+        assert_eq!(json["rows"][0]["p99_us"], 99.0);
+        assert_eq!(json["rows"][1]["rate"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn json_from_another_benchmark_needs_only_the_measured_fields() {
+        // What bench/gateway (bash + wrk) writes: no max, no ratio.
+        let text = r#"{"title":"Gateway","unit":"req/s","rows":[
+            {"what":"nginx","rate":12000.4,"p50_us":1500,"p99_us":4100,"beside":"peer"}]}"#;
+        let table: TableData = serde_json::from_str(text).unwrap();
+        let rendered = table.render();
+        assert!(
+            rendered
+                .contains("| nginx | 12,000 | 1.50 ms | 4.10 ms |   — |      — | peer   |     — |"),
+            "{rendered}"
+        );
     }
 }
