@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::children::{self, Component, GENERATED};
-use crate::crd::{KeyStatus, Platform, ROTATE_KEYS_ANNOTATION};
+use crate::crd::{KeyStatus, Platform, ROTATE_KEYS_ANNOTATION, RemovedKeyStatus};
 
 /// Default JWKS cache lifetime granted to verifiers (identity's default).
 const JWKS_MAX_AGE: u32 = 300;
@@ -62,6 +62,9 @@ pub fn pending_rotation_request(platform: &Platform) -> Option<String> {
     (Some(requested) != handled).then(|| requested.clone())
 }
 
+/// Removed keys `status.keyHistory` keeps when `keyPolicy.history` is unset.
+pub const DEFAULT_HISTORY: u32 = 5;
+
 /// The outcome of one rotation step.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -69,6 +72,57 @@ pub struct Step {
     pub rotation: Rotation,
     /// The rotation request completed by this step, to record in the status.
     pub handled_request: Option<String>,
+    /// `status.keyHistory` after this step: the keys it removed ahead of the previous
+    /// history, newest first, cut to `keyPolicy.history`.
+    pub history: Vec<RemovedKeyStatus>,
+}
+
+/// How many removed keys the status lists.
+pub fn history_limit(platform: &Platform) -> usize {
+    let limit = platform
+        .spec
+        .identity
+        .key_policy
+        .history
+        .unwrap_or(DEFAULT_HISTORY);
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// The key history after `rotation` of `before`: every key the rotation removed, stamped
+/// `removed_at = now`, ahead of `previous`, cut to `limit` entries. Pure.
+pub fn history(
+    previous: &[RemovedKeyStatus],
+    before: &Keyset,
+    rotation: &Rotation,
+    now: OffsetDateTime,
+    limit: usize,
+) -> Vec<RemovedKeyStatus> {
+    let mut removed: Vec<&tessera_keys::Key> = rotation
+        .changes
+        .iter()
+        .filter(|change| change.to.is_none())
+        .filter_map(|change| before.keys.iter().find(|key| key.kid == change.kid))
+        .collect();
+    // Several removals in one step: the one retired last counts as the newest.
+    removed.sort_by(|a, b| b.retiring_at.cmp(&a.retiring_at));
+    removed
+        .into_iter()
+        .map(|key| RemovedKeyStatus {
+            kid: key.kid.clone(),
+            algorithm: key.alg.to_string(),
+            created_at: rfc3339(key.created_at),
+            activated_at: key.activated_at.map(rfc3339),
+            retiring_at: key.retiring_at.map(rfc3339),
+            removed_at: rfc3339(now),
+        })
+        .chain(
+            previous
+                .iter()
+                .filter(|old| rotation.changes.iter().all(|c| c.kid != old.kid))
+                .cloned(),
+        )
+        .take(limit)
+        .collect()
 }
 
 /// Advances `keyset` as far as `now` allows, forcing a rotation while an annotation
@@ -87,9 +141,15 @@ pub fn step(
     } else {
         None
     };
+    let previous = platform
+        .status
+        .as_ref()
+        .map_or(&[][..], |status| status.key_history.as_slice());
+    let history = history(previous, keyset, &rotation, now, history_limit(platform));
     Ok(Step {
         rotation,
         handled_request,
+        history,
     })
 }
 
@@ -253,6 +313,78 @@ mod tests {
             .get_or_insert_default()
             .insert(ROTATE_KEYS_ANNOTATION.into(), "two".into());
         assert_eq!(pending_rotation_request(&p).as_deref(), Some("two"));
+    }
+
+    /// Rotates `keyset` through `n` full rotations (forced, each promoted after the
+    /// pre-publication) and past the last retirement, collecting the history as the
+    /// reconciler does: each step's history becomes the next step's previous one.
+    fn rotate_through(p: &mut Platform, n: usize) -> (Keyset, Vec<RemovedKeyStatus>) {
+        let mut now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let mut keyset = Keyset::empty();
+        let apply = |p: &mut Platform, keyset: &mut Keyset, now| {
+            let step = step(p, keyset, now, &mut tessera_keys::generate).unwrap();
+            *keyset = step.rotation.keyset;
+            p.status.get_or_insert_default().key_history = step.history;
+        };
+        apply(p, &mut keyset, now);
+        for round in 0..n {
+            p.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(ROTATE_KEYS_ANNOTATION.into(), round.to_string());
+            apply(p, &mut keyset, now);
+            now += time::Duration::hours(1);
+            apply(p, &mut keyset, now);
+            p.status.get_or_insert_default().handled_rotation_request = Some(round.to_string());
+            // Past the retirement (default: 900 + 300 + 60 s): the retired key leaves.
+            now += time::Duration::hours(1);
+            apply(p, &mut keyset, now);
+        }
+        let history = p.status.clone().unwrap_or_default().key_history;
+        (keyset, history)
+    }
+
+    #[test]
+    fn removed_keys_are_listed_newest_first_up_to_the_history_limit() {
+        let mut p = platform(&serde_json::json!({
+            "issuer": "https://a", "keyPolicy": {"history": 2}
+        }));
+        let (keyset, history) = rotate_through(&mut p, 3);
+        assert_eq!(keyset.keys.len(), 1, "removed keys leave the keyset itself");
+        assert_eq!(history.len(), 2, "{history:?}");
+        // Newest first: removed later, and retired later.
+        assert!(history[0].removed_at > history[1].removed_at, "{history:?}");
+        assert!(history[0].retiring_at > history[1].retiring_at);
+        assert_ne!(history[0].kid, keyset.keys[0].kid);
+        assert_eq!(history[0].algorithm, "EdDSA");
+        assert!(history[0].activated_at.is_some());
+    }
+
+    #[test]
+    fn the_default_history_keeps_five_removed_keys_and_zero_keeps_none() {
+        let mut p = platform(&serde_json::json!({"issuer": "https://a"}));
+        let (_, history) = rotate_through(&mut p, 7);
+        assert_eq!(history.len(), DEFAULT_HISTORY as usize);
+        let kids: std::collections::BTreeSet<_> = history.iter().map(|h| &h.kid).collect();
+        assert_eq!(kids.len(), history.len(), "no key is listed twice");
+
+        let mut p = platform(&serde_json::json!({
+            "issuer": "https://a", "keyPolicy": {"history": 0}
+        }));
+        let (_, history) = rotate_through(&mut p, 2);
+        assert!(history.is_empty(), "{history:?}");
+    }
+
+    #[test]
+    fn lowering_the_history_cuts_the_list_at_the_next_step() {
+        let mut p = platform(&serde_json::json!({"issuer": "https://a"}));
+        let (keyset, history) = rotate_through(&mut p, 3);
+        assert_eq!(history.len(), 3);
+        p.spec.identity.key_policy.history = Some(1);
+        let now = time::macros::datetime!(2026-01-01 06:00:30 UTC);
+        let quiet = step(&p, &keyset, now, &mut tessera_keys::generate).unwrap();
+        assert!(quiet.rotation.is_unchanged());
+        assert_eq!(quiet.history, history[..1]);
     }
 
     #[test]

@@ -82,12 +82,10 @@ impl Component {
         format!("{capitalised}Ready")
     }
 
-    /// Whether it gets a service client (id and secret) to call other services.
+    /// Whether it gets a service client (id and secret, role `service`) to call other
+    /// services and ship its logs. Identity signs its own token; NATS calls nobody.
     pub fn has_client(&self) -> bool {
-        !matches!(
-            self,
-            Component::Gateway | Component::Identity | Component::Nats
-        )
+        !matches!(self, Component::Identity | Component::Nats)
     }
 
     /// Whether it keeps a database.

@@ -142,6 +142,8 @@ pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
                 "TESSERA_JWKS_REFRESH_SECS".into(),
                 max_age.max(1).to_string(),
             );
+            // Its shipped logs carry a client-credentials token (role `service`).
+            service_client(cx, component, &mut settings);
             settings.volumes.push((
                 Volume {
                     name: "routes".into(),
@@ -160,23 +162,7 @@ pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
             env.insert("TESSERA_AUDIENCES".into(), audiences);
             env.insert("TESSERA_JWKS_URL".into(), jwks_url);
             env.insert("TESSERA_NATS_URL".into(), nats_url(cx));
-            env.insert(
-                "TESSERA_TOKEN_URL".into(),
-                format!("{}/oauth2/token", cx.url(&Component::Identity)),
-            );
-            env.insert("TESSERA_CLIENT_ID".into(), component.name());
-            if *component != Component::Logging {
-                env.insert(
-                    "TESSERA_LOG_ENDPOINT".into(),
-                    format!("{}/v1/logs", cx.url(&Component::Logging)),
-                );
-            }
-            let client_secret = cx.object_name(component, "client");
-            settings.secret_env.push(secret_env(
-                "TESSERA_CLIENT_SECRET",
-                &client_secret,
-                "client_secret",
-            ));
+            service_client(cx, component, &mut settings);
         }
     }
     extras(cx, component, &mut settings);
@@ -184,6 +170,35 @@ pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
         database(cx, component, spec, &mut settings);
     }
     settings
+}
+
+/// A component's client credentials at identity (`TESSERA_TOKEN_URL`, `TESSERA_CLIENT_ID`,
+/// `TESSERA_CLIENT_SECRET` from its generated Secret) and, except for logging itself, the
+/// logging endpoint it ships its logs to with that token.
+fn service_client(cx: &Context<'_>, component: &Component, settings: &mut Settings) {
+    settings.env.insert(
+        "TESSERA_TOKEN_URL".into(),
+        format!("{}/oauth2/token", cx.url(&Component::Identity)),
+    );
+    settings
+        .env
+        .insert("TESSERA_CLIENT_ID".into(), component.name());
+    if *component != Component::Logging {
+        log_endpoint(cx, settings);
+    }
+    settings.secret_env.push(secret_env(
+        "TESSERA_CLIENT_SECRET",
+        &cx.object_name(component, "client"),
+        "client_secret",
+    ));
+}
+
+/// Where every component but logging ships its logs (service-kit's OTLP/HTTP shipping).
+fn log_endpoint(cx: &Context<'_>, settings: &mut Settings) {
+    settings.env.insert(
+        "TESSERA_LOG_ENDPOINT".into(),
+        format!("{}/v1/logs", cx.url(&Component::Logging)),
+    );
 }
 
 /// Identity's settings (services/identity/README.md, operator mode).
@@ -222,6 +237,8 @@ fn identity_settings(
             identity.bootstrap_admins.join(","),
         );
     }
+    // Identity ships its logs with a token it signs for itself: no client, no secret.
+    log_endpoint(cx, settings);
     settings.secret_env.push(secret_env(
         "TESSERA_CLIENT_SECRET_PEPPER",
         &super::pepper_secret_name(platform),

@@ -315,6 +315,7 @@ async fn running_status(
     let extra = StatusExtra {
         active_key: keyset.active().map(|k| k.kid.clone()),
         keys: keys::statuses(keyset),
+        key_history: step.history.clone(),
         next_key_change: Some(keys::format_time(step.rotation.next_deadline)),
         handled_rotation_request: handled,
     };
@@ -355,6 +356,7 @@ fn is_true(platform: &Platform, type_: &str) -> bool {
 struct StatusExtra {
     active_key: Option<String>,
     keys: Vec<crate::crd::KeyStatus>,
+    key_history: Vec<crate::crd::RemovedKeyStatus>,
     next_key_change: Option<String>,
     handled_rotation_request: Option<String>,
 }
@@ -365,6 +367,7 @@ impl StatusExtra {
         Self {
             active_key: status.active_key,
             keys: status.keys,
+            key_history: status.key_history,
             next_key_change: status.next_key_change,
             handled_rotation_request: status.handled_rotation_request,
         }
@@ -386,6 +389,7 @@ async fn patch_status(
         gateway_url: Some(children::gateway_url(platform)),
         active_key: extra.active_key,
         keys: extra.keys,
+        key_history: extra.key_history,
         next_key_change: extra.next_key_change,
         handled_rotation_request: extra.handled_rotation_request,
     };

@@ -16,7 +16,7 @@ pub use spec::{
     KeyPolicySpec, LoggingSpec, ManagedNats, NotificationSpec, OnboardedService, PostgresStorage,
     RateLimit, RouteAuth, SecretKeyRef, SqliteStorage, StorageSpec,
 };
-pub use status::{KeyStatus, PlatformStatus};
+pub use status::{KeyStatus, PlatformStatus, RemovedKeyStatus};
 
 /// The API group of every Tessera resource and annotation.
 pub const GROUP: &str = "tessera.dev";

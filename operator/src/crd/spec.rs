@@ -304,6 +304,12 @@ pub struct KeyPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 31_536_000))]
     pub retirement_seconds: Option<u32>,
+    /// How many removed keys `status.keyHistory` keeps listed, newest first, so past kids
+    /// can be audited after they left the JWKS (default 5, at most 20, 0 = none). Only
+    /// kids, algorithms and dates are kept: a removed key's private material is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub history: Option<u32>,
 }
 
 /// Logging.

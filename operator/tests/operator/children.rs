@@ -113,8 +113,17 @@ fn the_client_registry_holds_a_hash_per_service_client_and_never_a_secret() {
         .collect();
     assert_eq!(
         ids,
-        ["logging", "notification", "profile", "orders", "catalogue"]
+        [
+            "gateway",
+            "logging",
+            "notification",
+            "profile",
+            "orders",
+            "catalogue"
+        ]
     );
+    // The gateway ships its logs with its own client's token: role `service`.
+    assert_eq!(parsed["clients"][0]["roles"], json!(["service"]));
     assert!(
         !registry.contains("tsc_"),
         "a plaintext secret leaked into the registry"
@@ -124,7 +133,7 @@ fn the_client_registry_holds_a_hash_per_service_client_and_never_a_secret() {
         parsed["clients"][0]["secret_hash"].as_str().unwrap().len(),
         43
     );
-    assert_eq!(parsed["clients"][3]["roles"], json!(["service", "orders"]));
+    assert_eq!(parsed["clients"][4]["roles"], json!(["service", "orders"]));
 }
 
 #[test]
@@ -267,6 +276,14 @@ fn network_policies_admit_only_the_architecture_flows() {
         callers("demo-notification"),
         Some(vec!["gateway".to_owned()])
     );
+    // Every component ships its logs to logging, the gateway and identity included.
+    let logging = callers("demo-logging").unwrap();
+    for shipper in ["gateway", "identity", "notification", "profile", "orders"] {
+        assert!(
+            logging.contains(&shipper.to_owned()),
+            "{shipper} cannot reach logging: {logging:?}"
+        );
+    }
     let identity = callers("demo-identity").unwrap();
     assert!(identity.contains(&"gateway".to_owned()) && identity.contains(&"orders".to_owned()));
     assert!(!identity.contains(&"nats".to_owned()));
@@ -291,4 +308,76 @@ fn an_external_nats_replaces_the_managed_one() {
         env.object["data"]["TESSERA_NATS_URL"],
         json!("nats://nats.infra:4222")
     );
+}
+
+/// The plain settings (env ConfigMap) and the Secret-backed env vars of a component.
+fn env_of(component: &str) -> (Value, Vec<Value>) {
+    let children = desired();
+    let config = children
+        .iter()
+        .find(|c| c.name == format!("demo-{component}-env"))
+        .unwrap();
+    let deployment = children
+        .iter()
+        .find(|c| c.kind == Kind::Deployment && c.name == format!("demo-{component}"))
+        .unwrap();
+    let secret_env = deployment.object["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    (config.object["data"].clone(), secret_env)
+}
+
+fn secret_env_source(env: &[Value], name: &str) -> Option<(String, String)> {
+    env.iter().find(|e| e["name"] == name).map(|e| {
+        let source = &e["valueFrom"]["secretKeyRef"];
+        (
+            source["name"].as_str().unwrap().to_owned(),
+            source["key"].as_str().unwrap().to_owned(),
+        )
+    })
+}
+
+#[test]
+fn the_gateway_ships_its_logs_with_its_own_service_client() {
+    let (env, secret_env) = env_of("gateway");
+    assert_eq!(
+        env["TESSERA_LOG_ENDPOINT"],
+        json!("http://demo-logging:8080/v1/logs")
+    );
+    assert_eq!(
+        env["TESSERA_TOKEN_URL"],
+        json!("http://demo-identity:8080/oauth2/token")
+    );
+    assert_eq!(env["TESSERA_CLIENT_ID"], json!("gateway"));
+    assert_eq!(
+        secret_env_source(&secret_env, "TESSERA_CLIENT_SECRET"),
+        Some(("demo-gateway-client".into(), "client_secret".into()))
+    );
+    assert!(
+        !env.to_string().contains("tsc_"),
+        "a secret leaked into a ConfigMap"
+    );
+    assert!(children::generated_secret_names(&fixture::platform()).contains("demo-gateway-client"));
+}
+
+#[test]
+fn identity_ships_its_logs_with_a_token_it_signs_itself() {
+    let (env, secret_env) = env_of("identity");
+    assert_eq!(
+        env["TESSERA_LOG_ENDPOINT"],
+        json!("http://demo-logging:8080/v1/logs")
+    );
+    // Identity is the issuer: no client of its own, no token URL, no client secret.
+    assert!(env["TESSERA_TOKEN_URL"].is_null() && env["TESSERA_CLIENT_ID"].is_null());
+    assert_eq!(
+        secret_env_source(&secret_env, "TESSERA_CLIENT_SECRET"),
+        None
+    );
+    assert!(
+        !children::generated_secret_names(&fixture::platform()).contains("demo-identity-client")
+    );
+    // Logging does not ship to itself.
+    let (logging, _) = env_of("logging");
+    assert!(logging["TESSERA_LOG_ENDPOINT"].is_null());
 }

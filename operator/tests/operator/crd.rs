@@ -212,3 +212,25 @@ fn every_string_and_list_read_by_a_rule_is_bounded() {
         json!(253)
     );
 }
+
+#[test]
+fn the_key_history_count_is_bounded_by_the_schema() {
+    // The API server refuses `history` outside 0..=20 (OpenAPI minimum/maximum), and the
+    // status list it sizes has the same bound.
+    let crd = serde_json::to_value(<Platform as kube::CustomResourceExt>::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+    let history = &schema["spec"]["properties"]["identity"]["properties"]["keyPolicy"]["properties"]
+        ["history"];
+    assert_eq!(history["type"], json!("integer"));
+    assert_eq!(history["minimum"], json!(0.0));
+    assert_eq!(history["maximum"], json!(20.0));
+    assert_eq!(
+        schema["status"]["properties"]["keyHistory"]["maxItems"],
+        json!(20)
+    );
+    let mut platform = valid();
+    platform["spec"]["identity"]["keyPolicy"]["history"] = json!(3);
+    assert_eq!(refusals(&platform), Vec::<String>::new());
+    platform["spec"]["identity"]["keyPolicy"]["history"] = json!(-1);
+    assert!(serde_json::from_value::<Platform>(platform).is_err());
+}

@@ -55,7 +55,14 @@ pub(crate) fn platform() -> Platform {
 pub(crate) fn materials() -> Materials {
     Materials {
         jwks_json: r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"test-kid","alg":"EdDSA","use":"sig"}]}"#.into(),
-        client_secrets: ["logging", "notification", "profile", "orders", "catalogue"]
+        client_secrets: [
+            "gateway",
+            "logging",
+            "notification",
+            "profile",
+            "orders",
+            "catalogue",
+        ]
             .into_iter()
             .map(|id| (id.to_owned(), format!("tsc_test-secret-of-{id}")))
             .collect::<BTreeMap<_, _>>(),
