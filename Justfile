@@ -44,6 +44,14 @@ e2e *ARGS:
     cargo build --locked -p tessera-identity -p tessera-gateway -p tessera-profile -p tessera-logging
     eval "$(tools/services env)" && cargo test --locked -p tessera-e2e {{ARGS}}
 
+# schemathesis (PyPI, pinned, in ~/.cache/tessera) against every service's committed
+# OpenAPI document while `tessera dev` runs; fails on a 5xx or a response that breaks its
+# schema (tools/schemathesis/README.md). Passes by name, e.g. `just schemathesis identity`.
+# Hostile input: fuzz every service's API with schemathesis.
+schemathesis *PASSES:
+    cargo build --workspace --bins --locked
+    tools/schemathesis/run {{PASSES}}
+
 # Benchmark identity (tokens/s, logins/s, JWKS) beside the limits; prints tables.
 bench-identity *ARGS:
     eval "$(tools/services env)" && cargo run --release -p tessera-bench-identity -- --postgres-url "$TESSERA_TEST_POSTGRES_URL" {{ARGS}}
@@ -57,6 +65,25 @@ bench-notification *ARGS:
 # haproxy from Debian); prints one table.
 bench-gateway *ARGS:
     bench/gateway/run {{ARGS}}
+
+# Run every bench/ benchmark and write bench/REPORT.md (tables, PNG charts in
+# bench/report/charts, machine stamp); `--quick` for short windows (smoke test).
+# All benchmarks, one report (not in CI).
+bench-report *ARGS:
+    bench/report/run {{ARGS}}
+
+# Coverage-guided fuzzing (cargo-fuzz, nightly) of token verification, route matching
+# and OTLP decoding, SECONDS each; `just fuzz all 60`; `just fuzz --replay` re-runs the
+# inputs kept in fuzz/regressions. Not in CI.
+# Fuzz one target or all for a bounded time.
+fuzz TARGET="all" SECONDS="60":
+    fuzz/run {{TARGET}} {{SECONDS}}
+
+# Clone HEAD into a temp dir and run README's two commands there (run until the gateway
+# answers the "Try it" session; then the test command unless --skip-tests).
+# Check the README's two commands on a clean clone.
+newcomer-check *ARGS:
+    tools/newcomer-check {{ARGS}}
 
 # tools/chart-check: helm lint, rendering, values schema (wrong values refused), RBAC,
 # pod security, the CRD copy against crds/, the example Platform against the CRD.
