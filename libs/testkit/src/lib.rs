@@ -1,5 +1,6 @@
 //! Test-only helpers shared by the crates' integration tests: a fresh PostgreSQL database
-//! per test, and polling until a condition holds.
+//! per test, polling until a condition holds, and servers of a test's own to stop and
+//! start (a private `nats-server`, a private PostgreSQL cluster).
 //!
 //! PostgreSQL comes from `TESSERA_TEST_POSTGRES_URL` (set by `.ci/run` and `just test`);
 //! without it, tests that need PostgreSQL fail and say how to provide it. They never
@@ -10,6 +11,12 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+
+mod nats;
+mod postgres_cluster;
+
+pub use nats::{NATS_SERVER_ENV, PrivateNats};
+pub use postgres_cluster::{POSTGRES_BIN_ENV, PrivatePostgres};
 
 /// Environment variable naming a PostgreSQL server tests may create databases on.
 pub const POSTGRES_URL_ENV: &str = "TESSERA_TEST_POSTGRES_URL";

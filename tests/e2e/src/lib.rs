@@ -1,19 +1,29 @@
-//! The end-to-end harness: starts identity, gateway, profile (and logging) as separate
-//! processes from their built binaries, configured exactly as the operator configures
-//! their Deployments (same `TESSERA_*` env names, same mounted-file formats in temp
-//! dirs), against real PostgreSQL and NATS JetStream. Tests talk to the gateway only.
+//! The end-to-end harness: starts identity, profile, gateway (and logging and
+//! notification) as separate processes from their built binaries, configured exactly as
+//! the operator configures their Deployments (same `TESSERA_*` env names, same
+//! mounted-file formats in temp dirs), against real PostgreSQL, a NATS JetStream server
+//! and an SMTP server of the platform's own. Tests talk to the gateway only.
 //!
 //! The harness builds nothing: `just e2e` (or `just test`) builds the binaries first.
 
 mod binaries;
+mod client;
+mod env;
 mod files;
 mod platform;
 mod process;
+mod recorder;
+mod service;
+mod smtp;
 
 pub use binaries::{bin_dir, binary};
+pub use client::{Answer, Client, Failure, PASSWORD, Tokens, User, unique_email};
 pub use files::{KeysetFile, client_registry_json, random_client_secret, routes_yaml};
-pub use platform::{Options, Platform, Service};
+pub use platform::Platform;
 pub use process::Process;
+pub use recorder::{Recorded, Recorder};
+pub use service::{Options, Postgres, Service};
+pub use smtp::{Mail, SmtpServer};
 
 /// The `kid` in a compact JWT's header, without verifying anything (tests only look at
 /// which key signed a token).

@@ -1,89 +1,28 @@
 //! A whole platform on loopback: one process per service, each with its own PostgreSQL
-//! database, sharing the test NATS JetStream, configured with the env vars and mounted
-//! files of the operator's Deployments (operator/src/children/workload.rs).
+//! database, a NATS JetStream server of the platform's own (the operator deploys one per
+//! Platform), a private SMTP server and the SMS/push recorder, configured with the env
+//! vars and mounted files of the operator's Deployments (see `env.rs`).
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use tessera_keys::{Algorithm, KeyPolicy, Rotation};
+use tessera_keys::Rotation;
+use testkit::{PrivateNats, PrivatePostgres};
 use time::OffsetDateTime;
 
 use crate::binaries;
+use crate::env::{self, Shared};
 use crate::files::{self, KeysetFile};
 use crate::process::Process;
+use crate::recorder::Recorder;
+use crate::service::{Options, Postgres, Service};
+use crate::smtp::SmtpServer;
 
 /// How long a service may take to answer `/readyz` with 200 (migrations included) on a
 /// busy 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The services the harness runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    /// tessera-identity.
-    Identity,
-    /// tessera-gateway.
-    Gateway,
-    /// tessera-profile.
-    Profile,
-    /// tessera-logging.
-    Logging,
-}
-
-impl Service {
-    /// The component name, as the operator names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Identity => "identity",
-            Self::Gateway => "gateway",
-            Self::Profile => "profile",
-            Self::Logging => "logging",
-        }
-    }
-
-    fn binary(self) -> String {
-        format!("tessera-{}", self.name())
-    }
-}
-
-/// What the `Platform` custom resource would say.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// `spec.identity.accessTokenTtlSeconds`.
-    pub access_token_ttl_secs: u64,
-    /// `spec.identity.jwksMaxAgeSeconds` (identity's JWKS max-age and the gateway's refresh).
-    pub jwks_max_age_secs: u64,
-    /// The key policy the harness rotates with, as the operator's `keyPolicy`.
-    pub key_policy: KeyPolicy,
-    /// Run tessera-logging too (when its binary is built).
-    pub logging: bool,
-    /// `spec.identity.bootstrapAdmins`: emails that get `admin` at signup.
-    pub bootstrap_admins: Vec<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            access_token_ttl_secs: 900,
-            jwks_max_age_secs: 300,
-            key_policy: KeyPolicy {
-                algorithm: Algorithm::EdDSA,
-                rotation_interval: Duration::from_secs(604_800),
-                pre_publication: Duration::from_secs(480),
-                retirement: Duration::from_secs(1260),
-            },
-            logging: false,
-            bootstrap_admins: Vec::new(),
-        }
-    }
-}
-
-struct Ports {
-    http: u16,
-    admin: u16,
-}
 
 /// The running platform. Dropping it kills every process; when the test is failing,
 /// the tails of every process's logs are printed first and the temp dir is kept.
@@ -94,12 +33,49 @@ pub struct Platform {
     processes: Vec<(Service, Mutex<Process>)>,
     keyset: Mutex<KeysetFile>,
     http: reqwest::Client,
+    nats: tokio::sync::Mutex<PrivateNats>,
+    nats_url: String,
+    postgres: Option<tokio::sync::Mutex<PrivatePostgres>>,
+    smtp: Option<SmtpServer>,
+    recorder: Option<Recorder>,
     dir: Option<tempfile::TempDir>,
+}
+
+/// The servers a platform has of its own besides the services.
+struct Servers {
+    nats: PrivateNats,
+    postgres: Option<PrivatePostgres>,
+    smtp: Option<SmtpServer>,
+    recorder: Option<Recorder>,
+}
+
+impl Servers {
+    async fn start(options: &Options, root: &Path) -> Self {
+        let nats = PrivateNats::start().await;
+        let postgres = match options.postgres {
+            Postgres::Shared => None,
+            Postgres::Private => Some(PrivatePostgres::start().await),
+        };
+        let (smtp, recorder) = if options.notification {
+            (
+                Some(SmtpServer::start(&root.join("mail")).await),
+                Some(Recorder::start().await),
+            )
+        } else {
+            (None, None)
+        };
+        Self {
+            nats,
+            postgres,
+            smtp,
+            recorder,
+        }
+    }
 }
 
 fn free_port() -> u16 {
     // Bound and released at once; the service binds it a moment later. Another process
-    // could take it in between, which on loopback in a test run is rare enough.
+    // could take it in between: `Platform::start` then starts again on new ports.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -110,20 +86,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn var(name: &str, value: impl Into<String>) -> (String, String) {
-    (name.to_owned(), value.into())
-}
-
 impl Platform {
-    /// Starts identity, profile, (logging,) and the gateway, and waits until each
-    /// answers `/readyz` with 200.
+    /// Starts identity, profile, (logging, notification,) and the gateway, and waits
+    /// until each answers `/readyz` with 200.
     ///
     /// # Panics
-    /// When a binary is missing, PostgreSQL or NATS is not configured, or a service does
-    /// not become ready (its log tails are printed).
+    /// When a binary is missing, PostgreSQL is not configured, or a service does not
+    /// become ready (its log tails are printed).
     pub async fn start(options: Options) -> Self {
-        // Ports are picked free and bound by the services a moment later; if another
-        // process took one in between, start everything again on new ports.
         for attempt in 1..=3 {
             let platform = Self::launch(&options).await;
             match platform.all_ready().await {
@@ -138,10 +108,12 @@ impl Platform {
     }
 
     async fn launch(options: &Options) -> Self {
-        let nats_url = nats_url();
         let mut services = vec![Service::Identity, Service::Profile];
-        if options.logging && binaries::find("tessera-logging").is_some() {
+        if options.logging {
             services.push(Service::Logging);
+        }
+        if options.notification {
+            services.push(Service::Notification);
         }
         services.push(Service::Gateway);
         let binaries: Vec<_> = services
@@ -154,31 +126,31 @@ impl Platform {
             .tempdir()
             .expect("a temp dir");
         let root = dir.path();
-        for sub in ["keyset", "clients", "routes", "logs"] {
+        for sub in ["keyset", "clients", "routes", "logs", "mail"] {
             std::fs::create_dir(root.join(sub)).expect("create a mounted dir");
         }
-        let ports: Vec<(Service, Ports)> = services
+        let Servers {
+            nats,
+            postgres,
+            smtp,
+            recorder,
+        } = Servers::start(options, root).await;
+
+        let ports: Vec<(Service, u16, u16)> = services
             .iter()
-            .map(|s| {
-                (
-                    *s,
-                    Ports {
-                        http: free_port(),
-                        admin: free_port(),
-                    },
-                )
-            })
+            .map(|s| (*s, free_port(), free_port()))
             .collect();
-        let port = |service: Service| {
-            ports
-                .iter()
+        let urls: Vec<(Service, String)> = ports
+            .iter()
+            .map(|(s, http, _)| (*s, format!("http://127.0.0.1:{http}")))
+            .collect();
+        let url = |service: Service| {
+            urls.iter()
                 .find(|(s, _)| *s == service)
-                .map(|(_, p)| p)
+                .map(|(_, u)| u.clone())
                 .expect("a started service")
         };
-        let url = |service: Service| format!("http://127.0.0.1:{}", port(service).http);
         let gateway_url = url(Service::Gateway);
-        let identity_url = url(Service::Identity);
 
         // The operator's generated material: keyset, pepper, one client secret per
         // service that calls identity, the registry and the routes.
@@ -189,45 +161,32 @@ impl Platform {
             .filter(|s| !matches!(s, Service::Identity | Service::Gateway))
             .map(|s| (s.name(), url(*s)))
             .collect();
-        let routes = root.join("routes/routes.yaml");
-        std::fs::write(&routes, files::routes_yaml(&identity_url, &upstreams))
-            .expect("write the routes file");
+        std::fs::write(
+            root.join("routes/routes.yaml"),
+            files::routes_yaml(&url(Service::Identity), &upstreams),
+        )
+        .expect("write the routes file");
 
-        let mut processes = Vec::new();
-        let mut admin_urls = Vec::new();
-        for (service, binary) in binaries {
-            let ports = port(service);
-            let mut env = service_env(
-                service,
-                ports,
-                &Shared {
-                    options,
-                    gateway_url: &gateway_url,
-                    identity_url: &identity_url,
-                    nats_url: &nats_url,
-                    root,
-                    pepper: &pepper,
-                    secrets: &secrets,
-                    upstreams: &upstreams,
-                },
-            );
-            if service != Service::Gateway {
-                env.push(var(
-                    "TESSERA_DATABASE_URL",
-                    testkit::fresh_postgres_database().await,
-                ));
-            }
-            processes.push((
-                service,
-                Mutex::new(Process::start(
-                    service.name(),
-                    binary,
-                    env,
-                    &root.join("logs"),
-                )),
-            ));
-            admin_urls.push((service, format!("http://127.0.0.1:{}", ports.admin)));
-        }
+        let service_urls: Vec<(Service, String)> = urls
+            .iter()
+            .filter(|(s, _)| *s != Service::Gateway)
+            .cloned()
+            .collect();
+        let smtp_url = smtp.as_ref().map(SmtpServer::url).unwrap_or_default();
+        let nats_url = nats.url();
+        let shared = Shared {
+            options,
+            gateway_url: &gateway_url,
+            urls: &service_urls,
+            nats_url: &nats_url,
+            root,
+            pepper: &pepper,
+            secrets: &secrets,
+            smtp_url: &smtp_url,
+            recorder_url: recorder.as_ref().map_or("", Recorder::url),
+        };
+        let (processes, admin_urls) =
+            start_processes(binaries, &ports, &shared, postgres.as_ref(), root).await;
 
         Self {
             gateway_url,
@@ -235,6 +194,11 @@ impl Platform {
             processes,
             keyset: Mutex::new(keyset),
             http: reqwest::Client::new(),
+            nats_url,
+            nats: tokio::sync::Mutex::new(nats),
+            postgres: postgres.map(tokio::sync::Mutex::new),
+            smtp,
+            recorder,
             dir: Some(dir),
         }
     }
@@ -260,9 +224,30 @@ impl Platform {
             .expect("a started service")
     }
 
-    /// Whether `service` was started (logging only when asked and built).
+    /// Whether `service` was started.
     pub fn runs(&self, service: Service) -> bool {
         self.processes.iter().any(|(s, _)| *s == service)
+    }
+
+    /// The platform's NATS server (`nats://127.0.0.1:<port>`).
+    pub fn nats_url(&self) -> &str {
+        &self.nats_url
+    }
+
+    /// The SMTP server notification sends to.
+    ///
+    /// # Panics
+    /// Without `Options::notification`.
+    pub fn smtp(&self) -> &SmtpServer {
+        self.smtp.as_ref().expect("Options::notification")
+    }
+
+    /// The SMS and push providers' stand-in.
+    ///
+    /// # Panics
+    /// Without `Options::notification`.
+    pub fn recorder(&self) -> &Recorder {
+        self.recorder.as_ref().expect("Options::notification")
     }
 
     fn process(&self, service: Service) -> &Mutex<Process> {
@@ -316,6 +301,70 @@ impl Platform {
         self.wait_ready(service).await;
     }
 
+    /// Whether `service` is still the process the platform started (it has not exited
+    /// by itself, e.g. crashed or given up on a dependency).
+    pub fn still_running(&self, service: Service) -> bool {
+        lock(self.process(service)).exited().is_none()
+    }
+
+    /// Kills the platform's NATS server (its JetStream store stays).
+    pub async fn stop_nats(&self) {
+        self.nats.lock().await.stop();
+    }
+
+    /// Starts the NATS server again on the same port and store.
+    pub async fn resume_nats(&self) {
+        self.nats.lock().await.resume().await;
+    }
+
+    /// Crashes the platform's PostgreSQL (`pg_ctl stop -m immediate`).
+    ///
+    /// # Panics
+    /// Without `Postgres::Private`.
+    pub async fn stop_postgres(&self) {
+        self.postgres
+            .as_ref()
+            .expect("Postgres::Private")
+            .lock()
+            .await
+            .stop();
+    }
+
+    /// Starts the platform's PostgreSQL again (WAL recovery) and waits for logins.
+    ///
+    /// # Panics
+    /// Without `Postgres::Private`.
+    pub async fn resume_postgres(&self) {
+        self.postgres
+            .as_ref()
+            .expect("Postgres::Private")
+            .lock()
+            .await
+            .resume()
+            .await;
+    }
+
+    /// The value of the Prometheus sample `name` (exactly as written, labels included,
+    /// e.g. `tessera_log_shipping_dropped_total`) on `service`'s `/metrics`, summed over
+    /// every sample whose name and labels start so; `None` when it is not exported.
+    pub async fn metric(&self, service: Service, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.admin_url(service)))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && line.starts_with(name))
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
     /// One step of the operator's key rotation at `now` (see [`KeysetFile::rotate`]).
     pub fn rotate_keys(&self, now: OffsetDateTime) -> Rotation {
         lock(&self.keyset).rotate(now)
@@ -340,22 +389,52 @@ impl Platform {
     }
 }
 
-/// The test NATS server (JetStream), shared by every platform.
-fn nats_url() -> String {
-    std::env::var("TESSERA_TEST_NATS_URL").unwrap_or_else(|_| {
-        panic!(
-            "TESSERA_TEST_NATS_URL is not set: these tests need NATS with JetStream. \
-                Run `just services` and `eval \"$(tools/services env)\"`"
-        )
-    })
+/// Starts every service's process with the operator's env and a fresh database.
+async fn start_processes(
+    binaries: Vec<(Service, std::path::PathBuf)>,
+    ports: &[(Service, u16, u16)],
+    shared: &Shared<'_>,
+    postgres: Option<&PrivatePostgres>,
+    root: &Path,
+) -> (Vec<(Service, Mutex<Process>)>, Vec<(Service, String)>) {
+    let mut processes = Vec::new();
+    let mut admin_urls = Vec::new();
+    for (service, binary) in binaries {
+        let (_, http, admin) = ports
+            .iter()
+            .find(|(s, _, _)| *s == service)
+            .copied()
+            .expect("ports");
+        let mut env = env::service_env(service, http, admin, shared);
+        if service.persists() {
+            let database = match postgres {
+                Some(cluster) => cluster.fresh_database().await,
+                None => testkit::fresh_postgres_database().await,
+            };
+            env.push(env::var("TESSERA_DATABASE_URL", database));
+        }
+        processes.push((
+            service,
+            Mutex::new(Process::start(
+                service.name(),
+                binary,
+                env,
+                &root.join("logs"),
+            )),
+        ));
+        admin_urls.push((service, format!("http://127.0.0.1:{admin}")));
+    }
+
+    (processes, admin_urls)
 }
 
-/// The pepper, one client secret per service that calls identity, and identity's
-/// client registry written under `root`, as the operator generates them.
+/// The pepper, one client secret per service that calls identity (the gateway's for its
+/// log shipping), and identity's client registry written under `root`, as the operator
+/// generates them.
 fn client_material(root: &Path) -> ([u8; 32], Vec<(String, String)>) {
     let mut pepper = [0u8; 32];
     aws_lc_rs::rand::fill(&mut pepper).expect("the system random generator");
-    let secrets: Vec<(String, String)> = ["logging", "notification", "profile"]
+    let secrets: Vec<(String, String)> = ["logging", "notification", "profile", "gateway"]
         .iter()
         .map(|name| ((*name).to_owned(), files::random_client_secret()))
         .collect();
@@ -365,112 +444,6 @@ fn client_material(root: &Path) -> ([u8; 32], Vec<(String, String)>) {
     )
     .expect("write the client registry");
     (pepper, secrets)
-}
-
-/// What every service's settings are derived from.
-struct Shared<'a> {
-    options: &'a Options,
-    gateway_url: &'a str,
-    identity_url: &'a str,
-    nats_url: &'a str,
-    root: &'a Path,
-    pepper: &'a [u8; 32],
-    secrets: &'a [(String, String)],
-    upstreams: &'a [(&'a str, String)],
-}
-
-/// The env vars the operator's Deployment of `service` sets (its env ConfigMap and
-/// secret env), with loopback addresses and the temp dirs as mount points.
-fn service_env(service: Service, ports: &Ports, cx: &Shared<'_>) -> Vec<(String, String)> {
-    let mut env = vec![
-        var("TESSERA_LISTEN", format!("127.0.0.1:{}", ports.http)),
-        var("TESSERA_ADMIN_LISTEN", format!("127.0.0.1:{}", ports.admin)),
-        var("TESSERA_LOG_FORMAT", "json"),
-    ];
-    let issuer = var("TESSERA_ISSUER", cx.gateway_url.to_owned());
-    let audiences = var("TESSERA_AUDIENCES", "tessera");
-    if service == Service::Identity && !cx.options.bootstrap_admins.is_empty() {
-        env.push(var(
-            "TESSERA_BOOTSTRAP_ADMINS",
-            cx.options.bootstrap_admins.join(","),
-        ));
-    }
-    match service {
-        Service::Gateway => env.extend([
-            var(
-                "TESSERA_ROUTES_FILE",
-                path(&cx.root.join("routes/routes.yaml")),
-            ),
-            var(
-                "TESSERA_JWKS_URL",
-                format!("{}/.well-known/jwks.json", cx.identity_url),
-            ),
-            issuer,
-            audiences,
-            var(
-                "TESSERA_JWKS_REFRESH_SECS",
-                cx.options.jwks_max_age_secs.max(1).to_string(),
-            ),
-        ]),
-        Service::Identity => env.extend([
-            issuer,
-            audiences,
-            var("TESSERA_KEYSET_DIR", path(&cx.root.join("keyset"))),
-            var(
-                "TESSERA_CLIENT_REGISTRY",
-                path(&cx.root.join("clients/clients.json")),
-            ),
-            var("TESSERA_TRUST_FORWARDED_FOR", "true"),
-            var("TESSERA_NATS_URL", cx.nats_url.to_owned()),
-            var(
-                "TESSERA_ACCESS_TOKEN_TTL_SECS",
-                cx.options.access_token_ttl_secs.to_string(),
-            ),
-            var(
-                "TESSERA_JWKS_MAX_AGE_SECS",
-                cx.options.jwks_max_age_secs.to_string(),
-            ),
-            var(
-                "TESSERA_CLIENT_SECRET_PEPPER",
-                base64::engine::general_purpose::STANDARD.encode(cx.pepper),
-            ),
-        ]),
-        Service::Profile | Service::Logging => {
-            let secret = cx
-                .secrets
-                .iter()
-                .find(|(id, _)| id == service.name())
-                .map(|(_, s)| s.clone())
-                .expect("a client secret");
-            env.extend([
-                issuer,
-                audiences,
-                var(
-                    "TESSERA_JWKS_URL",
-                    format!("{}/.well-known/jwks.json", cx.identity_url),
-                ),
-                var("TESSERA_NATS_URL", cx.nats_url.to_owned()),
-                var(
-                    "TESSERA_TOKEN_URL",
-                    format!("{}/oauth2/token", cx.identity_url),
-                ),
-                var("TESSERA_CLIENT_ID", service.name()),
-                var("TESSERA_CLIENT_SECRET", secret),
-            ]);
-            if service == Service::Logging {
-                env.push(var("TESSERA_RETENTION_DAYS", "7"));
-                env.push(var("TESSERA_RETENTION_DEBUG_DAYS", "3"));
-            } else if let Some((_, logging)) = cx.upstreams.iter().find(|(n, _)| *n == "logging") {
-                // Only when logging runs here (the operator always deploys it).
-                env.push(var("TESSERA_LOG_ENDPOINT", format!("{logging}/v1/logs")));
-            }
-        }
-    }
-    env
-}
-
-fn path(p: &Path) -> String {
-    p.to_str().expect("temp paths are UTF-8").to_owned()
 }
 
 impl Drop for Platform {
@@ -483,104 +456,6 @@ impl Drop for Platform {
         }
         for (_, process) in &self.processes {
             lock(process).stop();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-
-    /// The operator's code deciding each Deployment's env (read only, whatever file of
-    /// operator/src/children holds it).
-    fn operator_children_source() -> String {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../operator/src/children");
-        let mut source = String::new();
-        for entry in std::fs::read_dir(&dir).expect("operator/src/children") {
-            let path = entry.expect("a directory entry").path();
-            if path.extension().is_some_and(|e| e == "rs") {
-                source.push_str(&std::fs::read_to_string(&path).expect("a source file"));
-            }
-        }
-        source
-    }
-
-    fn golden(service: Service) -> &'static str {
-        match service {
-            Service::Identity => {
-                include_str!("../../../operator/tests/operator/golden/identity.yaml")
-            }
-            Service::Gateway => {
-                include_str!("../../../operator/tests/operator/golden/gateway.yaml")
-            }
-            Service::Profile => {
-                include_str!("../../../operator/tests/operator/golden/profile.yaml")
-            }
-            Service::Logging => {
-                include_str!("../../../operator/tests/operator/golden/logging.yaml")
-            }
-        }
-    }
-
-    fn env_names(text: &str) -> BTreeSet<String> {
-        text.split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-            .filter(|word| word.starts_with("TESSERA_") && word.len() > "TESSERA_".len())
-            .map(str::to_owned)
-            .collect()
-    }
-
-    #[test]
-    fn every_service_gets_the_env_names_the_operator_sets_and_no_others() {
-        let root = Path::new("/tmp/e2e");
-        let secrets = vec![
-            ("logging".to_owned(), "tsc_l".to_owned()),
-            ("profile".to_owned(), "tsc_p".to_owned()),
-        ];
-        let upstreams = vec![("logging", "http://127.0.0.1:2".to_owned())];
-        let cx = Shared {
-            options: &Options::default(),
-            gateway_url: "http://127.0.0.1:1",
-            identity_url: "http://127.0.0.1:3",
-            nats_url: "nats://127.0.0.1:4222",
-            root,
-            pepper: &[0; 32],
-            secrets: &secrets,
-            upstreams: &upstreams,
-        };
-        let ports = Ports { http: 1, admin: 2 };
-        let operator = operator_children_source();
-        for service in [
-            Service::Identity,
-            Service::Gateway,
-            Service::Profile,
-            Service::Logging,
-        ] {
-            let mut ours: BTreeSet<String> = service_env(service, &ports, &cx)
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect();
-            // The database URL is added by `Platform::start` for services that persist.
-            if service != Service::Gateway {
-                ours.insert("TESSERA_DATABASE_URL".into());
-            }
-            let missing: Vec<_> = env_names(golden(service))
-                .difference(&ours)
-                .cloned()
-                .collect();
-            assert!(
-                missing.is_empty(),
-                "{}: the operator sets {missing:?}",
-                service.name()
-            );
-            for name in &ours {
-                assert!(
-                    operator.contains(&format!("\"{name}\"")),
-                    "{}: {name} is not an env var the operator sets",
-                    service.name()
-                );
-            }
         }
     }
 }

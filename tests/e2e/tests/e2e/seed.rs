@@ -1,48 +1,25 @@
-//! The seed flow through the gateway only: signup, login, profile creation, and the
-//! `user.created` event on JetStream; every call's `X-Request-Id` comes back.
+//! The seed flow through the gateway only (DESIGN.md §1): signup, login, profile
+//! creation, `user.created` on JetStream, the welcome email (and SMS) in the profile's
+//! locale, the requests' log records in logging by request id, and the audit trail.
 
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_e2e::{Options, Platform};
+use tessera_e2e::{Answer, Client, Options, Platform, Service, unique_email};
 
-/// Sends `request` with a fresh request id and checks the gateway answered with it.
-async fn send(request: RequestBuilder, what: &str) -> Response {
-    let id = format!("e2e-{what}-{}", uuid::Uuid::new_v4().simple());
-    let response = request
-        .header("x-request-id", &id)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(
-        response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some(id.as_str()),
-        "{what}: the request id is echoed"
-    );
-    response
-}
+/// How long each step of the asynchronous part may take on a busy 2-core machine.
+const WITHIN: Duration = Duration::from_secs(60);
 
-async fn json_of(response: Response, expected: StatusCode, what: &str) -> Value {
-    let status = response.status();
-    let body = response.text().await.expect("a body");
-    assert_eq!(status, expected, "{what}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
-}
-
-/// The first event on `subscription` whose `data.<member>` is `value` (other tests
-/// publish theirs on the same subjects).
+/// The first event on `subscription` whose `data.<member>` is `value`.
 async fn next_event(
     subscription: &mut tessera_events::async_nats::Subscriber,
     member: &str,
     value: &str,
     platform: &Platform,
 ) -> Value {
-    tokio::time::timeout(Duration::from_secs(30), async {
+    tokio::time::timeout(WITHIN, async {
         loop {
             let message = subscription.next().await.expect("subscription open");
             let event: Value = serde_json::from_slice(&message.payload).expect("a JSON event");
@@ -54,7 +31,7 @@ async fn next_event(
     .await
     .unwrap_or_else(|_| {
         panic!(
-            "no event with {member} = {value} within 30 s\n{}",
+            "no event with {member} = {value} within {WITHIN:?}\n{}",
             platform.log_tails()
         )
     })
@@ -62,27 +39,27 @@ async fn next_event(
 
 /// Discovery through the gateway names the gateway (the issuer), and its JWKS is
 /// reachable there too, so standard OIDC clients work against the one public URL.
-async fn check_discovery(http: &reqwest::Client, platform: &Platform) {
+async fn check_discovery(client: &Client, platform: &Platform) {
     let gw = platform.gateway();
-    let discovery = json_of(
-        send(
-            http.get(format!("{gw}/.well-known/openid-configuration")),
+    let discovery = client
+        .call(
+            client
+                .http()
+                .get(client.url("/.well-known/openid-configuration")),
             "discovery",
+            StatusCode::OK,
         )
-        .await,
-        StatusCode::OK,
-        "discovery",
-    )
-    .await;
+        .await
+        .expect("discovery")
+        .body;
     assert_eq!(discovery["issuer"], gw);
     let jwks_uri = discovery["jwks_uri"].as_str().expect("a jwks_uri");
     assert!(jwks_uri.starts_with(gw), "{jwks_uri} is under the gateway");
-    let jwks = json_of(
-        send(http.get(jwks_uri), "jwks").await,
-        StatusCode::OK,
-        "jwks",
-    )
-    .await;
+    let jwks = client
+        .call(client.http().get(jwks_uri), "jwks", StatusCode::OK)
+        .await
+        .expect("jwks")
+        .body;
     assert!(
         jwks["keys"].as_array().is_some_and(|keys| keys
             .iter()
@@ -91,14 +68,128 @@ async fn check_discovery(http: &reqwest::Client, platform: &Platform) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_user_created_is_published()
- {
-    let nats_url = std::env::var("TESSERA_TEST_NATS_URL").expect("TESSERA_TEST_NATS_URL");
-    let nats = tessera_events::async_nats::connect(nats_url.as_str())
+/// The welcome email and SMS, in French, exactly once each.
+async fn check_welcome(platform: &Platform, email: &str, phone: &str) {
+    let mail = testkit::eventually(WITHIN, "the welcome email", || async {
+        platform.smtp().messages_to(email).into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        mail.header("subject"),
+        "Bienvenue sur Tessera, Ada",
+        "the French welcome template"
+    );
+    assert!(
+        mail.body().contains("Bonjour Ada,") && mail.body().contains("Votre profil est prêt"),
+        "the French body: {}",
+        mail.body()
+    );
+    assert!(mail.header("from").contains("no-reply@tessera.test"));
+    let sms = testkit::eventually(WITHIN, "the welcome SMS", || async {
+        platform
+            .recorder()
+            .requests()
+            .into_iter()
+            .find(|r| r.channel == "sms" && r.body["to"] == phone)
+    })
+    .await;
+    assert!(
+        sms.body["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("Bienvenue sur Tessera, Ada")),
+        "the French SMS: {}",
+        sms.body
+    );
+}
+
+/// Each request's records are in logging under its request id, from the gateway and
+/// the service behind it.
+async fn check_logs(client: &Client, admin: &str, requests: &[(&Answer, Service)]) {
+    for (answer, upstream) in requests {
+        let id = &answer.request_id;
+        testkit::eventually(WITHIN, &format!("records of {id}"), || async {
+            let records = client.log_records(admin, id).await.ok()?;
+            let from = |service: Service| {
+                records
+                    .iter()
+                    .any(|r| r["service"] == service.name() && r["request_id"] == id.as_str())
+            };
+            (from(Service::Gateway) && from(*upstream)).then_some(())
+        })
+        .await;
+    }
+}
+
+/// The audit types of the records about `subject`, once they include every one of
+/// `wanted`.
+async fn audit_types(client: &Client, admin: &str, subject: &str, wanted: &[&str]) -> Vec<String> {
+    let path = format!("/logging/v1/audit/records?subject={subject}&limit=100");
+    testkit::eventually(
+        WITHIN,
+        &format!("audit records {wanted:?} of {subject}"),
+        || async {
+            let answer = client.get(&path, admin).await.ok()?;
+            let types: Vec<String> = answer.body["records"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r["type"].as_str().map(str::to_owned))
+                .collect();
+            wanted
+                .iter()
+                .all(|t| types.iter().any(|have| have == t))
+                .then_some(types)
+        },
+    )
+    .await
+}
+
+/// The user's signup and login, and the token issued to notification (its
+/// client-credentials token, with which it read the profile for the welcome email), are
+/// in the audit chain, and the chain verifies.
+async fn check_audit(client: &Client, admin: &str, user_id: &str) {
+    audit_types(
+        client,
+        admin,
+        user_id,
+        &[
+            "dev.tessera.identity.audit.signup.v1",
+            "dev.tessera.identity.audit.login_succeeded.v1",
+        ],
+    )
+    .await;
+    audit_types(
+        client,
+        admin,
+        Service::Notification.name(),
+        &["dev.tessera.identity.audit.token_issued.v1"],
+    )
+    .await;
+    let verify = client
+        .get("/logging/v1/audit/verify", admin)
         .await
-        .expect("connect to NATS");
-    // Other runs share the stream: the event is recognised by this test's user id.
+        .expect("verify the audit chain")
+        .body;
+    assert_eq!(verify["valid"], true, "{verify}");
+    assert!(
+        verify["records"].as_u64().unwrap_or_default() >= 3,
+        "{verify}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_up_logs_in_creates_a_profile_and_gets_the_welcome_email_in_french_with_logs_and_audit()
+ {
+    let admin_email = unique_email("admin");
+    let platform = Platform::start(Options {
+        logging: true,
+        notification: true,
+        bootstrap_admins: vec![admin_email.clone()],
+        ..Options::default()
+    })
+    .await;
+    let nats = tessera_events::async_nats::connect(platform.nats_url())
+        .await
+        .expect("connect to the platform's NATS");
     let mut created = nats
         .subscribe("tessera.events.profile.user.created")
         .await
@@ -107,98 +198,79 @@ async fn a_user_signs_up_logs_in_and_creates_a_profile_through_the_gateway_and_u
         .subscribe("tessera.events.identity.user.registered")
         .await
         .expect("subscribe");
+    let client = Client::new(platform.gateway());
+    check_discovery(&client, &platform).await;
 
-    let platform = Platform::start(Options::default()).await;
-    let gw = platform.gateway();
-    let http = reqwest::Client::new();
-    check_discovery(&http, &platform).await;
-
-    let email = format!("ada-{}@example.com", uuid::Uuid::new_v4().simple());
-    let credentials = json!({ "email": email, "password": "a long enough e2e passphrase 42" });
-
-    let user = json_of(
-        send(
-            http.post(format!("{gw}/v1/signup")).json(&credentials),
-            "signup",
-        )
-        .await,
-        StatusCode::CREATED,
-        "signup",
-    )
-    .await;
-    let user_id = user["id"].as_str().expect("a user id").to_owned();
-
-    let tokens = json_of(
-        send(
-            http.post(format!("{gw}/v1/login")).json(&credentials),
-            "login",
-        )
-        .await,
-        StatusCode::OK,
-        "login",
-    )
-    .await;
-    let token = tokens["access_token"].as_str().expect("an access token");
-    assert!(
-        tokens["refresh_token"].is_string(),
-        "login gives a refresh token"
-    );
-
-    let me = json_of(
-        send(http.get(format!("{gw}/v1/me")).bearer_auth(token), "me").await,
-        StatusCode::OK,
-        "me",
-    )
-    .await;
+    let email = unique_email("ada");
+    let signup = client.signup(&email).await.expect("signup");
+    let user_id = signup.body["id"].as_str().expect("a user id").to_owned();
+    let (login, tokens) = client.login(&email).await.expect("login");
+    let me = client.get("/v1/me", &tokens.access).await.expect("me").body;
     assert_eq!(me["id"], user_id.as_str());
     assert_eq!(me["email"], email.as_str());
 
     // The gateway itself refuses the profile route without a token.
-    let anonymous = send(
-        http.get(format!("{gw}/profile/v1/profiles/me")),
-        "anonymous",
-    )
-    .await;
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-
-    let profile = json_of(
-        send(
-            http.post(format!("{gw}/profile/v1/profiles"))
-                .bearer_auth(token)
-                .json(
-                    &json!({ "email": email, "display_name": "Ada Lovelace", "locale": "de-CH" }),
-                ),
-            "create-profile",
+    let anonymous = client
+        .call(
+            client.http().get(client.url("/profile/v1/profiles/me")),
+            "anonymous",
+            StatusCode::UNAUTHORIZED,
         )
-        .await,
-        StatusCode::CREATED,
-        "create profile",
-    )
-    .await;
-    assert_eq!(profile["user_id"], user_id.as_str());
-    assert_eq!(profile["locale"], "de-CH");
+        .await;
+    assert!(anonymous.is_ok(), "{anonymous:?}");
 
-    let mine = json_of(
-        send(
-            http.get(format!("{gw}/profile/v1/profiles/me"))
-                .bearer_auth(token),
-            "my-profile",
-        )
-        .await,
-        StatusCode::OK,
-        "read my profile",
-    )
-    .await;
-    assert_eq!(mine["display_name"], "Ada Lovelace");
+    let phone = "+33612345678";
+    let profile = json!({
+        "email": email, "display_name": "Ada", "locale": "fr", "phone": phone,
+        "preferences": { "email": true, "sms": true, "push": false },
+    });
+    let created_profile = client
+        .create_profile(&tokens.access, &profile)
+        .await
+        .expect("create the profile");
+    assert_eq!(created_profile.body["user_id"], user_id.as_str());
+    assert_eq!(created_profile.body["locale"], "fr");
+    let mine = client
+        .get("/profile/v1/profiles/me", &tokens.access)
+        .await
+        .expect("read my profile")
+        .body;
+    assert_eq!(mine["display_name"], "Ada");
 
-    // Identity relays its outbox too (the operator gives it the NATS URL).
     let signed_up = next_event(&mut registered, "user_id", &user_id, &platform).await;
     assert_eq!(signed_up["type"], "dev.tessera.identity.user.registered.v1");
     assert_eq!(signed_up["data"]["email"], email.as_str());
-
     let event = next_event(&mut created, "user_id", &user_id, &platform).await;
     assert_eq!(event["type"], "dev.tessera.profile.user.created.v1");
     assert_eq!(event["data"]["email"], email.as_str());
-    assert_eq!(event["data"]["locale"], "de-CH");
-    assert_eq!(event["data"]["display_name"], "Ada Lovelace");
+    assert_eq!(event["data"]["locale"], "fr");
+
+    check_welcome(&platform, &email, phone).await;
+
+    client.signup(&admin_email).await.expect("admin signup");
+    let (_, admin) = client.login(&admin_email).await.expect("admin login");
+    check_logs(
+        &client,
+        &admin.access,
+        &[
+            (&signup, Service::Identity),
+            (&login, Service::Identity),
+            (&created_profile, Service::Profile),
+        ],
+    )
+    .await;
+    check_audit(&client, &admin.access, &user_id).await;
+
+    // By now every retry or redelivery would have happened: still exactly one of each.
+    assert_eq!(
+        platform.smtp().messages_to(&email).len(),
+        1,
+        "one welcome email"
+    );
+    let sms = platform.recorder().requests();
+    assert_eq!(
+        sms.iter().filter(|r| r.body["to"] == phone).count(),
+        1,
+        "one welcome SMS: {sms:?}"
+    );
 }
