@@ -41,7 +41,7 @@ test *ARGS:
 
 # Whole-platform end-to-end tests: every service as its own process, through the gateway.
 e2e *ARGS:
-    cargo build --locked -p tessera-identity -p tessera-gateway -p tessera-profile -p tessera-logging
+    cargo build --locked -p tessera-identity -p tessera-gateway -p tessera-profile -p tessera-logging -p tessera-notification
     eval "$(tools/services env)" && cargo test --locked -p tessera-e2e {{ARGS}}
 
 # schemathesis (PyPI, pinned, in ~/.cache/tessera) against every service's committed
