@@ -104,7 +104,7 @@ pub fn history(
         .filter_map(|change| before.keys.iter().find(|key| key.kid == change.kid))
         .collect();
     // Several removals in one step: the one retired last counts as the newest.
-    removed.sort_by(|a, b| b.retiring_at.cmp(&a.retiring_at));
+    removed.sort_by_key(|key| std::cmp::Reverse(key.retiring_at));
     removed
         .into_iter()
         .map(|key| RemovedKeyStatus {

@@ -110,10 +110,13 @@ async fn a_corrupt_keyset_secret_is_an_error_not_a_new_keyset() {
     assert!(format!("{second:?}").contains("10s"), "{second:?}");
 }
 
+/// Adds a Secret reference to the fixture.
+type Spoil = fn(&mut tessera_operator::Platform);
+
 #[tokio::test]
 async fn every_kind_of_secret_reference_is_checked_and_named() {
     use tessera_operator::crd::{PostgresStorage, SecretKeyRef, StorageSpec};
-    let cases: [(&str, &str, fn(&mut tessera_operator::Platform)); 5] = [
+    let cases: [(&str, &str, Spoil); 5] = [
         ("api-tls", "spec.gateway.tlsSecretName", |_| {}),
         ("smtp", "spec.notification.smtp", |_| {}),
         ("sms-provider", "spec.notification.sms", |p| {

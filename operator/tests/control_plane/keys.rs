@@ -1,0 +1,204 @@
+//! Key rotation over several cycles against a real API server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::json;
+use service_kit::{Clock as _, ManualClock};
+use tessera_operator::Platform;
+use tessera_operator::children::MANAGER;
+use tessera_operator::controller::Context;
+use tessera_operator::metrics::OperatorMetrics;
+use time::OffsetDateTime;
+
+use crate::{env, reconcile_stored};
+
+/// Several rotation cycles on a manual clock (30 s steps, 10-minute interval, 60 s
+/// tokens): at every step exactly one key is active (status and keyset agree), and the
+/// JWKS ConfigMap holds every key that signed a token still alive.
+#[tokio::test]
+async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("rotation").await.unwrap();
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": {
+            "issuer": "https://api.example.com",
+            "accessTokenTtlSeconds": 60,
+            "keyPolicy": { "rotationIntervalSeconds": 600 },
+        } },
+    }))
+    .unwrap();
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
+    let cx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        OperatorMetrics::default(),
+        Arc::new(clock.clone()),
+    ));
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let ttl = Duration::from_secs(60);
+    // (kid, expiry) of a token signed at each step by the then active key.
+    let mut live: Vec<(String, OffsetDateTime)> = Vec::new();
+    let mut active_keys = Vec::<String>::new();
+    for step in 0..80 {
+        reconcile_stored(&client, &namespace, &cx).await;
+        let now = clock.now();
+        let status = platforms.get("demo").await.unwrap().status.unwrap();
+        let active: Vec<_> = status
+            .keys
+            .iter()
+            .filter(|key| key.state == "active")
+            .map(|key| key.kid.clone())
+            .collect();
+        assert_eq!(active.len(), 1, "step {step}: active keys {active:?}");
+        let active = active[0].clone();
+        assert_eq!(
+            status.active_key.as_deref(),
+            Some(active.as_str()),
+            "step {step}"
+        );
+
+        let jwks = config_maps.get("demo-jwks").await.unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(
+            jwks.data
+                .as_ref()
+                .and_then(|data| data.get("jwks.json"))
+                .expect("jwks.json"),
+        )
+        .unwrap();
+        let published: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|key| key["kid"].as_str())
+            .collect();
+        live.retain(|(_, expiry)| *expiry > now);
+        for (kid, expiry) in &live {
+            assert!(
+                published.contains(&kid.as_str()),
+                "step {step}: key {kid} signed a token alive until {expiry} but is not in the JWKS {published:?}"
+            );
+        }
+        assert!(published.contains(&active.as_str()), "step {step}");
+        live.push((active.clone(), now + ttl));
+        if active_keys.last() != Some(&active) {
+            active_keys.push(active);
+        }
+        clock.advance(Duration::from_secs(30));
+    }
+    // 80 × 30 s = 40 minutes of 10-minute intervals.
+    assert!(
+        active_keys.len() >= 4,
+        "the active key changed only {} times: {active_keys:?}",
+        active_keys.len() - 1
+    );
+    assert_every_activation_has_its_event(&client, &namespace, &active_keys[1..]).await;
+
+    // Keys removed along the way are listed in status.keyHistory (the API server stored
+    // it), newest first, never a key still in the keyset.
+    let status = platforms.get("demo").await.unwrap().status.unwrap();
+    let history: Vec<&str> = status.key_history.iter().map(|k| k.kid.as_str()).collect();
+    assert!(!history.is_empty(), "no removed key listed: {status:?}");
+    assert!(history.len() <= 5, "{history:?}");
+    let order: Vec<usize> = history
+        .iter()
+        .map(|kid| {
+            active_keys
+                .iter()
+                .position(|k| k == kid)
+                .unwrap_or_else(|| panic!("{kid} never signed"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] > w[1]),
+        "not newest first: {history:?}"
+    );
+    assert!(
+        status
+            .keys
+            .iter()
+            .all(|key| !history.contains(&key.kid.as_str())),
+        "a listed key is still in the keyset"
+    );
+}
+
+/// The API server refuses a key history beyond its bound with a message naming it.
+#[tokio::test]
+async fn the_api_server_refuses_a_key_history_above_twenty() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("history").await.unwrap();
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let mut platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": {
+            "issuer": "https://api.example.com",
+            "keyPolicy": { "history": 21 },
+        } },
+    }))
+    .unwrap();
+    let error = platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .expect_err("history 21 must be refused")
+        .to_string();
+    assert!(
+        error.contains("keyPolicy.history") && error.contains("20"),
+        "{error}"
+    );
+    platform.spec.identity.key_policy.history = Some(20);
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+}
+
+/// Kubernetes Events tell the rotation's story: each of `activated` has an Event saying it
+/// became active.
+async fn assert_every_activation_has_its_event(
+    client: &Client,
+    namespace: &str,
+    activated: &[String],
+) {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), namespace);
+    let notes: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| event.reason.as_deref() == Some("SigningKeyChanged"))
+        .filter_map(|event| event.note)
+        .collect();
+    for kid in activated {
+        assert!(
+            notes
+                .iter()
+                .any(|note| note.contains(kid.as_str()) && note.ends_with("-> active")),
+            "no SigningKeyChanged Event says {kid} became active; Events: {notes:?}"
+        );
+    }
+}

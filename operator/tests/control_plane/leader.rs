@@ -1,0 +1,138 @@
+//! Leader election: only the Lease holder of two operator instances reconciles.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+
+use crate::{WAIT, create_platform, env, hand_edit_replicas, replicas};
+
+/// Two distinct loopback ports free at the time of asking (both held while choosing, so
+/// they differ).
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+/// Reconciles an operator instance has counted, from its admin `/metrics`.
+async fn reconciles(admin: std::net::SocketAddr) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{admin}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| line.starts_with("tessera_operator_reconciles_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two operator instances with leader election: only the Lease holder reconciles; when
+/// it stops, the other takes the Lease and repairs drift.
+#[tokio::test]
+async fn leader_election_lets_only_one_of_two_instances_act() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("leader").await.unwrap();
+    let (port_a, port_b) = free_ports();
+    let instance = |pod: &str, port: u16| {
+        let config = tessera_operator::Config {
+            admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            watch_namespace: namespace.clone(),
+            leader_election: true,
+            lease_name: "tessera-operator".into(),
+            lease_namespace: namespace.clone(),
+            pod_name: pod.into(),
+            lease_duration_secs: 5,
+        };
+        let shutdown = service_kit::CancellationToken::new();
+        let admin = config.admin_listen;
+        let task = tokio::spawn(tessera_operator::run_until(
+            env.client().unwrap(),
+            config,
+            shutdown.clone(),
+        ));
+        (admin, shutdown, task)
+    };
+    let (admin_a, stop_a, task_a) = instance("operator-a", port_a);
+    let (admin_b, stop_b, task_b) = instance("operator-b", port_b);
+    create_platform(&client, &namespace).await;
+
+    // One of them leads and reconciles; the other does nothing.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while deployments.get_opt("demo-gateway").await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no instance reconciled the Platform"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let holder = leases
+        .get("tessera-operator")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|spec| spec.holder_identity)
+        .expect("a Lease holder");
+    let (leader, follower, stop_leader, leader_task, stop_follower, follower_task) =
+        if holder == "operator-a" {
+            (admin_a, admin_b, stop_a, task_a, stop_b, task_b)
+        } else {
+            assert_eq!(holder, "operator-b");
+            (admin_b, admin_a, stop_b, task_b, stop_a, task_a)
+        };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(reconciles(leader).await > 0.0, "the leader reconciled");
+    assert!(
+        reconciles(follower).await == 0.0,
+        "the follower reconciled while not leading"
+    );
+
+    // The leader stops; the follower takes over and repairs a hand edit.
+    stop_leader.cancel();
+    let _ = leader_task.await;
+    hand_edit_replicas(&client, &namespace, 7).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let replicas = replicas(&deployments.get("demo-gateway").await.unwrap());
+        if replicas != Some(7) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second instance never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The repair lands before that reconcile finishes and is counted.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reconciles(follower).await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader's reconciles are not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let holder = leases
+        .get("tessera-operator")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|spec| spec.holder_identity);
+    assert_ne!(
+        holder.as_deref(),
+        Some(if leader == admin_a {
+            "operator-a"
+        } else {
+            "operator-b"
+        })
+    );
+    stop_follower.cancel();
+    let _ = follower_task.await;
+}
