@@ -12,6 +12,7 @@ use service_kit::{Clock as _, ManualClock};
 use tessera_operator::Platform;
 use tessera_operator::children::MANAGER;
 use tessera_operator::controller::Context;
+use tessera_operator::crd::PlatformStatus;
 use tessera_operator::metrics::OperatorMetrics;
 use time::OffsetDateTime;
 
@@ -114,32 +115,8 @@ async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles(
     );
     assert_every_activation_has_its_event(&client, &namespace, &active_keys[1..]).await;
 
-    // Keys removed along the way are listed in status.keyHistory (the API server stored
-    // it), newest first, never a key still in the keyset.
     let status = platforms.get("demo").await.unwrap().status.unwrap();
-    let history: Vec<&str> = status.key_history.iter().map(|k| k.kid.as_str()).collect();
-    assert!(!history.is_empty(), "no removed key listed: {status:?}");
-    assert!(history.len() <= 5, "{history:?}");
-    let order: Vec<usize> = history
-        .iter()
-        .map(|kid| {
-            active_keys
-                .iter()
-                .position(|k| k == kid)
-                .unwrap_or_else(|| panic!("{kid} never signed"))
-        })
-        .collect();
-    assert!(
-        order.windows(2).all(|w| w[0] > w[1]),
-        "not newest first: {history:?}"
-    );
-    assert!(
-        status
-            .keys
-            .iter()
-            .all(|key| !history.contains(&key.kid.as_str())),
-        "a listed key is still in the keyset"
-    );
+    assert_removed_keys_are_in_the_history(&status, &active_keys);
 }
 
 /// The API server refuses a key history beyond its bound with a message naming it.
@@ -201,4 +178,32 @@ async fn assert_every_activation_has_its_event(
             "no SigningKeyChanged Event says {kid} became active; Events: {notes:?}"
         );
     }
+}
+
+/// Keys removed along the way are listed in `status.keyHistory` (the API server stored
+/// it), newest first, never a key still in the keyset.
+fn assert_removed_keys_are_in_the_history(status: &PlatformStatus, active_keys: &[String]) {
+    let history: Vec<&str> = status.key_history.iter().map(|k| k.kid.as_str()).collect();
+    assert!(!history.is_empty(), "no removed key listed: {status:?}");
+    assert!(history.len() <= 5, "{history:?}");
+    let order: Vec<usize> = history
+        .iter()
+        .map(|kid| {
+            active_keys
+                .iter()
+                .position(|k| k == kid)
+                .unwrap_or_else(|| panic!("{kid} never signed"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] > w[1]),
+        "not newest first: {history:?}"
+    );
+    assert!(
+        status
+            .keys
+            .iter()
+            .all(|key| !history.contains(&key.kid.as_str())),
+        "a listed key is still in the keyset"
+    );
 }
