@@ -344,10 +344,14 @@ impl Platform {
             .await;
     }
 
-    /// The value of the Prometheus sample `name` (exactly as written, labels included,
-    /// e.g. `tessera_log_shipping_dropped_total`) on `service`'s `/metrics`, summed over
-    /// every sample whose name and labels start so; `None` when it is not exported.
-    pub async fn metric(&self, service: Service, name: &str) -> Option<f64> {
+    /// The sum of the Prometheus samples `name` on `service`'s `/metrics` whose labels
+    /// include every `labels` pair; `None` when no such sample is exported.
+    pub async fn metric(
+        &self,
+        service: Service,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
         let text = self
             .http
             .get(format!("{}/metrics", self.admin_url(service)))
@@ -357,12 +361,7 @@ impl Platform {
             .text()
             .await
             .ok()?;
-        let values: Vec<f64> = text
-            .lines()
-            .filter(|line| !line.starts_with('#') && line.starts_with(name))
-            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum())
+        sample_sum(&text, name, labels)
     }
 
     /// One step of the operator's key rotation at `now` (see [`KeysetFile::rotate`]).
@@ -428,6 +427,27 @@ async fn start_processes(
     (processes, admin_urls)
 }
 
+/// The sum of the samples `name` in Prometheus text `text` whose labels include every
+/// `labels` pair.
+fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample, label_text) = series
+                .split_once('{')
+                .map_or((series, ""), |(n, l)| (n, l.trim_end_matches('}')));
+            let wanted = sample == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
+            wanted.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// The pepper, one client secret per service that calls identity (the gateway's for its
 /// log shipping), and identity's client registry written under `root`, as the operator
 /// generates them.
@@ -457,5 +477,25 @@ impl Drop for Platform {
         for (_, process) in &self.processes {
             lock(process).stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_picked_by_name_and_labels() {
+        let text = "# TYPE tessera_x counter\n\
+            tessera_x_total{channel=\"email\",outcome=\"delivered\",service=\"n\"} 3\n\
+            tessera_x_total{channel=\"sms\",outcome=\"delivered\",service=\"n\"} 2\n\
+            tessera_x_total{channel=\"email\",outcome=\"transient\",service=\"n\"} 7\n\
+            tessera_y_total 4\n";
+        let delivered = [("outcome", "delivered")];
+        assert_eq!(sample_sum(text, "tessera_x_total", &delivered), Some(5.0));
+        let email = [("channel", "email"), ("outcome", "delivered")];
+        assert_eq!(sample_sum(text, "tessera_x_total", &email), Some(3.0));
+        assert_eq!(sample_sum(text, "tessera_y_total", &[]), Some(4.0));
+        assert_eq!(sample_sum(text, "tessera_z_total", &[]), None);
     }
 }

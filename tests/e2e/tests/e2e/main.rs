@@ -3,5 +3,6 @@
 
 mod faults;
 mod logging;
+mod outages;
 mod rotation;
 mod seed;

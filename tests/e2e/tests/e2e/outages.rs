@@ -1,0 +1,303 @@
+//! Infrastructure outages the platform must ride out (issue #9): NATS down during
+//! signups (the outboxes keep every event, the inbox keeps every welcome email single),
+//! logging down (services keep answering; shipping drops and counts, then resumes) and
+//! PostgreSQL crashed and restarted (services recover by themselves; nothing
+//! acknowledged is lost). Each outage lasts 30 s; the tests run in parallel.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tessera_e2e::{Client, Options, Platform, Postgres, Service, User, unique_email};
+use tessera_events::async_nats;
+
+/// How long each outage lasts (issue #9).
+const OUTAGE: Duration = Duration::from_secs(30);
+/// How long the platform may take to catch up once the outage ends.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// A client for the `n`-th user: its own loopback address, so the gateway's login
+/// limit (10 a minute per address) does not throttle a test that signs up many users.
+fn client_for(platform: &Platform, n: u16) -> Client {
+    Client::from_address(platform.gateway(), Client::nth_address(n))
+}
+
+/// Whether notification's durable consumer has nothing left to deliver or to be
+/// acknowledged: every `user.created` has been handled (and no redelivery is due).
+async fn notification_consumer_idle(nats: &async_nats::Client) -> bool {
+    let js = async_nats::jetstream::new(nats.clone());
+    let Ok(stream) = js.get_stream("TESSERA").await else {
+        return false;
+    };
+    let Ok(mut consumer) = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("notification")
+        .await
+    else {
+        return false;
+    };
+    consumer
+        .info()
+        .await
+        .is_ok_and(|info| info.num_pending == 0 && info.num_ack_pending == 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_stopped_30_s_during_signups_every_new_profile_gets_exactly_one_welcome_email() {
+    let platform = Platform::start(Options {
+        notification: true,
+        ..Options::default()
+    })
+    .await;
+    let mut users: Vec<User> = Vec::new();
+    let mut n = 0u16;
+    for _ in 0..3 {
+        users.push(
+            client_for(&platform, n)
+                .new_user("before", "en")
+                .await
+                .expect("a user before the outage"),
+        );
+        n += 1;
+    }
+
+    platform.stop_nats().await;
+    let down = Instant::now();
+    while down.elapsed() < OUTAGE {
+        // Signup, login and profile creation need no broker: the events wait in the
+        // identity and profile outboxes.
+        let user = client_for(&platform, n)
+            .new_user("during", "de")
+            .await
+            .unwrap_or_else(|f| panic!("user {n}, {:?} into the outage: {f}", down.elapsed()));
+        users.push(user);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    platform.resume_nats().await;
+    for _ in 0..3 {
+        users.push(
+            client_for(&platform, n)
+                .new_user("after", "fr")
+                .await
+                .expect("a user after the outage"),
+        );
+        n += 1;
+    }
+
+    let smtp = platform.smtp();
+    testkit::eventually(CATCH_UP, "a welcome email for every user", || async {
+        users
+            .iter()
+            .all(|u| !smtp.messages_to(&u.email).is_empty())
+            .then_some(())
+    })
+    .await;
+    // Quiet: nothing left on the consumer and every mail accounted for by a delivery.
+    let nats = async_nats::connect(platform.nats_url())
+        .await
+        .expect("connect to the platform's NATS");
+    testkit::eventually(CATCH_UP, "notification to be idle", || async {
+        let delivered = platform
+            .metric(
+                Service::Notification,
+                "tessera_notification_attempts_total",
+                &[("channel", "email"), ("outcome", "delivered")],
+            )
+            .await?;
+        #[allow(clippy::cast_precision_loss)] // a few dozen mails
+        let mails = smtp.messages().len() as f64;
+        (notification_consumer_idle(&nats).await && (delivered - mails).abs() < 0.5).then_some(())
+    })
+    .await;
+    for user in &users {
+        let mails = smtp.messages_to(&user.email);
+        assert_eq!(mails.len(), 1, "{}: {mails:?}", user.email);
+    }
+    assert_eq!(smtp.messages().len(), users.len(), "no mail to anyone else");
+    assert!(users.len() >= 3 + 20 + 3, "{} users", users.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drops_and_ships_again()
+{
+    let admin_email = unique_email("admin");
+    let platform = Platform::start(Options {
+        logging: true,
+        bootstrap_admins: vec![admin_email.clone()],
+        // Small enough that 30 s of this traffic overflows it.
+        log_buffer_records: Some(100),
+        ..Options::default()
+    })
+    .await;
+    let admin_client = client_for(&platform, 0);
+    admin_client
+        .signup(&admin_email)
+        .await
+        .expect("admin signup");
+    let (_, admin) = admin_client.login(&admin_email).await.expect("admin login");
+    let user = client_for(&platform, 1)
+        .new_user("steady", "en")
+        .await
+        .expect("a user");
+    let client = Client::new(platform.gateway());
+    let slowest_allowed = Duration::from_secs(2);
+
+    platform.stop(Service::Logging);
+    let down = Instant::now();
+    let mut n = 2u16;
+    let mut requests = 0u32;
+    while down.elapsed() < OUTAGE {
+        for path in ["/v1/me", "/profile/v1/profiles/me"] {
+            let started = Instant::now();
+            client
+                .get(path, &user.tokens.access)
+                .await
+                .unwrap_or_else(|f| panic!("{path}, {:?} into the outage: {f}", down.elapsed()));
+            assert!(
+                started.elapsed() < slowest_allowed,
+                "{path} took {:?} while logging was down",
+                started.elapsed()
+            );
+            requests += 1;
+        }
+        // A new user now and then: identity and profile write (and log) too.
+        if requests.is_multiple_of(40) {
+            client_for(&platform, n)
+                .new_user("during", "en")
+                .await
+                .unwrap_or_else(|f| panic!("new user, {:?} into the outage: {f}", down.elapsed()));
+            n += 1;
+        }
+    }
+    for service in [Service::Gateway, Service::Identity, Service::Profile] {
+        let dropped = platform
+            .metric(service, "tessera_log_shipping_dropped_total", &[])
+            .await;
+        assert!(
+            dropped.is_some_and(|d| d > 0.0),
+            "{} counts the records it dropped: {dropped:?} after {requests} requests",
+            service.name()
+        );
+    }
+
+    platform.restart(Service::Logging).await;
+    let after = client
+        .get("/profile/v1/profiles/me", &user.tokens.access)
+        .await
+        .expect("a request after the outage");
+    testkit::eventually(CATCH_UP, "shipping to resume", || async {
+        let records = client
+            .log_records(&admin.access, &after.request_id)
+            .await
+            .ok()?;
+        let from = |s: Service| records.iter().any(|r| r["service"] == s.name());
+        (from(Service::Gateway) && from(Service::Profile)).then_some(())
+    })
+    .await;
+}
+
+/// What a client was told was stored.
+struct Acknowledged {
+    user: User,
+    display_name: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_crashed_for_30_s_services_recover_by_themselves_and_lose_no_acknowledged_write()
+ {
+    let platform = Platform::start(Options {
+        postgres: Postgres::Private,
+        logging: true,
+        notification: true,
+        ..Options::default()
+    })
+    .await;
+    let mut acknowledged = Vec::new();
+    let mut n = 0u16;
+    let attempt = |n: u16| {
+        let client = client_for(&platform, n);
+        async move {
+            let user = client.new_user("pg", "en").await?;
+            let display_name = format!("renamed {n}");
+            let request = client
+                .http()
+                .patch(client.url("/profile/v1/profiles/me"))
+                .bearer_auth(&user.tokens.access)
+                .json(&json!({ "display_name": display_name }));
+            client.call(request, "rename", StatusCode::OK).await?;
+            Ok::<_, tessera_e2e::Failure>(Acknowledged { user, display_name })
+        }
+    };
+    for _ in 0..3 {
+        acknowledged.push(attempt(n).await.expect("writes before the crash"));
+        n += 1;
+    }
+
+    platform.stop_postgres().await;
+    let down = Instant::now();
+    let mut refused = Vec::new();
+    while down.elapsed() < OUTAGE {
+        let started = Instant::now();
+        match attempt(n).await {
+            // A write that completed before the crash took hold (or after) must last.
+            Ok(ack) => acknowledged.push(ack),
+            Err(failure) => {
+                assert!(
+                    failure
+                        .status
+                        .is_some_and(|s| s == StatusCode::SERVICE_UNAVAILABLE
+                            || s == StatusCode::BAD_GATEWAY),
+                    "a write while PostgreSQL is down is refused as retryable, not {failure}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "refused after {:?}",
+                    started.elapsed()
+                );
+                refused.push(failure);
+            }
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    platform.resume_postgres().await;
+    assert!(!refused.is_empty(), "writes were refused during the outage");
+
+    // Recovered without a restart: same processes, ready again, writes work.
+    let recovered = testkit::eventually(CATCH_UP, "a full signup to work again", || {
+        let next = attempt(n);
+        async move { next.await.ok() }
+    })
+    .await;
+    acknowledged.push(recovered);
+    for service in Service::ALL {
+        assert!(
+            platform.still_running(service),
+            "{} kept running",
+            service.name()
+        );
+        platform.wait_ready(service).await;
+    }
+    for ack in &acknowledged {
+        let client = Client::new(platform.gateway());
+        let profile = client
+            .get("/profile/v1/profiles/me", &ack.user.tokens.access)
+            .await
+            .unwrap_or_else(|f| panic!("{}'s profile: {f}", ack.user.email));
+        assert_eq!(profile.body["display_name"], ack.display_name.as_str());
+    }
+    // Identity kept every acknowledged account: each still logs in (own address each).
+    for (i, ack) in acknowledged.iter().enumerate() {
+        let address = 1000 + u16::try_from(i).expect("few users");
+        client_for(&platform, address)
+            .login(&ack.user.email)
+            .await
+            .unwrap_or_else(|f| panic!("{} logs in after the crash: {f}", ack.user.email));
+    }
+    // Notification recovered too: the newest user gets the welcome email.
+    let newest = &acknowledged.last().expect("users").user.email;
+    testkit::eventually(CATCH_UP, "the welcome email after recovery", || async {
+        (!platform.smtp().messages_to(newest).is_empty()).then_some(())
+    })
+    .await;
+}
