@@ -48,6 +48,26 @@ pub fn policy(platform: &Platform) -> KeyPolicy {
     }
 }
 
+/// The key policy of `platform`, or why it cannot work: the checks of `tessera-keys`, and
+/// (as the CRD's CEL rule, for a Platform stored without it) a retirement shorter than
+/// the access-token lifetime, which would drop a key while tokens it signed are valid.
+pub fn checked_policy(platform: &Platform) -> Result<KeyPolicy, String> {
+    let policy = policy(platform);
+    policy.validate().map_err(|error| error.to_string())?;
+    let ttl = platform
+        .spec
+        .identity
+        .access_token_ttl_seconds
+        .unwrap_or(900);
+    if policy.retirement < Duration::from_secs(u64::from(ttl)) {
+        return Err(format!(
+            "key policy: retirement ({}s) must be at least the access-token lifetime ({ttl}s)",
+            policy.retirement.as_secs()
+        ));
+    }
+    Ok(policy)
+}
+
 /// The `tessera.dev/rotate-keys` value still waiting for a rotation, if any.
 pub fn pending_rotation_request(platform: &Platform) -> Option<String> {
     let requested = platform

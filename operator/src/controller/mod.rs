@@ -180,9 +180,10 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
     // A key policy the API server cannot check (pre-publication derived from the JWKS
-    // max-age may exceed the interval) would fail every rotation: report it instead.
-    if let Err(error) = keys::policy(platform).validate() {
-        return degrade(cx, platform, "InvalidKeyPolicy", error.to_string()).await;
+    // max-age may exceed the interval), or one stored without the CRD's rules, would
+    // fail every rotation or break tokens: report it instead.
+    if let Err(error) = keys::checked_policy(platform) {
+        return degrade(cx, platform, "InvalidKeyPolicy", error).await;
     }
     let missing = missing_references(platform, &secrets).await?;
     if !missing.is_empty() {

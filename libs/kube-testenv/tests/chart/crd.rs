@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube_testenv::{Options, TestEnv};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{CRD_NAME, platform, platforms, refusal, repo_root, wait_established, yaml_file};
 
@@ -55,9 +55,22 @@ async fn platform_crd_is_accepted_and_refuses_invalid_platforms_with_its_message
         minimal.data
     );
 
+    for (name, spec, expected) in bad_platforms() {
+        let message = refusal(&api, name, spec).await;
+        assert!(
+            message.contains(expected),
+            "{name}: expected {expected:?} in {message:?}"
+        );
+    }
+    let stored = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(stored.items.len(), 2, "only the valid Platforms are stored");
+}
+
+/// Specs the CRD refuses, each with the message the API server answers.
+fn bad_platforms() -> Vec<(&'static str, Value, &'static str)> {
     let issuer = json!({ "issuer": "https://api.example.com" });
     let service = |name: &str, prefix: &str| json!({ "name": name, "image": "example.com/orders:1", "routePrefix": prefix });
-    let cases = [
+    vec![
         ("no-identity", json!({}), "spec.identity: Required value"),
         (
             "bad-issuer",
@@ -80,19 +93,38 @@ async fn platform_crd_is_accepted_and_refuses_invalid_platforms_with_its_message
             "cannot be named like a built-in component",
         ),
         (
+            "same-service-prefix",
+            json!({ "identity": issuer, "services": [service("orders", "/a/"), service("billing", "/a/")] }),
+            "two onboarded services have the same routePrefix",
+        ),
+        (
+            "service-prefix-without-slash",
+            json!({ "identity": issuer, "services": [service("orders", "orders/")] }),
+            "a route prefix must start with '/'",
+        ),
+        (
+            "route-prefix-without-slash",
+            json!({ "identity": issuer, "gateway": { "routes": [
+                { "name": "legacy", "prefix": "legacy", "upstream": "http://legacy:8080" }] } }),
+            "a route prefix must start with '/'",
+        ),
+        (
+            "unknown-algorithm",
+            json!({ "identity": { "issuer": "https://api.example.com",
+                                   "keyPolicy": { "algorithm": "HS256" } } }),
+            "supported values: \"EdDSA\", \"ES256\", \"RS256\"",
+        ),
+        (
+            "history-too-long",
+            json!({ "identity": { "issuer": "https://api.example.com",
+                                   "keyPolicy": { "history": 21 } } }),
+            "spec.identity.keyPolicy.history: Invalid value: 21: spec.identity.keyPolicy.history in body should be less than or equal to 20",
+        ),
+        (
             "retirement-shorter-than-tokens",
             json!({ "identity": { "issuer": "https://api.example.com", "accessTokenTtlSeconds": 3600,
                                    "keyPolicy": { "retirementSeconds": 600 } } }),
             "keyPolicy.retirementSeconds must be at least accessTokenTtlSeconds",
         ),
-    ];
-    for (name, spec, expected) in cases {
-        let message = refusal(&api, name, spec).await;
-        assert!(
-            message.contains(expected),
-            "{name}: expected {expected:?} in {message:?}"
-        );
-    }
-    let stored = api.list(&ListParams::default()).await.unwrap();
-    assert_eq!(stored.items.len(), 2, "only the valid Platforms are stored");
+    ]
 }

@@ -171,3 +171,26 @@ async fn every_kind_of_secret_reference_is_checked_and_named() {
         assert_eq!(written, ["PATCH platforms/demo/status"], "{missing}");
     }
 }
+
+#[tokio::test]
+async fn a_retirement_shorter_than_the_token_lifetime_degrades_even_past_the_crd() {
+    // The CRD refuses it; a Platform stored without that rule (an older CRD) must still not
+    // have keys removed while tokens they signed are valid.
+    let mut platform = fixture::platform();
+    platform.spec.identity.key_policy.retirement_seconds = Some(300);
+    let scenario = Scenario::new(&platform, &REFERENCED);
+    let (result, calls) = scenario.reconcile().await;
+    result.unwrap();
+    let writes: Vec<String> = writes(&calls)
+        .into_iter()
+        .filter(|w| !w.starts_with("POST events"))
+        .collect();
+    assert_eq!(writes, ["PATCH platforms/demo/status"]);
+    let degraded = scenario.condition("Degraded");
+    assert_eq!(degraded["reason"], json!("InvalidKeyPolicy"));
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("retirement (300s)") && message.contains("(600s)"),
+        "{message}"
+    );
+}
