@@ -10,6 +10,7 @@ mod binaries;
 mod client;
 mod env;
 mod files;
+mod metrics;
 mod platform;
 mod process;
 mod recorder;

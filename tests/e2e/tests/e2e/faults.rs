@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_e2e::{Options, Platform, Service};
+use tessera_e2e::{Client, Options, PASSWORD, Platform, Service, User};
 
 /// How long identity stays down (issue #9).
 const IDENTITY_OUTAGE: Duration = Duration::from_secs(30);
@@ -14,53 +14,11 @@ const IDENTITY_OUTAGE: Duration = Duration::from_secs(30);
 /// loopback is immediate, so anything slower means it waited on a timeout.
 const FAST: Duration = Duration::from_secs(2);
 
-struct User {
-    email: String,
-    password: &'static str,
-    access: String,
-    refresh: String,
-}
-
-async fn user(http: &reqwest::Client, gw: &str) -> User {
-    let email = format!("fault-{}@example.com", uuid::Uuid::new_v4().simple());
-    let password = "a long enough e2e passphrase 42";
-    let credentials = json!({ "email": email, "password": password });
-    let signup = http
-        .post(format!("{gw}/v1/signup"))
-        .json(&credentials)
-        .send()
+async fn user(gw: &str) -> User {
+    Client::new(gw)
+        .new_user("fault", "en")
         .await
-        .expect("signup");
-    assert_eq!(signup.status(), StatusCode::CREATED, "signup");
-    let login = http
-        .post(format!("{gw}/v1/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), StatusCode::OK, "login");
-    let tokens: Value = login.json().await.expect("JSON tokens");
-    let access = tokens["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned();
-    let profile = http
-        .post(format!("{gw}/profile/v1/profiles"))
-        .bearer_auth(&access)
-        .json(&json!({ "email": email, "display_name": "Fault", "locale": "en" }))
-        .send()
-        .await
-        .expect("create profile");
-    assert_eq!(profile.status(), StatusCode::CREATED, "create profile");
-    User {
-        email,
-        password,
-        access,
-        refresh: tokens["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_owned(),
-    }
+        .unwrap_or_else(|f| panic!("a user with a profile: {f}"))
 }
 
 async fn my_profile(
@@ -88,14 +46,14 @@ async fn with_identity_stopped_30_s_tokens_keep_working_and_logins_fail_retryabl
     let platform = Platform::start(Options::default()).await;
     let gw = platform.gateway();
     let http = reqwest::Client::new();
-    let user = user(&http, gw).await;
+    let user = user(gw).await;
     // A second token, never shown to a verifier before the outage: checking it needs
     // the cached keys, not a cached verification.
     let refreshed = http
         .post(format!("{gw}/oauth2/token"))
         .form(&[
             ("grant_type", "refresh_token"),
-            ("refresh_token", user.refresh.as_str()),
+            ("refresh_token", user.tokens.refresh.as_str()),
         ])
         .send()
         .await
@@ -117,7 +75,7 @@ async fn with_identity_stopped_30_s_tokens_keep_working_and_logins_fail_retryabl
     );
     let mut logins = 0;
     while down.elapsed() < IDENTITY_OUTAGE {
-        let (status, _, body) = my_profile(&http, gw, &user.access).await;
+        let (status, _, body) = my_profile(&http, gw, &user.tokens.access).await;
         assert_eq!(
             status,
             StatusCode::OK,
@@ -130,7 +88,7 @@ async fn with_identity_stopped_30_s_tokens_keep_working_and_logins_fail_retryabl
             let started = Instant::now();
             let login = http
                 .post(format!("{gw}/v1/login"))
-                .json(&json!({ "email": user.email, "password": user.password }))
+                .json(&json!({ "email": user.email, "password": PASSWORD }))
                 .send()
                 .await
                 .expect("the gateway answers");
@@ -153,7 +111,7 @@ async fn with_identity_stopped_30_s_tokens_keep_working_and_logins_fail_retryabl
     platform.restart(Service::Identity).await;
     let login = http
         .post(format!("{gw}/v1/login"))
-        .json(&json!({ "email": user.email, "password": user.password }))
+        .json(&json!({ "email": user.email, "password": PASSWORD }))
         .send()
         .await
         .expect("login");
@@ -170,7 +128,7 @@ async fn with_profile_stopped_the_gateway_answers_at_once_opens_the_circuit_and_
     let platform = Platform::start(Options::default()).await;
     let gw = platform.gateway();
     let http = reqwest::Client::new();
-    let user = user(&http, gw).await;
+    let user = user(gw).await;
 
     platform.stop(Service::Profile);
     // The gateway's breaker judges an upstream after 20 requests in its window.
@@ -179,7 +137,7 @@ async fn with_profile_stopped_the_gateway_answers_at_once_opens_the_circuit_and_
         let started = Instant::now();
         let response = http
             .get(format!("{gw}/profile/v1/profiles/me"))
-            .bearer_auth(&user.access)
+            .bearer_auth(&user.tokens.access)
             .send()
             .await
             .expect("the gateway answers");
@@ -204,7 +162,7 @@ async fn with_profile_stopped_the_gateway_answers_at_once_opens_the_circuit_and_
     // Other routes are unaffected.
     let me = http
         .get(format!("{gw}/v1/me"))
-        .bearer_auth(&user.access)
+        .bearer_auth(&user.tokens.access)
         .send()
         .await
         .expect("me");
@@ -215,7 +173,7 @@ async fn with_profile_stopped_the_gateway_answers_at_once_opens_the_circuit_and_
         Duration::from_secs(30),
         "the profile route to recover",
         || async {
-            let (status, _, _) = my_profile(&http, gw, &user.access).await;
+            let (status, _, _) = my_profile(&http, gw, &user.tokens.access).await;
             (status == StatusCode::OK).then_some(())
         },
     )

@@ -2,35 +2,26 @@
 //! `/logging/` route.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tessera_e2e::{Options, Platform, Service};
+use tessera_e2e::{Client, Options, Platform, Service, unique_email};
 
-async fn login(http: &reqwest::Client, gw: &str, email: &str) -> String {
-    let credentials = json!({ "email": email, "password": "a long enough e2e passphrase 42" });
-    let signup = http
-        .post(format!("{gw}/v1/signup"))
-        .json(&credentials)
-        .send()
+/// Signs `email` up and logs in, from its own client address (the gateway limits
+/// logins per address): its access token.
+async fn login(gw: &str, n: u16, email: &str) -> String {
+    let client = Client::from_address(gw, Client::nth_address(n));
+    client
+        .signup(email)
         .await
-        .expect("signup");
-    assert_eq!(signup.status(), StatusCode::CREATED, "signup {email}");
-    let login = http
-        .post(format!("{gw}/v1/login"))
-        .json(&credentials)
-        .send()
+        .unwrap_or_else(|f| panic!("signup {email}: {f}"));
+    let (_, tokens) = client
+        .login(email)
         .await
-        .expect("login");
-    assert_eq!(login.status(), StatusCode::OK, "login {email}");
-    let tokens: Value = login.json().await.expect("JSON tokens");
-    tokens["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+        .unwrap_or_else(|f| panic!("login {email}: {f}"));
+    tokens.access
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logging_runs_with_the_operators_settings_and_only_admins_reach_it_through_the_gateway() {
-    let admin = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+    let admin = unique_email("admin");
     let platform = Platform::start(Options {
         logging: true,
         bootstrap_admins: vec![admin.clone()],
@@ -48,12 +39,7 @@ async fn logging_runs_with_the_operators_settings_and_only_admins_reach_it_throu
     let anonymous = http.get(&url).send().await.expect("anonymous");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
-    let user = login(
-        &http,
-        gw,
-        &format!("user-{}@example.com", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
+    let user = login(gw, 0, &unique_email("user")).await;
     let refused = http
         .get(&url)
         .bearer_auth(&user)
@@ -66,7 +52,7 @@ async fn logging_runs_with_the_operators_settings_and_only_admins_reach_it_throu
         "a user without the admin role"
     );
 
-    let admin = login(&http, gw, &admin).await;
+    let admin = login(gw, 1, &admin).await;
     let verified = http
         .get(&url)
         .bearer_auth(&admin)
