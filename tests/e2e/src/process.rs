@@ -11,7 +11,6 @@ const TAIL_BYTES: u64 = 6 * 1024;
 
 /// A running (or stopped) service process that can be started again with the same
 /// settings.
-#[derive(Debug)]
 pub struct Process {
     name: String,
     binary: PathBuf,
@@ -93,6 +92,21 @@ impl Process {
             self.stderr.display(),
             tail(&self.stderr)
         )
+    }
+}
+
+impl std::fmt::Debug for Process {
+    // Names only: the env holds client secrets and the pepper.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("binary", &self.binary)
+            .field(
+                "env",
+                &self.env.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("running", &self.child.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -103,18 +103,25 @@ async fn check_welcome(platform: &Platform, email: &str, phone: &str) {
 }
 
 /// Each request's records are in logging under its request id, from the gateway and
-/// the service behind it.
+/// the service behind it, joined by one trace id (the gateway propagates the trace).
 async fn check_logs(client: &Client, admin: &str, requests: &[(&Answer, Service)]) {
     for (answer, upstream) in requests {
         let id = &answer.request_id;
         testkit::eventually(WITHIN, &format!("records of {id}"), || async {
             let records = client.log_records(admin, id).await.ok()?;
-            let from = |service: Service| {
+            let trace = |service: Service| {
                 records
                     .iter()
-                    .any(|r| r["service"] == service.name() && r["request_id"] == id.as_str())
+                    .find(|r| r["service"] == service.name() && r["request_id"] == id.as_str())
+                    .map(|r| r["trace_id"].clone())
             };
-            (from(Service::Gateway) && from(*upstream)).then_some(())
+            let (gateway, behind) = (trace(Service::Gateway)?, trace(*upstream)?);
+            assert!(
+                gateway.is_string() && gateway == behind,
+                "{id}: one trace id across the gateway and {}: {records:?}",
+                upstream.name()
+            );
+            Some(())
         })
         .await;
     }
