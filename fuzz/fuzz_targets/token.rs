@@ -35,7 +35,9 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .expect("runtime");
     let config = VerifierConfig::new("https://identity.test", vec!["profile".to_owned()]);
     let verifier = Verifier::new(config, Arc::new(StaticJwks::new(jwks)));
-    runtime.block_on(verifier.refresh()).expect("static keys load");
+    runtime
+        .block_on(verifier.refresh())
+        .expect("static keys load");
     Fixture {
         runtime,
         verifier,
@@ -48,8 +50,7 @@ fn b64(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     // URL-safe base64 without padding, written here to keep the target's dependencies
     // to the crates under test.
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -90,9 +91,12 @@ fuzz_target!(|data: &[u8]| {
             ),
         };
         let signing_input = format!("{}.{}", b64(&header), b64(payload));
-        let signature =
-            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &fixture.encoding, Algorithm::EdDSA)
-                .expect("signs");
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &fixture.encoding,
+            Algorithm::EdDSA,
+        )
+        .expect("signs");
         format!("{signing_input}.{signature}")
     };
     let _ = fixture.runtime.block_on(fixture.verifier.verify(&token));
