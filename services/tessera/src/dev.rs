@@ -186,11 +186,17 @@ pub async fn run(
     add_readiness(tessera.readiness(), notification.name, readiness);
     tasks.spawn(serve);
     let (logging, readiness, serve) = start_logging(&args, logging_listeners, &bus, &shutdown)?;
+    let logging_readiness = readiness.clone();
     add_readiness(tessera.readiness(), logging.name, readiness);
     tasks.spawn(serve);
     // Every consumer has subscribed: deliver what the outboxes hold.
     bus.start();
-    relay_identity(identity_pool, identity_readiness, &bus, &shutdown);
+    relay_identity(
+        identity_pool,
+        [identity_readiness, logging_readiness],
+        &bus,
+        &shutdown,
+    );
     let upstreams = Upstreams {
         identity: identity.public,
         profile: profile.public,
@@ -247,20 +253,24 @@ type Serve = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Identity relays its outbox (audit records, `user.registered`) only to NATS; here its
 /// rows go to the in-process bus, so logging's audit chain gets signups and logins. The
-/// relay starts once identity is ready, i.e. its migrations have run.
+/// relay starts once identity (its migrations have run) and logging (its audit consumer
+/// has a migrated database) are both ready: before that every delivery would fail against
+/// logging's missing tables and be retried with a warning each time.
 fn relay_identity(
     pool: service_kit::Pool,
-    readiness: Readiness,
+    ready_first: [Readiness; 2],
     bus: &InProcessBus,
     shutdown: &CancellationToken,
 ) {
     let relay = tessera_events::Relay::new(pool, Bus::InProcess(bus.clone()).sink());
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        while !readiness.report().await.ready {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+        for readiness in &ready_first {
+            while !readiness.report().await.ready {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                }
             }
         }
         relay.spawn(stop);

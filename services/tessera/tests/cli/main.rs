@@ -362,3 +362,107 @@ fn a_busy_admin_port_is_reported_with_the_setting_to_change() {
         "{stderr}"
     );
 }
+
+/// While logging cannot open its database (here: a directory where its SQLite file goes;
+/// in real life, its migrations still running), identity's outbox waits for it instead
+/// of pushing events into a consumer that fails, with a warning per attempt (found by
+/// tools/schemathesis in the platform's log). Once logging's database opens, identity's
+/// first audit event (its signing key became active) reaches logging's chain.
+#[tokio::test]
+async fn identity_events_wait_for_logging_instead_of_failing_against_it() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let state = data.path().join("state");
+    let blocked = state.join("logging.db");
+    std::fs::create_dir_all(&blocked).expect("mkdir");
+    let (identity_admin, logging) = (free_port(), free_port());
+    let mut child = tessera()
+        .args([
+            "dev",
+            "--log-format",
+            "json",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--identity-listen", "127.0.0.1:0"])
+        .args([
+            "--identity-admin-listen",
+            &format!("127.0.0.1:{identity_admin}"),
+        ])
+        .args(["--profile-listen", "127.0.0.1:0"])
+        .args(["--profile-admin-listen", "127.0.0.1:0"])
+        .args(["--notification-listen", "127.0.0.1:0"])
+        .args(["--notification-admin-listen", "127.0.0.1:0"])
+        .args(["--logging-listen", &format!("127.0.0.1:{logging}")])
+        .args(["--logging-admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tessera");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let _stop = Dev {
+        child,
+        admin: String::new(),
+        gateway: String::new(),
+    };
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let collected = lines.clone();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            collected.lock().expect("lock").push(line);
+        }
+    });
+    let http = reqwest::Client::new();
+
+    // Identity is ready; logging is not, and stays so for two seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(
+        http.get(format!("http://127.0.0.1:{identity_admin}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16()),
+        Ok(200)
+    ) {
+        assert!(Instant::now() < deadline, "identity never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_dir(&blocked).expect("unblock logging's database");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let page = http
+            .get(format!("http://127.0.0.1:{logging}/v1/audit/records"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200);
+        let text = match page {
+            Some(r) => r.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if text.contains("dev.tessera.identity.audit.key_state_changed.v1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "identity's key audit event never reached logging: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed: Vec<String> = lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|l| l.contains("could not publish event"))
+        .cloned()
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
