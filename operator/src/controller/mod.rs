@@ -177,6 +177,11 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
         return Ok(Action::await_change());
     }
     let client = cx.client.clone();
+    let Some(fresh) = with_current_status(platform, &client, &namespace).await? else {
+        // Deleted meanwhile.
+        return Ok(Action::await_change());
+    };
+    let platform = &fresh;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
     // A key policy the API server cannot check (pre-publication derived from the JWKS
@@ -216,6 +221,27 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
         .unwrap_or(RESYNC)
         .min(RESYNC);
     Ok(Action::requeue(wait))
+}
+
+/// `platform` with the status stored now. The controller's cached copy can lag behind
+/// the status the previous reconcile wrote (its watch event may not have arrived yet),
+/// and a reconcile carries fields over from that status: the key history (a removed key
+/// is listed only in the step that removes it) and the handled rotation request (stale,
+/// it would force one more rotation). `None` when the platform is gone.
+async fn with_current_status(
+    platform: &Platform,
+    client: &Client,
+    namespace: &str,
+) -> Result<Option<Platform>, Error> {
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), namespace);
+    match platforms.get_status(&platform.name_any()).await {
+        Ok(current) => Ok(Some(Platform {
+            status: current.status,
+            ..platform.clone()
+        })),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Conditions and key fields of a platform whose children are applied.

@@ -148,3 +148,28 @@ async fn a_removed_key_stays_listed_in_the_key_history_up_to_the_policy_count() 
         &history
     );
 }
+
+#[tokio::test]
+async fn a_stale_cached_platform_neither_loses_the_key_history_nor_rotates_again() {
+    let scenario = Scenario::new(&fixture::platform(), &REFERENCED);
+    scenario.reconcile().await.0.unwrap();
+    rotate_once(&scenario, "one").await;
+    // The controller's cache still holds the platform as it was before the removal.
+    let stale = scenario.platform();
+    scenario.clock.advance(Duration::from_secs(960));
+    scenario.reconcile().await.0.unwrap();
+    let history = scenario.status()["keyHistory"].clone();
+    let handled = scenario.status()["handledRotationRequest"].clone();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+
+    scenario.clock.advance(Duration::from_secs(1));
+    let (result, calls) = scenario.reconcile_with(stale).await;
+    result.unwrap();
+    assert_eq!(scenario.status()["keyHistory"], history);
+    assert_eq!(scenario.status()["handledRotationRequest"], handled);
+    assert!(
+        !writes(&calls).contains(&"PATCH secrets/demo-identity-keyset".to_owned()),
+        "no second rotation: {:?}",
+        writes(&calls)
+    );
+}

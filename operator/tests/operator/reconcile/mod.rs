@@ -68,7 +68,19 @@ impl Scenario {
         Result<kube::runtime::controller::Action, controller::Error>,
         Vec<Call>,
     ) {
-        let result = controller::reconcile(Arc::new(self.platform()), self.cx.clone()).await;
+        self.reconcile_with(self.platform()).await
+    }
+
+    /// A reconcile of `platform` as the controller's cache holds it (possibly older than
+    /// what the API server stores).
+    async fn reconcile_with(
+        &self,
+        platform: Platform,
+    ) -> (
+        Result<kube::runtime::controller::Action, controller::Error>,
+        Vec<Call>,
+    ) {
+        let result = controller::reconcile(Arc::new(platform), self.cx.clone()).await;
         (result, self.server.take_calls())
     }
 
