@@ -37,10 +37,13 @@ const MAX_KEY_BYTES: usize = 255;
 #[serde(deny_unknown_fields)]
 pub struct NotificationRequest {
     /// The recipient (a user id); address, locale and preferences come from profile.
+    #[schema(example = "01a214dd-eda1-73b4-8d2a-29c8c7ecf4d7")]
     pub user_id: String,
     /// Template name, e.g. `welcome`.
+    #[schema(example = "welcome")]
     pub template: String,
     /// Channels to deliver on, one job each.
+    #[schema(example = json!(["email"]))]
     pub channels: Vec<ChannelKind>,
     /// Values the template may use as `data.<name>`.
     #[serde(default)]
@@ -50,7 +53,7 @@ pub struct NotificationRequest {
     pub critical: bool,
     /// Overrides the recipient's locale.
     #[serde(default)]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, example = "en")]
     pub locale: Option<String>,
 }
 
