@@ -29,11 +29,20 @@ pub use smtp::{Mail, SmtpServer};
 /// The `kid` in a compact JWT's header, without verifying anything (tests only look at
 /// which key signed a token).
 pub fn token_kid(token: &str) -> Option<String> {
+    let header = jwt_part(token, 0)?;
+    header["kid"].as_str().map(str::to_owned)
+}
+
+/// A compact JWT's claims, without verifying anything (tests only read them).
+pub fn token_claims(token: &str) -> Option<serde_json::Value> {
+    jwt_part(token, 1)
+}
+
+fn jwt_part(token: &str, index: usize) -> Option<serde_json::Value> {
     use base64::Engine as _;
-    let header = token.split('.').next()?;
+    let part = token.split('.').nth(index)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
+        .decode(part)
         .ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    json["kid"].as_str().map(str::to_owned)
+    serde_json::from_slice(&bytes).ok()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_e2e::{Answer, Client, Options, Platform, Service, unique_email};
+use tessera_e2e::{Answer, Client, Options, Platform, Service, token_claims, unique_email};
 
 /// How long each step of the asynchronous part may take on a busy 2-core machine.
 const WITHIN: Duration = Duration::from_secs(60);
@@ -127,44 +127,45 @@ async fn check_logs(client: &Client, admin: &str, requests: &[(&Answer, Service)
     }
 }
 
-/// The audit types of the records about `subject`, once they include every one of
-/// `wanted`.
-async fn audit_types(client: &Client, admin: &str, subject: &str, wanted: &[&str]) -> Vec<String> {
+/// The audit records about `subject`, once their types include every one of `wanted`.
+async fn audit_records(client: &Client, admin: &str, subject: &str, wanted: &[&str]) -> Vec<Value> {
     let path = format!("/logging/v1/audit/records?subject={subject}&limit=100");
     testkit::eventually(
         WITHIN,
         &format!("audit records {wanted:?} of {subject}"),
         || async {
             let answer = client.get(&path, admin).await.ok()?;
-            let types: Vec<String> = answer.body["records"]
-                .as_array()?
-                .iter()
-                .filter_map(|r| r["type"].as_str().map(str::to_owned))
-                .collect();
+            let records = answer.body["records"].as_array()?.clone();
             wanted
                 .iter()
-                .all(|t| types.iter().any(|have| have == t))
-                .then_some(types)
+                .all(|t| records.iter().any(|r| r["type"] == *t))
+                .then_some(records)
         },
     )
     .await
 }
 
-/// The user's signup and login, and the token issued to notification (its
-/// client-credentials token, with which it read the profile for the welcome email), are
-/// in the audit chain, and the chain verifies.
-async fn check_audit(client: &Client, admin: &str, user_id: &str) {
-    audit_types(
+/// The user's signup and login (naming the access token it issued), and the token issued
+/// to notification (its client-credentials token, with which it read the profile for the
+/// welcome email), are in the audit chain, and the chain verifies.
+async fn check_audit(client: &Client, admin: &str, user_id: &str, access_token: &str) {
+    const LOGIN: &str = "dev.tessera.identity.audit.login_succeeded.v1";
+    let records = audit_records(
         client,
         admin,
         user_id,
-        &[
-            "dev.tessera.identity.audit.signup.v1",
-            "dev.tessera.identity.audit.login_succeeded.v1",
-        ],
+        &["dev.tessera.identity.audit.signup.v1", LOGIN],
     )
     .await;
-    audit_types(
+    let login = records.iter().find(|r| r["type"] == LOGIN).expect("login");
+    let data: Value =
+        serde_json::from_str(login["data"].as_str().expect("data as stored")).expect("JSON data");
+    let claims = token_claims(access_token).expect("a JWT");
+    assert_eq!(
+        data["details"]["jti"], claims["jti"],
+        "the login's audit record names the token it issued: {data}"
+    );
+    audit_records(
         client,
         admin,
         Service::Notification.name(),
@@ -266,7 +267,7 @@ async fn a_user_signs_up_logs_in_creates_a_profile_and_gets_the_welcome_email_in
         ],
     )
     .await;
-    check_audit(&client, &admin.access, &user_id).await;
+    check_audit(&client, &admin.access, &user_id, &tokens.access).await;
 
     // By now every retry or redelivery would have happened: still exactly one of each.
     assert_eq!(
