@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod children;
+mod contract;
 mod crd;
 mod fixture;
 mod operations;
