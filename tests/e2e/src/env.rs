@@ -289,6 +289,62 @@ mod tests {
         }
     }
 
+    /// `(name, value)` of each `TESSERA_*` entry of the golden env ConfigMap.
+    fn golden_values(service: Service) -> Vec<(String, String)> {
+        golden(service)
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.trim().split_once(": ")?;
+                name.starts_with("TESSERA_")
+                    .then(|| (name.to_owned(), value.trim_matches('"').to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn urls_of_other_components_point_where_the_operators_do() {
+        let urls: Vec<(Service, String)> = Service::ALL
+            .iter()
+            .map(|s| (*s, format!("http://127.0.0.1:1/{}", s.name())))
+            .collect();
+        let secrets: Vec<(String, String)> = Service::ALL
+            .iter()
+            .map(|s| (s.name().to_owned(), "tsc_x".to_owned()))
+            .collect();
+        let cx = Shared {
+            options: &Options::default(),
+            gateway_url: "http://127.0.0.1:1",
+            urls: &urls,
+            nats_url: "nats://127.0.0.1:4222",
+            root: Path::new("/tmp/e2e"),
+            pepper: &[0; 32],
+            secrets: &secrets,
+            smtp_url: "smtp://127.0.0.1:25",
+            recorder_url: "http://127.0.0.1:2",
+        };
+        let mut checked = 0;
+        for service in Service::ALL {
+            let ours = service_env(service, 1, 2, &cx);
+            for (name, value) in golden_values(service) {
+                // `http://demo-<component>:8080<path>`: ours must be that component's URL
+                // with the same path.
+                let Some(rest) = value.strip_prefix("http://demo-") else {
+                    continue;
+                };
+                let (host, path) = rest.split_once(":8080").expect("a Service URL");
+                let component = Service::ALL
+                    .into_iter()
+                    .find(|s| s.name() == host)
+                    .expect("a platform component");
+                let expected = format!("http://127.0.0.1:1/{}{path}", component.name());
+                let actual = ours.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+                assert_eq!(actual, Some(&expected), "{}: {name}", service.name());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 13, "{checked} URLs checked");
+    }
+
     #[test]
     fn without_logging_no_service_is_told_to_ship_logs() {
         let urls = vec![
