@@ -131,6 +131,7 @@ async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drop
     let admin_email = unique_email("admin");
     let platform = Platform::start(Options {
         logging: true,
+        notification: true,
         bootstrap_admins: vec![admin_email.clone()],
         // Small enough that 30 s of this traffic overflows it.
         log_buffer_records: Some(100),
@@ -154,6 +155,7 @@ async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drop
     let down = Instant::now();
     let mut n = 2u16;
     let mut requests = 0u32;
+    let mut newcomers = Vec::new();
     while down.elapsed() < OUTAGE {
         for path in ["/v1/me", "/profile/v1/profiles/me"] {
             let started = Instant::now();
@@ -168,15 +170,30 @@ async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drop
             );
             requests += 1;
         }
-        // A new user now and then: identity and profile write (and log) too.
+        // A new user now and then: identity and profile write (and log) too, and
+        // notification has welcome emails to send.
         if requests.is_multiple_of(40) {
-            client_for(&platform, n)
+            let newcomer = client_for(&platform, n)
                 .new_user("during", "en")
                 .await
                 .unwrap_or_else(|f| panic!("new user, {:?} into the outage: {f}", down.elapsed()));
+            newcomers.push(newcomer.email);
             n += 1;
         }
     }
+    assert!(newcomers.len() >= 3, "{newcomers:?}");
+    let smtp = platform.smtp();
+    testkit::eventually(
+        CATCH_UP,
+        "notification to welcome every newcomer",
+        || async {
+            newcomers
+                .iter()
+                .all(|email| !smtp.messages_to(email).is_empty())
+                .then_some(())
+        },
+    )
+    .await;
     for service in [Service::Gateway, Service::Identity, Service::Profile] {
         let dropped = platform
             .metric(service, "tessera_log_shipping_dropped_total", &[])
