@@ -15,6 +15,7 @@ mod platform;
 mod process;
 mod recorder;
 mod service;
+mod settle;
 mod smtp;
 
 pub use binaries::{bin_dir, binary};

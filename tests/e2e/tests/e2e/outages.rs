@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 use tessera_e2e::{Client, Options, Platform, Postgres, Service, User, unique_email};
-use tessera_events::async_nats;
 
 /// How long each outage lasts (issue #9).
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -20,25 +19,6 @@ const CATCH_UP: Duration = Duration::from_secs(120);
 /// limit (10 a minute per address) does not throttle a test that signs up many users.
 fn client_for(platform: &Platform, n: u16) -> Client {
     Client::from_address(platform.gateway(), Client::nth_address(n))
-}
-
-/// Whether notification's durable consumer has nothing left to deliver or to be
-/// acknowledged: every `user.created` has been handled (and no redelivery is due).
-async fn notification_consumer_idle(nats: &async_nats::Client) -> bool {
-    let js = async_nats::jetstream::new(nats.clone());
-    let Ok(stream) = js.get_stream("TESSERA").await else {
-        return false;
-    };
-    let Ok(mut consumer) = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("notification")
-        .await
-    else {
-        return false;
-    };
-    consumer
-        .info()
-        .await
-        .is_ok_and(|info| info.num_pending == 0 && info.num_ack_pending == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,22 +81,7 @@ async fn with_nats_stopped_30_s_during_signups_every_new_profile_gets_exactly_on
     })
     .await;
     // Quiet: nothing left on the consumer and every mail accounted for by a delivery.
-    let nats = async_nats::connect(platform.nats_url())
-        .await
-        .expect("connect to the platform's NATS");
-    testkit::eventually(CATCH_UP, "notification to be idle", || async {
-        let delivered = platform
-            .metric(
-                Service::Notification,
-                "tessera_notification_attempts_total",
-                &[("channel", "email"), ("outcome", "delivered")],
-            )
-            .await?;
-        #[allow(clippy::cast_precision_loss)] // a few dozen mails
-        let mails = smtp.messages().len() as f64;
-        (notification_consumer_idle(&nats).await && (delivered - mails).abs() < 0.5).then_some(())
-    })
-    .await;
+    platform.wait_notification_settled(CATCH_UP).await;
     for user in &users {
         let mails = smtp.messages_to(&user.email);
         assert_eq!(mails.len(), 1, "{}: {mails:?}", user.email);

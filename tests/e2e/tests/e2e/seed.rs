@@ -269,7 +269,8 @@ async fn a_user_signs_up_logs_in_creates_a_profile_and_gets_the_welcome_email_in
     .await;
     check_audit(&client, &admin.access, &user_id, &tokens.access).await;
 
-    // By now every retry or redelivery would have happened: still exactly one of each.
+    // Once notification is quiet (no event pending, every delivery received): one of each.
+    platform.wait_notification_settled(WITHIN).await;
     assert_eq!(
         platform.smtp().messages_to(&email).len(),
         1,
