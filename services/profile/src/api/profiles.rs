@@ -59,10 +59,14 @@ pub struct NewProfile {
     #[schema(format = Email, example = "ada@example.com")]
     pub email: String,
     /// 1 to 100 characters, trimmed.
-    #[schema(example = "Ada Lovelace", max_length = 100)]
+    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 100)]
     pub display_name: String,
-    /// BCP 47 tag choosing the language of messages, e.g. `en`, `de-CH`.
-    #[schema(example = "en")]
+    /// BCP 47 tag choosing the language of messages, e.g. `en`, `de-CH`, `zh-Hant-TW`
+    /// (any case; `_` for `-` is accepted too).
+    #[schema(
+        example = "en",
+        pattern = r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?$"
+    )]
     pub locale: String,
     /// E.164 mobile number for SMS, e.g. `+41791234567`.
     #[serde(default)]
@@ -80,9 +84,12 @@ pub struct NewProfile {
 pub struct ProfileChanges {
     #[schema(format = Email, nullable = false)]
     pub email: Option<String>,
-    #[schema(nullable = false, max_length = 100)]
+    #[schema(nullable = false, min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(
+        nullable = false,
+        pattern = r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?$"
+    )]
     pub locale: Option<String>,
     #[allow(
         clippy::option_option,
@@ -111,12 +118,14 @@ pub struct Profile {
     pub user_id: String,
     #[schema(format = Email)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: String,
     /// Canonical BCP 47 tag.
+    #[schema(pattern = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$")]
     pub locale: String,
     /// E.164, absent when not set.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
     pub preferences: Preferences,
     /// Unix time in seconds.
