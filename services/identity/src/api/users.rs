@@ -37,8 +37,16 @@ pub struct Credentials {
     /// Trimmed and compared without regard to case.
     #[schema(format = Email, example = "ada@example.com")]
     email: String,
-    /// At signup: 12 to 256 characters, not a commonly used password.
-    #[schema(value_type = String, format = Password, write_only)]
+    /// At signup: 12 to 256 characters, not a commonly used password (every account's
+    /// password has that length, so the bounds hold for logins too).
+    #[schema(
+        value_type = String,
+        format = Password,
+        write_only,
+        min_length = 12,
+        max_length = 256,
+        example = "correct horse battery staple"
+    )]
     password: SecretString,
 }
 
