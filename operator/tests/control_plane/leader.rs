@@ -80,7 +80,7 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
         .spec
         .and_then(|spec| spec.holder_identity)
         .expect("a Lease holder");
-    let (leader, follower, stop_leader, leader_task, stop_follower, follower_task) =
+    let (leader, follower, stop_leader, leader_task, stop_follower, mut follower_task) =
         if holder == "operator-a" {
             (admin_a, admin_b, stop_a, task_a, stop_b, task_b)
         } else {
@@ -98,18 +98,7 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
     stop_leader.cancel();
     let _ = leader_task.await;
     hand_edit_replicas(&client, &namespace, 7).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let replicas = replicas(&deployments.get("demo-gateway").await.unwrap());
-        if replicas != Some(7) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second instance never took over"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_repaired(&deployments, &mut follower_task).await;
     // The repair lands before that reconcile finishes and is counted.
     let deadline = tokio::time::Instant::now() + WAIT;
     while reconciles(follower).await == 0.0 {
@@ -135,4 +124,28 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
     );
     stop_follower.cancel();
     let _ = follower_task.await;
+}
+
+/// Waits until the gateway's hand-edited replicas are put back. Fails at once, with its
+/// outcome, if the instance expected to take over has stopped (its Lease watch failed;
+/// a pod would restart) instead of at the deadline.
+async fn wait_until_repaired<T: std::fmt::Debug>(
+    deployments: &Api<Deployment>,
+    follower: &mut tokio::task::JoinHandle<T>,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if replicas(&deployments.get("demo-gateway").await.unwrap()) != Some(7) {
+            return;
+        }
+        if follower.is_finished() {
+            let outcome = follower.await;
+            panic!("the second instance stopped before taking over: {outcome:?}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second instance never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
