@@ -14,9 +14,11 @@ use tessera_events::{
 };
 use time::OffsetDateTime;
 
+use testkit::PrivateNats;
+
 use crate::support::{
-    Backend, Other, PrivateNats, Thing, apply_once, database, delete_stream, nats_url,
-    on_both_backends, private_bus, thing,
+    Backend, Other, Thing, apply_once, database, delete_stream, nats_url, on_both_backends,
+    private_bus, thing,
 };
 
 const SUBJECT: &str = "tessera.events.test.thing.happened";

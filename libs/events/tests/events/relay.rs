@@ -12,8 +12,10 @@ use tessera_events::{
     EventMetrics, JetStreamBus, OutboxMessage, PublishError, Relay, RelayConfig, Sink,
 };
 
+use testkit::PrivateNats;
+
 use crate::support::{
-    Backend, PrivateNats, database, delete_stream, header, nats_url, on_both_backends, private_bus,
+    Backend, database, delete_stream, header, nats_url, on_both_backends, private_bus,
     stream_messages, thing,
 };
 

@@ -1,10 +1,7 @@
 //! Shared test plumbing: a fresh database per test (SQLite file or PostgreSQL), a private
-//! stream and subject tree on the real JetStream server, typed test events, and a private
-//! `nats-server` the outage test can stop and start.
+//! stream and subject tree on the real JetStream server and typed test events (the outage
+//! tests' private `nats-server` is `testkit::PrivateNats`).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -218,99 +215,6 @@ pub(crate) fn header<'a>(
         .headers
         .get(name)
         .map(async_nats::HeaderValue::as_str)
-}
-
-/// A `nats-server` of this test's own (port and store), to stop and start at will.
-pub(crate) struct PrivateNats {
-    pub(crate) port: u16,
-    store: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-/// Where `tools/services` installs it (`$GOBIN`, `$GOPATH/bin`, `~/go/bin`), else `PATH`.
-fn nats_server_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TESSERA_NATS_SERVER") {
-        return path.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let candidates = [
-        std::env::var("GOBIN").ok().map(PathBuf::from),
-        std::env::var("GOPATH")
-            .ok()
-            .map(|p| PathBuf::from(p).join("bin")),
-        Some(PathBuf::from(home).join("go/bin")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|dir| dir.join("nats-server"))
-        .find(|path| path.exists())
-        .unwrap_or_else(|| "nats-server".into())
-}
-
-impl PrivateNats {
-    pub(crate) async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut nats = Self {
-            port,
-            store: tempfile::tempdir().expect("store dir"),
-            child: None,
-        };
-        nats.resume().await;
-        nats
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server again on the same port and store.
-    pub(crate) async fn resume(&mut self) {
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (set TESSERA_NATS_SERVER or install it in ~/go/bin)");
-        self.child = Some(child);
-        let port = self.port;
-        testkit::eventually(
-            Duration::from_secs(10),
-            "nats-server to listen",
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(drop)
-            },
-        )
-        .await;
-    }
-
-    /// Stops the server (the process ends; the store stays).
-    pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 macro_rules! on_both_backends {
