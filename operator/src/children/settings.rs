@@ -1,6 +1,6 @@
 //! What each component's container is told: env settings, Secret env vars and volumes,
-//! per the component's contract (its README, or operator/README.md for services not
-//! built yet).
+//! per the component's contract (its README and operator/README.md; checked against each
+//! service's own flag parser in tests/operator/contract.rs).
 
 use std::collections::BTreeMap;
 
@@ -107,8 +107,7 @@ fn secret_volume(name: &str, secret: String, path: &str) -> (Volume, String) {
     )
 }
 
-/// The contract of each component (its README, or operator/README.md for services not
-/// built yet).
+/// The contract of each component (its README and operator/README.md).
 pub(crate) fn settings(cx: &Context<'_>, component: &Component) -> Settings {
     let platform = cx.platform;
     let identity = &platform.spec.identity;
