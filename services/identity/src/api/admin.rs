@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::schema::{
-    InvalidBody, MultipleCredentials, NotAdmin, PROBLEM_JSON, ProblemDoc, Unauthenticated,
-    Unavailable, UnsupportedMediaType,
+    BodyTooLarge, InvalidBody, MultipleCredentials, NotAdmin, PROBLEM_JSON, ProblemDoc,
+    Unauthenticated, Unavailable, UnsupportedMediaType,
 };
 use super::users::{ADMIN_ROLE, UserView};
 use crate::db;
@@ -213,6 +213,7 @@ fn valid_name(name: &str) -> bool {
         (status = 403, response = NotAdmin),
         (status = 409, description = "`client_exists`.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, response = InvalidBody),
         (status = 503, response = Unavailable),
     )

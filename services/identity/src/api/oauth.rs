@@ -15,7 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, OAuthError, TokenError};
-use super::schema::{OAuthErrorDoc, Unavailable};
+use super::schema::{BodyTooLarge, OAuthErrorDoc, Unavailable};
 use super::users::{TokenResponse, issue_error, refresh_ttl_secs};
 use crate::clients::Client;
 use crate::db;
@@ -148,6 +148,7 @@ fn no_store<T: IntoResponse>(body: T) -> Response {
             or reused) or `unsupported_grant_type`.", body = OAuthErrorDoc),
         (status = 401, description = "`invalid_client`: client authentication failed.",
             body = OAuthErrorDoc, headers(("WWW-Authenticate" = String, description = "A `Basic` challenge."))),
+        (status = 413, response = BodyTooLarge),
         (status = 503, response = Unavailable),
     )
 )]
@@ -264,6 +265,7 @@ async fn refresh(state: &AppState, presented: &str) -> Result<Response, TokenErr
     responses(
         (status = 200, description = "Done, or nothing to do."),
         (status = 400, description = "`invalid_request`: not a form, or no `token`.", body = OAuthErrorDoc),
+        (status = 413, response = BodyTooLarge),
         (status = 503, response = Unavailable),
     )
 )]
@@ -338,6 +340,7 @@ pub struct Introspection {
             twice.", body = OAuthErrorDoc),
         (status = 401, description = "`invalid_client`: client authentication failed.",
             body = OAuthErrorDoc, headers(("WWW-Authenticate" = String, description = "A `Basic` challenge."))),
+        (status = 413, response = BodyTooLarge),
         (status = 503, response = Unavailable),
     )
 )]

@@ -10,8 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::{
-    InvalidBody, MultipleCredentials, NotAdmin, OAuthErrorDoc, ProblemDoc, Unauthenticated,
-    Unavailable, UnsupportedMediaType,
+    BodyTooLarge, InvalidBody, MultipleCredentials, NotAdmin, OAuthErrorDoc, ProblemDoc,
+    Unauthenticated, Unavailable, UnsupportedMediaType,
 };
 use super::{admin, discovery, oauth, users};
 
@@ -53,6 +53,7 @@ const BASIC: &str = "basic";
             Unauthenticated,
             NotAdmin,
             UnsupportedMediaType,
+            BodyTooLarge,
             InvalidBody,
             Unavailable,
         ),

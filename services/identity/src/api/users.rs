@@ -15,7 +15,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::schema::{
-    InvalidBody, MultipleCredentials, PROBLEM_JSON, ProblemDoc, Unavailable, UnsupportedMediaType,
+    BodyTooLarge, InvalidBody, MultipleCredentials, PROBLEM_JSON, ProblemDoc, Unavailable,
+    UnsupportedMediaType,
 };
 use crate::db;
 use crate::db::refresh::NewRefresh;
@@ -122,6 +123,7 @@ fn invalid_credentials() -> ApiError {
             body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 409, description = "`email_taken`.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, response = InvalidBody),
         (status = 503, response = Unavailable),
     )
@@ -201,6 +203,7 @@ fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> St
         (status = 401, description = "`invalid_credentials`: the same answer for a wrong password, an \
             unknown address and a disabled user.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, response = InvalidBody),
         (status = 429, description = "`too_many_attempts` (with `retry_after`).", body = ProblemDoc,
             content_type = PROBLEM_JSON),
@@ -331,6 +334,7 @@ pub struct Logout {
         (status = 204, description = "The login is over."),
         (status = 400, description = "`invalid_json`.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, response = InvalidBody),
         (status = 503, response = Unavailable),
     )

@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::schema::{
-    Forbidden, MultipleCredentials, PROBLEM_JSON, ProblemDoc, Unauthenticated, Unavailable,
-    UnsupportedMediaType,
+    BodyTooLarge, Forbidden, MultipleCredentials, PROBLEM_JSON, ProblemDoc, Unauthenticated,
+    Unavailable, UnsupportedMediaType,
 };
 use crate::channel::ChannelKind;
 use crate::db::jobs::{self, AttemptRow, JobRow};
@@ -287,6 +287,7 @@ fn caller_id(caller: &Principal) -> &str {
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_body`, or `idempotency_key_reused`: the key was used \
             with a different body.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 503, response = Unavailable),

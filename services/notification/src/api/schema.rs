@@ -50,6 +50,12 @@ pub struct MultipleCredentials(pub ProblemDoc);
 #[response(content_type = "application/problem+json")]
 pub struct UnsupportedMediaType(pub ProblemDoc);
 
+/// `body_too_large`: the body is larger than the service accepts (`--max-body-bytes`,
+/// 1 MiB by default).
+#[derive(Debug, ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct BodyTooLarge(pub ProblemDoc);
+
 /// `invalid_body`: the JSON body does not have the documented members and types.
 #[derive(Debug, ToResponse)]
 #[response(content_type = "application/problem+json")]

@@ -11,8 +11,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::profiles;
 use super::schema::{
-    Forbidden, InvalidBody, MultipleCredentials, ProblemDoc, Unauthenticated, Unavailable,
-    UnsupportedMediaType,
+    BodyTooLarge, Forbidden, InvalidBody, MultipleCredentials, ProblemDoc, Unauthenticated,
+    Unavailable, UnsupportedMediaType,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +32,7 @@ use super::schema::{
             Unauthenticated,
             Forbidden,
             UnsupportedMediaType,
+            BodyTooLarge,
             InvalidBody,
             Unavailable,
         ),

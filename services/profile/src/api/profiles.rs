@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::schema::{
-    Forbidden, InvalidBody, MultipleCredentials, PROBLEM_JSON, ProblemDoc, Unauthenticated,
-    Unavailable, UnsupportedMediaType,
+    BodyTooLarge, Forbidden, InvalidBody, MultipleCredentials, PROBLEM_JSON, ProblemDoc,
+    Unauthenticated, Unavailable, UnsupportedMediaType,
 };
 use crate::db;
 use crate::db::profiles::{CreateError, ProfileRow};
@@ -189,6 +189,7 @@ fn require_user(caller: &Principal) -> Result<(), ApiError> {
             body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 409, description = "`profile_exists`.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, response = InvalidBody),
         (status = 503, response = Unavailable),
     )
@@ -267,6 +268,7 @@ pub async fn me(
         (status = 401, response = Unauthenticated),
         (status = 404, description = "`profile_not_found`.", body = ProblemDoc, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 413, response = BodyTooLarge),
         (status = 422, response = InvalidBody),
         (status = 503, response = Unavailable),
     )
