@@ -198,7 +198,8 @@ pub(crate) fn draw(chart: &Chart, path: &Path) -> anyhow::Result<()> {
         .iter()
         .flat_map(|(_, v)| v.iter().flatten())
         .fold(0.0_f64, |a, b| a.max(*b));
-    let top = if top > 0.0 { top * 1.18 } else { 1.0 };
+    // Headroom for the value labels and the legend.
+    let top = if top > 0.0 { top * 1.35 } else { 1.0 };
     {
         let root = BitMapBackend::new(path, (960, height)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -222,6 +223,7 @@ pub(crate) fn draw(chart: &Chart, path: &Path) -> anyhow::Result<()> {
                 labels.get(index).cloned().unwrap_or_default()
             })
             .x_desc(&chart.axis)
+            .x_label_formatter(&|x| short(*x))
             .label_style(("sans-serif", 13))
             .draw()?;
         let band = 0.8 / groups as f64;
@@ -255,7 +257,7 @@ pub(crate) fn draw(chart: &Chart, path: &Path) -> anyhow::Result<()> {
             ctx.configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerRight)
+                .position(SeriesLabelPosition::UpperRight)
                 .label_font(("sans-serif", 13))
                 .draw()?;
         }

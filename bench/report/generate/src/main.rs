@@ -133,8 +133,15 @@ fn section(out: &mut String, run: &Path, charts: &Path, link: &str) -> anyhow::R
         (
             "parsed from the printed tables",
             markdown::parse(&stdout)
-                .iter()
-                .flat_map(chart::from_grid)
+                .into_iter()
+                .map(|mut grid| {
+                    // An untitled table is named after its benchmark.
+                    if grid.title.starts_with("table ") {
+                        grid.title = format!("{name}: {}", grid.title);
+                    }
+                    grid
+                })
+                .flat_map(|grid| chart::from_grid(&grid))
                 .collect(),
         )
     } else {
