@@ -1,6 +1,7 @@
 //! `tessera-bench-logging`: how fast records get into logging, beside how fast the same
-//! storage takes them with no HTTP in between, on SQLite and PostgreSQL; and what each
-//! lookup index costs SQLite's batched inserts. Prints Markdown tables.
+//! storage takes them with no HTTP in between, on SQLite and PostgreSQL; how fast the
+//! query shapes the issue names answer over a large store; and what each index costs
+//! the batched inserts. Prints Markdown tables.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,13 +17,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use service_kit::{CancellationToken, Database, DatabaseUrl, Listeners};
 use tessera_logging::record::NewRecord;
-use tessera_logging::store::Store;
+use tessera_logging::store::{Filter, Store};
 
-/// Benchmark of logging's ingestion beside its storage limit.
+/// Benchmark of logging's ingestion beside its storage limit, and of its queries.
 #[derive(Debug, Parser)]
 #[command(name = "tessera-bench-logging", version)]
 struct Args {
-    /// Records written per measurement.
+    /// Records written per ingestion measurement.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
     /// Records per OTLP request (the issue's shape: 500).
@@ -34,6 +35,17 @@ struct Args {
     /// PostgreSQL server for a fresh database; without it PostgreSQL rows are skipped.
     #[arg(long, env = "TESSERA_TEST_POSTGRES_URL", hide_env_values = true)]
     postgres_url: Option<String>,
+    /// Backends to measure.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<String>,
+    /// Sections to run: `ingest` (storage limit beside OTLP), `query` (latency over
+    /// `--query-records`), `indexes` (what each index costs the storage limit).
+    #[arg(long, value_delimiter = ',', default_value = "ingest,query")]
+    sections: Vec<String>,
+    /// Records loaded through the store before the query run (spread over the last
+    /// 24 hours); the database is deleted afterwards.
+    #[arg(long, default_value_t = 100_000)]
+    query_records: usize,
 }
 
 fn now_nanos() -> i64 {
@@ -44,31 +56,50 @@ fn hex(n: usize) -> String {
     uuid::Uuid::new_v4().simple().to_string()[..n].to_owned()
 }
 
-/// A ~250-byte record of a request in a service.
-fn new_record(i: usize) -> NewRecord {
-    let mut attributes = serde_json::Map::new();
-    attributes.insert("http.route".into(), "/v1/profiles/{id}".into());
-    attributes.insert("status".into(), 200.into());
+/// The service of the i-th record.
+fn service(i: usize) -> &'static str {
+    ["gateway", "profile", "identity"][i % 3]
+}
+
+/// The severity of the i-th record: 70 % info, 20 % debug, 8 % warn, 2 % error.
+fn severity(i: usize) -> (i32, &'static str) {
+    match i % 50 {
+        0 => (17, "ERROR"),
+        1..=4 => (13, "WARN"),
+        5..=14 => (5, "DEBUG"),
+        _ => (9, "INFO"),
+    }
+}
+
+/// A ~250-byte record of a request in a service, at `ts`. Every body has the word
+/// `finished`; one in 1,000 has `timeout` (the rare-word query).
+fn new_record(i: usize, ts: i64) -> NewRecord {
+    let (severity_number, severity_text) = severity(i);
+    let outcome = if i.is_multiple_of(1000) {
+        "timeout"
+    } else {
+        "200"
+    };
     NewRecord {
-        time_unix_nano: now_nanos(),
-        observed_time_unix_nano: now_nanos(),
-        service: ["gateway", "profile", "identity"][i % 3].to_owned(),
-        severity_number: 9,
-        severity_text: "INFO".into(),
+        time_unix_nano: ts,
+        observed_time_unix_nano: ts,
+        service: service(i).to_owned(),
+        severity_number,
+        severity_text: severity_text.into(),
         body: format!(
-            "request {i} finished: GET /v1/profiles/{} status 200 in 3.2 ms",
+            "request {i} finished: GET /v1/profiles/{} status {outcome} in 3.2 ms",
             hex(8)
         ),
         trace_id: Some(hex(32)),
         span_id: Some(hex(16)),
         request_id: Some(uuid::Uuid::now_v7().to_string()),
-        attributes,
+        attributes_json: r#"{"http.route":"/v1/profiles/{id}","status":200}"#.to_owned(),
         resource_json: Arc::from(r#"{"service.name":"profile","host.name":"node-1"}"#),
     }
 }
 
 fn otlp_record(i: usize) -> LogRecord {
-    let r = new_record(i);
+    let r = new_record(i, now_nanos());
     let bytes = |h: &str| {
         (0..h.len() / 2)
             .map(|k| u8::from_str_radix(&h[k * 2..k * 2 + 2], 16).unwrap_or(0))
@@ -76,26 +107,36 @@ fn otlp_record(i: usize) -> LogRecord {
     };
     LogRecord {
         time_unix_nano: u64::try_from(r.time_unix_nano).unwrap_or(0),
-        severity_number: 9,
-        severity_text: "INFO".into(),
+        severity_number: r.severity_number,
+        severity_text: r.severity_text,
         body: Some(AnyValue {
             value: Some(any_value::Value::StringValue(r.body)),
         }),
-        attributes: vec![KeyValue {
-            key: "request_id".into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(
-                    r.request_id.unwrap_or_default(),
-                )),
-            }),
-            ..KeyValue::default()
-        }],
+        attributes: vec![
+            KeyValue {
+                key: "request_id".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(
+                        r.request_id.unwrap_or_default(),
+                    )),
+                }),
+                ..KeyValue::default()
+            },
+            KeyValue {
+                key: "http.route".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("/v1/profiles/{id}".into())),
+                }),
+                ..KeyValue::default()
+            },
+        ],
         trace_id: bytes(r.trace_id.as_deref().unwrap_or_default()),
         span_id: bytes(r.span_id.as_deref().unwrap_or_default()),
         ..LogRecord::default()
     }
 }
 
+/// A fresh database of `backend`, or `None` when PostgreSQL is not configured.
 async fn database_url(
     backend: &str,
     args: &Args,
@@ -111,8 +152,31 @@ async fn database_url(
     })
 }
 
-/// Records per second straight into the store, in transactions of 5,000.
-async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow::Result<f64> {
+/// Deletes the database at `url` (the SQLite file and its WAL, or the PostgreSQL
+/// database), so a large run leaves no data behind.
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        return Ok(());
+    }
+    let name = url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .context("database name")?;
+    let pool = sqlx::PgPool::connect(&testkit::database_url_with_name(url, "postgres")).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn open(url: &str, extra_sql: &[&str]) -> anyhow::Result<Database> {
     let url: DatabaseUrl = url.parse().context("database url")?;
     let database = Database::open_now(&url, 4, &tessera_logging::migrations()).await?;
     for sql in extra_sql {
@@ -123,9 +187,16 @@ async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow:
         .await
         .map(drop))?;
     }
+    Ok(database)
+}
+
+/// Records per second straight into the store, in transactions of 5,000.
+async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow::Result<f64> {
+    let database = open(url, extra_sql).await?;
     let store = Store::new(database.pool().clone());
+    let now = now_nanos();
     let batches: Vec<Vec<NewRecord>> = (0..records)
-        .map(new_record)
+        .map(|i| new_record(i, now))
         .collect::<Vec<_>>()
         .chunks(5_000)
         .map(<[NewRecord]>::to_vec)
@@ -136,59 +207,113 @@ async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow:
     }
     let rate = f64::from(u32::try_from(records)?) / started.elapsed().as_secs_f64();
     database.pool().close().await;
+    drop_database(url).await?;
     Ok(rate)
 }
 
-/// p50 and p99 of `runs` executions of `query`, in milliseconds.
-async fn latency<F, Fut>(runs: usize, mut query: F) -> anyhow::Result<(f64, f64)>
+/// p50 and p99 of `runs` executions of `query`, in milliseconds, and the rows the
+/// last run returned.
+async fn latency<F, Fut>(runs: usize, mut query: F) -> anyhow::Result<(f64, f64, usize)>
 where
     F: FnMut(usize) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<usize>>,
 {
     let mut samples = Vec::with_capacity(runs);
+    let mut rows = 0;
     for i in 0..runs {
         let started = Instant::now();
-        query(i).await?;
+        rows = query(i).await?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     samples.sort_by(f64::total_cmp);
     let at = |percent: usize| samples[(samples.len() - 1) * percent / 100];
-    Ok((at(50), at(99)))
+    Ok((at(50), at(99), rows))
 }
 
 /// Builds the filter of the i-th query run.
-type FilterFor = Box<dyn Fn(usize) -> tessera_logging::store::Filter>;
+type FilterFor = Box<dyn Fn(usize) -> Filter>;
 
-/// Query latency of the three shapes the issue names, over a store of `records` rows.
-async fn query_latency(url: &str, records: usize) -> anyhow::Result<()> {
-    use tessera_logging::store::Filter;
-    let url: DatabaseUrl = url.parse().context("database url")?;
-    let database = Database::open_now(&url, 4, &tessera_logging::migrations()).await?;
+/// Loads `records` rows spread evenly over the last 24 hours through the store (two
+/// batches in flight on PostgreSQL, one writer on SQLite); returns every 997th trace
+/// id and request id for the lookups.
+async fn preload(
+    store: &Store,
+    records: usize,
+    parallel: usize,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    const BATCH: usize = 5_000;
+    let end = now_nanos() - 1_000_000_000;
+    let step = 86_400_000_000_000 / i64::try_from(records.max(1))?;
+    let started = Instant::now();
+    let mut traces = Vec::new();
+    let mut requests = Vec::new();
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    let mut next = 0;
+    while next < records {
+        let batch: Vec<NewRecord> = (next..(next + BATCH).min(records))
+            .map(|i| {
+                let back = i64::try_from(records - i)?;
+                Ok(new_record(i, end - back * step))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for (k, record) in batch.iter().enumerate() {
+            if (next + k).is_multiple_of(997) {
+                traces.extend(record.trace_id.clone());
+                requests.extend(record.request_id.clone());
+            }
+        }
+        next += batch.len();
+        let store = store.clone();
+        in_flight.push(async move { store.insert(&batch).await });
+        if in_flight.len() >= parallel {
+            use futures_util::StreamExt as _;
+            if let Some(result) = in_flight.next().await {
+                result?;
+            }
+        }
+    }
+    while let Some(result) = futures_util::StreamExt::next(&mut in_flight).await {
+        result?;
+    }
+    eprintln!(
+        "loaded {records} records in {:.1} s ({:.0} rows/s)",
+        started.elapsed().as_secs_f64(),
+        f64::from(u32::try_from(records)?) / started.elapsed().as_secs_f64()
+    );
+    Ok((traces, requests))
+}
+
+/// Query latency of the shapes the issue names, over a store of `records` rows.
+async fn query_latency(url: &str, backend: &str, records: usize) -> anyhow::Result<()> {
+    let database = open(url, &[]).await?;
     let store = Store::new(database.pool().clone());
-    let all: Vec<NewRecord> = (0..records).map(new_record).collect();
-    let traces: Vec<String> = all
-        .iter()
-        .filter_map(|r| r.trace_id.clone())
-        .step_by(997)
-        .collect();
-    for batch in all.chunks(5_000) {
-        store.insert(batch).await?;
+    let parallel = if backend == "postgres" { 2 } else { 1 };
+    let (traces, requests) = preload(&store, records, parallel).await?;
+    if let service_kit::Pool::Postgres(pool) = database.pool() {
+        sqlx::raw_sql("ANALYZE log_records").execute(pool).await?;
     }
     let since = now_nanos() - 3_600_000_000_000;
-    let shapes: [(&str, FilterFor); 3] = [
+    let shapes: [(&str, FilterFor); 5] = [
         (
-            "service + min severity + last hour, 100 newest",
+            "service + min severity warn + last hour, 100 newest",
             Box::new(move |_| Filter {
                 service: Some("profile".into()),
-                min_severity: Some(9),
+                min_severity: Some(13),
                 since: Some(since),
                 ..Filter::default()
             }),
         ),
         (
-            "text (one word), 100 newest",
+            "text, a word in every record, 100 newest",
             Box::new(|_| Filter {
                 text: Some("finished".into()),
+                ..Filter::default()
+            }),
+        ),
+        (
+            "text, a word in 1 of 1,000 records, 100 newest",
+            Box::new(|_| Filter {
+                text: Some("timeout".into()),
                 ..Filter::default()
             }),
         ),
@@ -199,22 +324,24 @@ async fn query_latency(url: &str, records: usize) -> anyhow::Result<()> {
                 ..Filter::default()
             }),
         ),
+        (
+            "request id",
+            Box::new(move |i| Filter {
+                request_id: Some(requests[i % requests.len()].clone()),
+                ..Filter::default()
+            }),
+        ),
     ];
     for (name, filter) in shapes {
-        let (p50, p99) = latency(200, |i| {
+        let (p50, p99, rows) = latency(200, |i| {
             let (store, filter) = (store.clone(), filter(i));
-            async move {
-                store.query(&filter, None, 100).await?;
-                Ok(())
-            }
+            async move { Ok(store.query(&filter, None, 100).await?.len()) }
         })
         .await?;
-        println!(
-            "| {} | {name} | {p50:.2} | {p99:.2} |",
-            url.to_string().split(':').next().unwrap_or_default()
-        );
+        println!("| {backend} | {name} | {rows} | {p50:.2} | {p99:.2} |");
     }
     database.pool().close().await;
+    drop_database(url).await?;
     Ok(())
 }
 
@@ -234,7 +361,7 @@ async fn otlp_rate(url: &str, args: &Args) -> anyhow::Result<f64> {
     let listeners = Listeners::loopback().await?;
     let base = format!("http://{}", listeners.public_addr()?);
     let admin = format!("http://{}", listeners.admin_addr()?);
-    tokio::spawn(logging.service.serve(listeners, shutdown.clone()));
+    let served = tokio::spawn(logging.service.serve(listeners, shutdown.clone()));
     testkit::wait_until_ready(&admin, Duration::from_secs(30)).await;
     let requests = args.records / args.batch;
     let bodies: Vec<Vec<u8>> = (0..requests)
@@ -245,7 +372,7 @@ async fn otlp_rate(url: &str, args: &Args) -> anyhow::Result<f64> {
                         attributes: vec![KeyValue {
                             key: "service.name".into(),
                             value: Some(AnyValue {
-                                value: Some(any_value::Value::StringValue("bench".into())),
+                                value: Some(any_value::Value::StringValue(service(r).into())),
                             }),
                             ..KeyValue::default()
                         }],
@@ -298,78 +425,124 @@ async fn otlp_rate(url: &str, args: &Args) -> anyhow::Result<f64> {
     }
     let rate = f64::from(u32::try_from(requests * args.batch)?) / started.elapsed().as_secs_f64();
     shutdown.cancel();
+    let _ = served.await;
+    drop_database(url).await?;
     Ok(rate)
+}
+
+/// Index variants whose cost on the storage limit is measured, per backend.
+fn index_variants(backend: &str) -> Vec<(&'static str, Vec<&'static str>)> {
+    if backend == "sqlite" {
+        return vec![
+            (
+                "no trace/request lookup index",
+                vec![
+                    "DROP INDEX log_records_trace_key",
+                    "DROP INDEX log_records_request_key",
+                ],
+            ),
+            (
+                "as shipped: 64-bit hash keys (trace_key, request_key)",
+                vec![],
+            ),
+            (
+                "plus B-tree indexes on the text trace_id and request_id",
+                vec![
+                    "CREATE INDEX text_trace ON log_records (trace_id)",
+                    "CREATE INDEX text_request ON log_records (request_id)",
+                ],
+            ),
+            (
+                "as shipped without the FTS5 table's inserts (no text search)",
+                vec![
+                    "DROP TABLE log_text",
+                    "CREATE TABLE log_text (rowid INTEGER PRIMARY KEY, body TEXT)",
+                ],
+            ),
+        ];
+    }
+    vec![
+        ("as shipped", vec![]),
+        (
+            "without the tsvector GIN index",
+            vec!["DROP INDEX log_records_body_text"],
+        ),
+        (
+            "without the trace/request hash-key indexes",
+            vec![
+                "DROP INDEX log_records_trace_key",
+                "DROP INDEX log_records_request_key",
+            ],
+        ),
+        (
+            "no index but (ts, id)",
+            vec![
+                "DROP INDEX log_records_body_text",
+                "DROP INDEX log_records_service_ts",
+                "DROP INDEX log_records_trace_key",
+                "DROP INDEX log_records_request_key",
+            ],
+        ),
+    ]
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    println!(
-        "## Ingestion ({} records, OTLP batches of {}, {} senders)\n",
-        args.records, args.batch, args.concurrency
-    );
-    println!("| backend | storage limit (rows/s) | OTLP/HTTP (records/s) | share |");
-    println!("| --- | ---: | ---: | ---: |");
-    for backend in ["sqlite", "postgres"] {
-        let (Some(limit_url), Some(otlp_url)) = (
-            database_url(backend, &args, &dir).await?,
-            database_url(backend, &args, &dir).await?,
-        ) else {
-            println!("| {backend} | skipped (no --postgres-url) | | |");
-            continue;
-        };
-        let limit = storage_limit(&limit_url, args.records, &[]).await?;
-        let otlp = otlp_rate(&otlp_url, &args).await?;
+    let section = |name: &str| args.sections.iter().any(|s| s == name);
+    if section("ingest") {
         println!(
-            "| {backend} | {limit:.0} | {otlp:.0} | {:.0} % |",
-            100.0 * otlp / limit
+            "## Ingestion ({} records, OTLP batches of {}, {} senders)\n",
+            args.records, args.batch, args.concurrency
         );
-    }
-    println!(
-        "\n## Query latency over {} records (200 runs each)\n",
-        args.records
-    );
-    println!("| backend | query | p50 (ms) | p99 (ms) |");
-    println!("| --- | --- | ---: | ---: |");
-    for backend in ["sqlite", "postgres"] {
-        if let Some(url) = database_url(backend, &args, &dir).await? {
-            query_latency(&url, args.records).await?;
+        println!("| backend | storage limit (rows/s) | OTLP/HTTP (records/s) | share |");
+        println!("| --- | ---: | ---: | ---: |");
+        for backend in &args.backends {
+            let (Some(limit_url), Some(otlp_url)) = (
+                database_url(backend, &args, &dir).await?,
+                database_url(backend, &args, &dir).await?,
+            ) else {
+                println!("| {backend} | skipped (no --postgres-url) | | |");
+                continue;
+            };
+            let limit = storage_limit(&limit_url, args.records, &[]).await?;
+            let otlp = otlp_rate(&otlp_url, &args).await?;
+            println!(
+                "| {backend} | {limit:.0} | {otlp:.0} | {:.0} % |",
+                100.0 * otlp / limit
+            );
         }
     }
-    if let Some(url) = database_url("postgres", &args, &dir).await? {
-        let rate = storage_limit(&url, args.records, &["DROP INDEX log_records_body_text"]).await?;
-        println!("\nPostgreSQL storage limit without the tsvector GIN index: {rate:.0} rows/s");
+    if section("query") {
+        println!(
+            "\n## Query latency over {} records (24 hours of them, 200 runs each)\n",
+            args.query_records
+        );
+        println!("| backend | query | rows | p50 (ms) | p99 (ms) |");
+        println!("| --- | --- | ---: | ---: | ---: |");
+        for backend in &args.backends {
+            if let Some(url) = database_url(backend, &args, &dir).await? {
+                query_latency(&url, backend, args.query_records).await?;
+            }
+        }
     }
-    println!(
-        "\n## SQLite: cost of the lookup indexes ({} rows, transactions of 5,000)\n",
-        args.records
-    );
-    println!("| schema | rows/s |");
-    println!("| --- | ---: |");
-    let variants: [(&str, &[&str]); 3] = [
-        (
-            "no trace/request lookup index",
-            &[
-                "DROP INDEX log_records_trace_key",
-                "DROP INDEX log_records_request_key",
-            ],
-        ),
-        ("as shipped: 64-bit hash keys (trace_key, request_key)", &[]),
-        (
-            "plus B-tree indexes on the text trace_id and request_id",
-            &[
-                "CREATE INDEX text_trace ON log_records (trace_id)",
-                "CREATE INDEX text_request ON log_records (request_id)",
-            ],
-        ),
-    ];
-    for (name, sql) in variants {
-        let url = database_url("sqlite", &args, &dir)
-            .await?
-            .unwrap_or_default();
-        let rate = storage_limit(&url, args.records, sql).await?;
-        println!("| {name} | {rate:.0} |");
+    if section("indexes") {
+        println!(
+            "\n## Cost of each index on the storage limit ({} rows, transactions of 5,000)\n",
+            args.records
+        );
+        println!("| backend | schema | rows/s |");
+        println!("| --- | --- | ---: |");
+        for backend in &args.backends {
+            for (name, sql) in index_variants(backend) {
+                let Some(url) = database_url(backend, &args, &dir).await? else {
+                    continue;
+                };
+                let rate = storage_limit(&url, args.records, &sql).await?;
+                println!("| {backend} | {name} | {rate:.0} |");
+            }
+        }
     }
     Ok(())
 }

@@ -3,10 +3,15 @@
 //! Handlers reserve queue space for their records (a semaphore of record permits); when
 //! there is none they answer 429 at once instead of waiting. The writer takes queued
 //! batches, merges them into one transaction of up to `batch_records`, and tells each
-//! handler whether its records were stored, so a 200 means "committed". Stored records
-//! are also broadcast to live-tail subscribers.
+//! handler whether its records were stored, so a 200 means "committed". On PostgreSQL
+//! two such transactions may be in flight at once (the next batch is encoded and sent
+//! while the previous one commits). Stored records are also broadcast to live-tail
+//! subscribers.
 
 use std::sync::Arc;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
@@ -117,6 +122,11 @@ impl Ingest {
         result.await.unwrap_or(Err(IngestError::Unavailable))
     }
 
+    /// How many live-tail subscribers are connected.
+    pub fn tail_subscribers(&self) -> usize {
+        self.tail.receiver_count()
+    }
+
     /// A receiver of every record stored from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRow>> {
         self.tail.subscribe()
@@ -131,16 +141,23 @@ async fn writer(
     metrics: IngestMetrics,
     shutdown: CancellationToken,
 ) {
+    // PostgreSQL takes a second batch on another connection while the first commits
+    // (the server writes one while we encode the next); SQLite has one writer.
+    let parallel = store.parallel_writes();
+    let mut in_flight = FuturesUnordered::new();
+    let mut closing = false;
     loop {
         let first = tokio::select! {
-            job = receiver.recv() => job,
-            () = shutdown.cancelled() => {
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            job = receiver.recv(), if in_flight.len() < parallel => job,
+            () = shutdown.cancelled(), if !closing => {
                 // Handlers still waiting get an answer; new ones find the channel closed.
+                closing = true;
                 receiver.close();
-                receiver.recv().await
+                continue;
             }
         };
-        let Some(first) = first else { return };
+        let Some(first) = first else { break };
         let mut jobs = vec![first];
         let mut total = jobs[0].records.len();
         while total < batch_records {
@@ -152,28 +169,44 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let records: Vec<NewRecord> = jobs
-            .iter_mut()
-            .flat_map(|job| std::mem::take(&mut job.records))
-            .collect();
-        let outcome = match store.insert(&records).await {
-            Ok(ids) => {
-                metrics.stored.inc_by(records.len() as u64);
-                if tail.receiver_count() > 0 {
-                    for (record, id) in records.into_iter().zip(ids) {
-                        let _ = tail.send(Arc::new(record.into_row(id)));
-                    }
+        in_flight.push(store_batch(
+            store.clone(),
+            jobs,
+            tail.clone(),
+            metrics.clone(),
+        ));
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// Stores the records of `jobs` in one transaction and answers each job.
+async fn store_batch(
+    store: Store,
+    mut jobs: Vec<Job>,
+    tail: broadcast::Sender<Arc<LogRow>>,
+    metrics: IngestMetrics,
+) {
+    let records: Vec<NewRecord> = jobs
+        .iter_mut()
+        .flat_map(|job| std::mem::take(&mut job.records))
+        .collect();
+    let outcome = match store.insert(&records).await {
+        Ok(ids) => {
+            metrics.stored.inc_by(records.len() as u64);
+            if tail.receiver_count() > 0 {
+                for (record, id) in records.into_iter().zip(ids) {
+                    let _ = tail.send(Arc::new(record.into_row(id)));
                 }
-                Ok(())
             }
-            Err(error) => {
-                tracing::warn!(%error, records = records.len(), "storing log records failed; senders get 503");
-                metrics.failed.inc_by(records.len() as u64);
-                Err(IngestError::Unavailable)
-            }
-        };
-        for job in jobs {
-            let _ = job.done.send(outcome);
+            Ok(())
         }
+        Err(error) => {
+            tracing::warn!(%error, records = records.len(), "storing log records failed; senders get 503");
+            metrics.failed.inc_by(records.len() as u64);
+            Err(IngestError::Unavailable)
+        }
+    };
+    for job in jobs {
+        let _ = job.done.send(outcome);
     }
 }

@@ -219,7 +219,7 @@ fn one(
         trace_id,
         span_id,
         request_id,
-        attributes: attrs,
+        attributes_json: Value::Object(attrs).to_string(),
         resource_json: resource_json.clone(),
     })
 }

@@ -47,7 +47,9 @@ pub struct NewRecord {
     pub trace_id: Option<String>,
     pub span_id: Option<String>,
     pub request_id: Option<String>,
-    pub attributes: Map<String, Value>,
+    /// The attributes as stored (a JSON object), serialised by the request handler so
+    /// the single writer only copies bytes.
+    pub attributes_json: String,
     /// Shared by every record of one OTLP resource, serialised once.
     pub resource_json: std::sync::Arc<str>,
 }
@@ -56,6 +58,7 @@ impl NewRecord {
     /// The row this record becomes once the database gives it `id`.
     pub fn into_row(self, id: i64) -> LogRow {
         let resource = serde_json::from_str(&self.resource_json).unwrap_or_default();
+        let attributes = serde_json::from_str(&self.attributes_json).unwrap_or_default();
         LogRow {
             id,
             time_unix_nano: self.time_unix_nano,
@@ -67,14 +70,9 @@ impl NewRecord {
             trace_id: self.trace_id,
             span_id: self.span_id,
             request_id: self.request_id,
-            attributes: self.attributes,
+            attributes,
             resource,
         }
-    }
-
-    /// The attributes as stored (a JSON object).
-    pub fn attributes_json(&self) -> String {
-        Value::Object(self.attributes.clone()).to_string()
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) enum Param {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
+    /// SQLite when the text matches many records: probe FTS5 per candidate row (read
+    /// newest first through the `ts` index) instead of collecting every match.
+    SqliteManyMatches,
     Postgres,
 }
 
@@ -114,7 +117,7 @@ pub(crate) fn where_clause(
     }
     if let Some((key, value)) = &filter.attribute {
         match dialect {
-            Dialect::Sqlite => bind(
+            Dialect::Sqlite | Dialect::SqliteManyMatches => bind(
                 &mut sql,
                 "CAST(json_extract(attributes, {0}) AS TEXT) = {1}",
                 vec![
@@ -136,6 +139,12 @@ pub(crate) fn where_clause(
                 "id IN (SELECT rowid FROM log_text WHERE log_text MATCH {0})",
                 vec![Param::Text(fts_phrase(text))],
             ),
+            Dialect::SqliteManyMatches => bind(
+                &mut sql,
+                "EXISTS (SELECT 1 FROM log_text WHERE log_text MATCH {0} \
+                 AND log_text.rowid = log_records.id)",
+                vec![Param::Text(fts_phrase(text))],
+            ),
             Dialect::Postgres => bind(
                 &mut sql,
                 "to_tsvector('simple', body) @@ phraseto_tsquery('simple', {0})",
@@ -155,7 +164,7 @@ pub(crate) fn where_clause(
 
 /// The text as one FTS5 phrase: quoted, inner quotes doubled, so user input is never
 /// read as FTS5 query syntax.
-fn fts_phrase(text: &str) -> String {
+pub(crate) fn fts_phrase(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 

@@ -46,6 +46,15 @@ impl Store {
         &self.pool
     }
 
+    /// How many [`Store::insert`] calls may run at once: 2 on PostgreSQL (one encodes
+    /// and sends while the other commits), 1 on SQLite (a single writer).
+    pub fn parallel_writes(&self) -> usize {
+        match &self.pool {
+            Pool::Sqlite(_) => 1,
+            Pool::Postgres(_) => 2,
+        }
+    }
+
     /// Inserts `records` in one transaction; returns their ids in order.
     pub async fn insert(&self, records: &[NewRecord]) -> Result<Vec<i64>, sqlx::Error> {
         if records.is_empty() {

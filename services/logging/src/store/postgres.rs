@@ -1,6 +1,6 @@
-//! PostgreSQL: one `INSERT .. SELECT FROM UNNEST(arrays)` per batch (a statement takes
-//! at most 65,535 parameters; arrays take 13), daily range partitions created before
-//! writing, retention by dropping partitions.
+//! PostgreSQL: one binary `COPY` per batch (no parameter limit, no per-row statement
+//! work), daily range partitions created before writing, retention by dropping
+//! partitions.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -68,6 +68,14 @@ async fn ensure_partition(
     Ok(())
 }
 
+/// The binary COPY statement; column order matches [`encode_copy`].
+const COPY: &str = "COPY log_records (id, ts, observed_ts, service, severity_number, \
+     severity_text, body, trace_id, span_id, request_id, trace_key, request_key, attributes, \
+     resource) FROM STDIN (FORMAT binary)";
+
+/// Columns per row in [`COPY`].
+const COPY_COLUMNS: i16 = 14;
+
 pub(super) async fn insert(
     pool: &PgPool,
     partitions: &Partitions,
@@ -80,42 +88,100 @@ pub(super) async fn insert(
     for day in days {
         ensure_partition(pool, partitions, day).await?;
     }
+    let mut conn = pool.acquire().await?;
     let n = i64::try_from(records.len()).unwrap_or(i64::MAX);
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT nextval('log_records_id_seq') FROM generate_series(1, $1)")
             .bind(n)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
-    let column = |f: &dyn Fn(&NewRecord) -> Option<String>| -> Vec<Option<String>> {
-        records.iter().map(f).collect()
-    };
-    sqlx::query(
-        "INSERT INTO log_records (id, ts, observed_ts, service, severity_number, severity_text, \
-         body, trace_id, span_id, request_id, trace_key, request_key, attributes, resource) \
-         SELECT id, ts, ots, svc, sev, sevt, body, tid, sid, rid, tkey, rkey, attrs::jsonb, res::jsonb \
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::text[], \
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], \
-                     $13::text[], $14::text[]) \
-           AS u(id, ts, ots, svc, sev, sevt, body, tid, sid, rid, tkey, rkey, attrs, res)",
-    )
-    .bind(&ids)
-    .bind(records.iter().map(|r| r.time_unix_nano).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.observed_time_unix_nano).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.service.clone()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.severity_number).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.severity_text.clone()).collect::<Vec<_>>())
-    // PostgreSQL text cannot hold NUL; OTLP strings can.
-    .bind(records.iter().map(|r| r.body.replace('\0', "\u{fffd}")).collect::<Vec<_>>())
-    .bind(column(&|r| r.trace_id.clone()))
-    .bind(column(&|r| r.span_id.clone()))
-    .bind(column(&|r| r.request_id.clone()))
-    .bind(records.iter().map(|r| r.trace_id.as_deref().map(lookup_key)).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.request_id.as_deref().map(lookup_key)).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.attributes_json().replace("\\u0000", "\\ufffd")).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.resource_json.replace("\\u0000", "\\ufffd")).collect::<Vec<_>>())
-    .execute(pool)
-    .await?;
+    let data = encode_copy(records, &ids);
+    // One COPY is one statement: all rows or none, without an explicit transaction.
+    let mut copy = conn.copy_in_raw(COPY).await?;
+    let sent = copy.send(data).await.map(drop);
+    if let Err(error) = sent {
+        let _ = copy.abort("sending the rows failed").await;
+        return Err(error);
+    }
+    copy.finish().await?;
     Ok(ids)
+}
+
+/// `records` with `ids` in PostgreSQL's binary COPY format: a header, per row the field
+/// count and each field as a length (-1 for NULL) and its bytes (big-endian integers,
+/// UTF-8 text, `jsonb` as version 1 and the JSON text), and a trailer.
+pub(super) fn encode_copy(records: &[NewRecord], ids: &[i64]) -> Vec<u8> {
+    fn int8(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn opt_int8(out: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            Some(v) => int8(out, v),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn len(n: usize) -> [u8; 4] {
+        i32::try_from(n).unwrap_or(i32::MAX).to_be_bytes()
+    }
+    // PostgreSQL text cannot hold NUL (OTLP strings can), nor jsonb the `\u0000` escape.
+    fn text(out: &mut Vec<u8>, v: &str) {
+        let cleaned;
+        let v = if v.contains('\0') {
+            cleaned = v.replace('\0', "\u{fffd}");
+            cleaned.as_str()
+        } else {
+            v
+        };
+        out.extend_from_slice(&len(v.len()));
+        out.extend_from_slice(v.as_bytes());
+    }
+    fn opt_text(out: &mut Vec<u8>, v: Option<&str>) {
+        match v {
+            Some(v) => text(out, v),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn jsonb(out: &mut Vec<u8>, v: &str) {
+        let cleaned;
+        let v = if v.contains("\\u0000") {
+            cleaned = v.replace("\\u0000", "\\ufffd");
+            cleaned.as_str()
+        } else {
+            v
+        };
+        out.extend_from_slice(&len(v.len() + 1));
+        out.push(1);
+        out.extend_from_slice(v.as_bytes());
+    }
+    let estimate: usize = records
+        .iter()
+        .map(|r| 160 + r.body.len() + r.attributes_json.len() + r.resource_json.len())
+        .sum();
+    let mut out = Vec::with_capacity(estimate + 32);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    for (r, id) in records.iter().zip(ids) {
+        out.extend_from_slice(&COPY_COLUMNS.to_be_bytes());
+        int8(&mut out, *id);
+        int8(&mut out, r.time_unix_nano);
+        int8(&mut out, r.observed_time_unix_nano);
+        text(&mut out, &r.service);
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&r.severity_number.to_be_bytes());
+        text(&mut out, &r.severity_text);
+        text(&mut out, &r.body);
+        opt_text(&mut out, r.trace_id.as_deref());
+        opt_text(&mut out, r.span_id.as_deref());
+        opt_text(&mut out, r.request_id.as_deref());
+        opt_int8(&mut out, r.trace_id.as_deref().map(lookup_key));
+        opt_int8(&mut out, r.request_id.as_deref().map(lookup_key));
+        jsonb(&mut out, &r.attributes_json);
+        jsonb(&mut out, &r.resource_json);
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
 
 fn arguments(params: Vec<Param>) -> Result<PgArguments, sqlx::Error> {

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod cdp;
+
 mod audit;
 mod bus;
 mod explorer;

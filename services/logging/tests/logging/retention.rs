@@ -20,7 +20,7 @@ fn aged(body: &str, severity: i32, age_days: i64, now: i64) -> NewRecord {
         trace_id: None,
         span_id: None,
         request_id: None,
-        attributes: serde_json::Map::new(),
+        attributes_json: "{}".to_owned(),
         resource_json: Arc::from("{}"),
     }
 }
