@@ -191,3 +191,41 @@ async fn the_live_tail_streams_new_matching_records() {
     assert!(received.contains("event: record"), "{received}");
     assert!(!received.contains("quiet info"), "filtered out: {received}");
 }
+
+on_both_backends! {
+    /// A word in more records than SQLite collects before sorting (10,000) takes the
+    /// other text plan: read newest first and check each row. Both plans must give the
+    /// same newest-first page, and a rare word among them is still found.
+    async fn a_word_in_many_records_pages_newest_first_like_a_rare_one(backend: Backend) {
+        let app = TestLogging::on(backend).await;
+        let start = now_nanos() - 60_000_000_000;
+        for chunk in 0..6u64 {
+            let records = (0..2_000u64)
+                .map(|k| {
+                    let n = chunk * 2_000 + k;
+                    let word = if n % 1_000 == 7 { "rare" } else { "plain" };
+                    let mut r = record(&format!("common event {n} {word}"), 9, vec![]);
+                    // Sent in an order unlike their times: newest first comes from `ts`.
+                    r.time_unix_nano = start + (12_000 - n) * 1_000;
+                    r
+                })
+                .collect();
+            let response = app.export(&export_request("bulk", records)).await;
+            assert_eq!(response.status(), 200);
+        }
+        let common = app.bodies("q=common&limit=3").await;
+        assert_eq!(
+            common,
+            ["common event 0 plain", "common event 1 plain", "common event 2 plain"]
+        );
+        let page = app.records("q=common&limit=2").await;
+        let cursor = page["next_cursor"].as_str().expect("a next page");
+        let next = app.bodies(&format!("q=common&limit=2&cursor={cursor}")).await;
+        assert_eq!(next, ["common event 2 plain", "common event 3 plain"]);
+        let rare = app.bodies("q=rare").await;
+        let expected: Vec<String> = (0..12u64)
+            .map(|k| format!("common event {} rare", k * 1_000 + 7))
+            .collect();
+        assert_eq!(rare, expected);
+    }
+}
