@@ -37,21 +37,69 @@ pub fn postgres_admin_url() -> String {
 
 /// Creates an empty database with a unique name and returns its URL.
 ///
+/// The name carries its creation time (`test_<unix seconds>_<uuid>`): tests do not drop
+/// their databases (a failed test's data is worth a look), so the first call of each test
+/// process drops the databases older than [`STALE_DATABASE_AGE`] that nobody is
+/// connected to. Without that, a developer's server grew to thousands of databases.
+///
 /// # Panics
 /// When the server cannot be reached or refuses: the test cannot run.
 pub async fn fresh_postgres_database() -> String {
     let admin_url = postgres_admin_url();
-    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    let name = format!("test_{now}_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_ENV}: {e}"));
-    // The name is generated above from hex digits only, so formatting it in is safe.
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        drop_stale_databases(&mut admin, now).await;
+    }
+    // The name is generated above from digits only, so formatting it in is safe.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
         .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
     let _ = admin.close().await;
     database_url_with_name(&admin_url, &name)
+}
+
+/// Whether this process has already dropped stale test databases.
+static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How old a test database must be before another test run drops it.
+pub const STALE_DATABASE_AGE: Duration = Duration::from_secs(6 * 3600);
+
+/// Drops `test_<unix seconds>_…` databases created more than [`STALE_DATABASE_AGE`]
+/// before `now` that have no open connection. Best effort: a database that cannot be
+/// dropped (in use, already gone) is left alone.
+async fn drop_stale_databases(admin: &mut PgConnection, now: u64) {
+    let Ok(names) = sqlx::query_scalar::<_, String>(
+        "SELECT d.datname FROM pg_database d WHERE d.datname ~ '^test_[0-9]+_[0-9a-f]{32}$' \
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    else {
+        return;
+    };
+    let stale_before = now.saturating_sub(STALE_DATABASE_AGE.as_secs());
+    for name in names {
+        let created = name
+            .split('_')
+            .nth(1)
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| created < stale_before) {
+            // The name matched the digits-and-hex pattern above, so formatting it in is safe.
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
 }
 
 /// `url` with its database name replaced by `name`.
@@ -126,6 +174,46 @@ mod tests {
         assert_eq!(
             database_url_with_name("postgres://u@h", "t2"),
             "postgres://u@h/t2"
+        );
+    }
+
+    async fn database_exists(admin: &mut PgConnection, name: &str) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+        )
+        .bind(name)
+        .fetch_one(admin)
+        .await
+        .expect("pg_database")
+    }
+
+    #[tokio::test]
+    async fn stale_test_databases_nobody_uses_are_dropped_and_recent_ones_kept() {
+        let fresh = fresh_postgres_database().await;
+        let fresh_name = fresh.rsplit('/').next().expect("a name").to_owned();
+        let mut admin = PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("admin connection");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let old = format!(
+            "test_{}_{}",
+            now - STALE_DATABASE_AGE.as_secs() - 60,
+            uuid::Uuid::new_v4().simple()
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {old}")))
+            .execute(&mut admin)
+            .await
+            .expect("create an old database");
+
+        drop_stale_databases(&mut admin, now).await;
+
+        assert!(!database_exists(&mut admin, &old).await, "{old} was kept");
+        assert!(
+            database_exists(&mut admin, &fresh_name).await,
+            "{fresh_name} was dropped"
         );
     }
 }
