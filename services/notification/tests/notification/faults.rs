@@ -3,8 +3,9 @@
 //! server was already receiving may arrive twice, with the same `Message-ID`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
+
+use testkit::PrivateNats;
 
 use crate::support::{Backend, Options, Stack, profile};
 
@@ -17,64 +18,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-/// A private nats-server (built by `tools/services up`) that the test stops and starts.
-struct Nats {
-    port: u16,
-    store: tempfile::TempDir,
-    child: Option<tokio::process::Child>,
-}
-
-impl Nats {
-    async fn start() -> Self {
-        let mut nats = Self {
-            port: free_port(),
-            store: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        nats.up().await;
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    async fn up(&mut self) {
-        let home = std::env::var("HOME").unwrap_or_default();
-        let binary = Path::new(&home).join("go/bin/nats-server");
-        let child = tokio::process::Command::new(&binary)
-            .args([
-                "--jetstream",
-                "--addr",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--store_dir",
-            ])
-            .arg(self.store.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} (run tools/services up): {e}", binary.display()));
-        self.child = Some(child);
-        let address = format!("127.0.0.1:{}", self.port);
-        testkit::eventually(Duration::from_secs(10), "nats-server to listen", || async {
-            tokio::net::TcpStream::connect(&address)
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await;
-    }
-
-    async fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("stop nats-server");
-        }
-    }
 }
 
 /// Emails per recipient address and the `Message-ID`s each got.
@@ -90,7 +33,7 @@ fn by_recipient(stack: &Stack) -> HashMap<String, Vec<String>> {
 
 #[tokio::test]
 async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it_returns() {
-    let mut nats = Nats::start().await;
+    let mut nats = PrivateNats::start().await;
     let stack = Stack::start(Options {
         backend: Backend::Postgres,
         nats: Some(nats.url()),
@@ -105,7 +48,7 @@ async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it
         .await;
     stack.mails(1, WITHIN).await;
 
-    nats.down().await;
+    nats.stop();
     let names = ["ada", "bob", "cy"];
     for name in names {
         let email = format!("{name}@example.com");
@@ -121,7 +64,7 @@ async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it
         1,
         "nothing can travel while NATS is down"
     );
-    nats.up().await;
+    nats.resume().await;
 
     stack.mails(4, WITHIN).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
