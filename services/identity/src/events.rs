@@ -34,7 +34,7 @@ pub enum AuditAction {
     LoginSucceeded,
     /// A login failed (wrong password, unknown account, locked, disabled).
     LoginFailed,
-    /// An access token was issued to a service client.
+    /// An access token was issued to a service client or for a refresh token.
     TokenIssued,
     /// A spent refresh token was presented again; its family was revoked.
     RefreshReuseDetected,

@@ -165,7 +165,12 @@ pub async fn token(
                 .tokens
                 .issue(&client.client_id, &client.roles, Some(&client.client_id))
                 .map_err(issue_error)?;
-            let details = json!({ "jti": issued.jti, "kid": issued.kid, "roles": client.roles });
+            let details = json!({
+                "grant_type": "client_credentials",
+                "jti": issued.jti,
+                "kid": issued.kid,
+                "roles": client.roles,
+            });
             let event = OutboxEvent::audit(
                 AuditAction::TokenIssued,
                 &client.client_id,
@@ -244,6 +249,24 @@ async fn refresh(state: &AppState, presented: &str) -> Result<Response, TokenErr
         .tokens
         .issue(&user.id, &user.roles, None)
         .map_err(issue_error)?;
+    // Every access token identity hands out leaves an audit record: a login's in its
+    // `login_succeeded`, a client's and a refresh's here.
+    let details = json!({
+        "grant_type": "refresh_token",
+        "jti": issued.jti,
+        "kid": issued.kid,
+        "roles": user.roles,
+    });
+    state
+        .audit
+        .record(OutboxEvent::audit(
+            AuditAction::TokenIssued,
+            &user.id,
+            &details,
+            now,
+        ))
+        .await
+        .map_err(|e| ApiError::internal("audit", e))?;
     Ok(no_store(Json(TokenResponse {
         access_token: issued.access_token,
         token_type: "Bearer",

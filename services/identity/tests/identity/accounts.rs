@@ -75,6 +75,10 @@ on_both_backends! {
         let r2 = second["refresh_token"].as_str().expect("r2").to_owned();
         assert_ne!(r1, r2);
         assert_eq!(app.me(second["access_token"].as_str().expect("at")).await.status(), StatusCode::OK);
+        let issued: Vec<_> = app.outbox().await.into_iter().filter(|(s, _)| s == "tessera.audit.identity.token_issued").collect();
+        assert_eq!(issued.len(), 1, "one audit record for the refreshed access token: {issued:?}");
+        assert_eq!(issued[0].1["data"]["details"]["grant_type"], "refresh_token", "{issued:?}");
+        assert_eq!(issued[0].1["data"]["details"]["jti"], claims(second["access_token"].as_str().expect("at"))["jti"]);
 
         // Outside the 30 s grace window, the spent token is a theft signal.
         clock.advance(Duration::from_secs(31));
