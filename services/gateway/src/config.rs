@@ -84,6 +84,12 @@ pub struct Config {
     )]
     pub redis_url: Option<SecretString>,
 
+    /// Worker threads of the public listener, each with its own runtime, listening
+    /// socket (`SO_REUSEPORT`) and upstream connection pools; 0 means one per available
+    /// core. The admin listener and background work run on the main thread.
+    #[arg(long, env = "TESSERA_GATEWAY_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
     /// Most clients the local backend tracks at once (memory bound).
     #[arg(long, env = "TESSERA_RATE_LIMIT_MAX_KEYS", default_value_t = 1_000_000)]
     pub rate_limit_max_keys: usize,

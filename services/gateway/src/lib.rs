@@ -10,6 +10,7 @@ pub mod edge;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use secrecy::ExposeSecret;
 use service_kit::log_shipping::{Shipper, TokenSource};
-use service_kit::{CancellationToken, Clock, Listeners, Service, SystemClock};
+use service_kit::{CancellationToken, Clock, HttpSettings, Listeners, Service, SystemClock};
 use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
 
 use crate::config::{Config, LimiterBackend};
@@ -37,6 +38,16 @@ pub enum StartError {
     /// The routes file is unreadable or invalid.
     #[error(transparent)]
     Routes(#[from] routes::RoutesError),
+    /// A listener cannot be bound, or a worker thread cannot start.
+    #[error("cannot listen on {addr} ({which} listener): {source}")]
+    Listen {
+        /// `public` or `admin`.
+        which: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The gateway, built and ready to serve.
@@ -44,6 +55,9 @@ pub enum StartError {
 pub struct Built {
     pub service: Service,
     pub gateway: Gateway,
+    /// The limits the service was built with (drain timeout, header size), for
+    /// [`serve::serve_per_core`].
+    pub settings: HttpSettings,
 }
 
 /// Builds the gateway; background tasks (route reload, JWKS refresh, limiter sweeping)
@@ -114,7 +128,11 @@ pub async fn build(
             }
         }
     });
-    Ok(Built { service, gateway })
+    Ok(Built {
+        service,
+        gateway,
+        settings,
+    })
 }
 
 /// Runs the gateway on `listeners` until `shutdown`.
@@ -140,6 +158,43 @@ pub async fn run_shipping_logs(
     }
     built.service.serve(listeners, shutdown).await;
     Ok(())
+}
+
+/// Runs the gateway thread-per-core (see [`serve`]) until `shutdown`: `--threads`
+/// public listeners on `--listen` with `SO_REUSEPORT`, each served by its own worker
+/// thread, and the admin listener on the calling runtime, which also runs the background
+/// tasks. `shipper`'s counters join the metrics when logs are shipped.
+pub async fn run_per_core(
+    config: Config,
+    shutdown: CancellationToken,
+    shipper: Option<Shipper>,
+) -> Result<(), StartError> {
+    let threads = serve::worker_count(config.threads);
+    let public =
+        serve::bind_public(config.http.listen, threads).map_err(|source| StartError::Listen {
+            which: "public",
+            addr: config.http.listen,
+            source,
+        })?;
+    let admin_addr = config.http.admin_listen;
+    let admin = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            which: "admin",
+            addr: admin_addr,
+            source,
+        })?;
+    let built = build(&config, Arc::new(SystemClock), &shutdown).await?;
+    if let Some(shipper) = &shipper {
+        shipper.register_metrics(built.service.metrics());
+    }
+    serve::serve_per_core(built.service, built.settings, public, admin, shutdown)
+        .await
+        .map_err(|source| StartError::Listen {
+            which: "public",
+            addr: config.http.listen,
+            source,
+        })
 }
 
 /// The token source for log shipping: a client-credentials source against

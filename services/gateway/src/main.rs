@@ -1,4 +1,6 @@
-//! `tessera-gateway`: parses the configuration, starts logging, runs the gateway.
+//! `tessera-gateway`: parses the configuration, starts logging, runs the gateway
+//! thread-per-core (`--threads` workers for the public listener; admin and background
+//! tasks on the main thread's runtime).
 
 use std::process::ExitCode;
 
@@ -9,9 +11,24 @@ use tessera_gateway::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config: Config = service_kit::parse_or_exit();
+    // The main thread's runtime: admin listener, route reload, JWKS refresh, limiter
+    // sweeping, log shipping. The public listener's workers build their own.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tessera-gateway: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
     let token = match tessera_gateway::log_token_source(&config) {
         Ok(token) => token,
         Err(error) => {
@@ -31,15 +48,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listeners = match service_kit::Listeners::bind(&config.http).await {
-        Ok(listeners) => listeners,
-        Err(error) => {
-            eprintln!("tessera-gateway: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let shutdown = service_kit::shutdown::on_signals();
-    match tessera_gateway::run_shipping_logs(config, listeners, shutdown, shipper).await {
+    match tessera_gateway::run_per_core(config, shutdown, shipper).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error @ tessera_gateway::StartError::Config(_)) => {
             eprintln!("{error}");

@@ -76,8 +76,8 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     let table = gateway.routes.snapshot();
-    let path = request.uri().path().to_owned();
-    if !path_is_clean(&path) {
+    let path = request.uri().path();
+    if !path_is_clean(path) {
         return problem(
             StatusCode::BAD_REQUEST,
             "invalid_path",
@@ -101,7 +101,7 @@ pub async fn handle(
                 .to_ascii_lowercase()
         });
     let Some(route) = table
-        .find(host.as_deref(), &path, request.method(), request.headers())
+        .find(host.as_deref(), path, request.method(), request.headers())
         .cloned()
     else {
         return problem(
@@ -181,19 +181,23 @@ async fn route_request(
         );
     }
     let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
-    let upstream_path = route.upstream_path(request.uri().path());
-    let path_and_query = match request.uri().query() {
-        Some(query) => format!("{upstream_path}?{query}"),
-        None => upstream_path,
-    };
-    let Ok(uri) = path_and_query.parse::<Uri>() else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "The request target cannot be forwarded.",
-        );
-    };
-    *request.uri_mut() = uri;
+    // Without a rewrite the path goes upstream as received (the upstream client turns
+    // it into origin form), so the common case copies nothing.
+    if route.rewrite_prefix.is_some() {
+        let upstream_path = route.upstream_path(request.uri().path());
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{upstream_path}?{query}"),
+            None => upstream_path,
+        };
+        let Ok(uri) = path_and_query.parse::<Uri>() else {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "The request target cannot be forwarded.",
+            );
+        };
+        *request.uri_mut() = uri;
+    }
     let context = request.extensions_mut().remove::<RequestContext>();
     let (parts, body) = request.into_parts();
     let request = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));

@@ -98,6 +98,10 @@ impl Balancer {
         now: Instant,
     ) -> Option<usize> {
         let count = endpoints.len();
+        // One endpoint is every branch's answer below; skip their bookkeeping.
+        if count == 1 {
+            return Some(0);
+        }
         let ejected: Vec<Option<Instant>> =
             endpoints.iter().map(|e| e.ejected_since(now)).collect();
         let fresh = |i: usize| ejected[i].is_none() && !tried.contains(&i);

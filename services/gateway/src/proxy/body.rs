@@ -14,6 +14,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::balance::InFlight;
+use super::client::Checkin;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -23,20 +24,46 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 #[error("the upstream response exceeded the total timeout")]
 pub(crate) struct BodyTimeout;
 
-/// An upstream response body, cut at the total deadline.
+/// An upstream response body, cut at the total deadline. Once read to its end, its
+/// HTTP/1.1 connection goes back to the pool.
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
     inner: Incoming,
     deadline: Pin<Box<Sleep>>,
     _in_flight: InFlight,
+    checkin: Option<Checkin>,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, deadline: std::time::Instant, in_flight: InFlight) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        deadline: std::time::Instant,
+        in_flight: InFlight,
+        checkin: Option<Checkin>,
+    ) -> Self {
         Self {
             inner,
             deadline: Box::pin(tokio::time::sleep_until(Instant::from_std(deadline))),
             _in_flight: in_flight,
+            checkin,
+        }
+    }
+
+    /// Returns the connection to the pool: the body is complete, so the connection is
+    /// free for the next request.
+    fn release(&mut self) {
+        if let Some(checkin) = self.checkin.take() {
+            checkin.release();
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    /// A body with nothing to read (`Content-Length: 0`, `HEAD`, 204) may be dropped
+    /// without ever being polled; its connection is still reusable.
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.release();
         }
     }
 }
@@ -54,7 +81,15 @@ impl HttpBody for ResponseBody {
             tracing::warn!("upstream response body cut at the total timeout");
             return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
-        Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            // An error leaves the connection unusable: dropping its sender closes it.
+            Poll::Ready(Some(Err(_))) => this.checkin = None,
+            _ => {}
+        }
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

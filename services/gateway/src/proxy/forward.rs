@@ -3,6 +3,7 @@
 //! to problem responses that never carry upstream details (those are logged).
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -13,7 +14,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::balance::{Endpoint, InFlight};
 use super::body::{self, BodyFault, FaultSlot, ResponseBody};
-use super::client::SendError;
+use super::client::{Checkin, SendError};
 use super::outcome::{circuit_open, client_fault, finish, timed_out, unavailable};
 use super::{ForwardContext, Upstream, headers, websocket};
 
@@ -64,7 +65,8 @@ impl RequestBody {
 
 /// The result of one attempt.
 enum Attempt {
-    Answered(Response<Incoming>),
+    /// With the pooled connection to return once the body is read (HTTP/1.1).
+    Answered(Response<Incoming>, Option<Checkin>),
     /// The request never reached the endpoint.
     ConnectFailed(SendError),
     /// The exchange broke after the request was (maybe partly) sent.
@@ -78,7 +80,7 @@ impl Attempt {
     /// A 500 is the application's answer to this request and does not count.
     fn failed(&self) -> bool {
         match self {
-            Self::Answered(response) => matches!(
+            Self::Answered(response, _) => matches!(
                 response.status(),
                 StatusCode::BAD_GATEWAY
                     | StatusCode::SERVICE_UNAVAILABLE
@@ -94,7 +96,7 @@ impl Attempt {
     fn retryable(&self) -> bool {
         match self {
             Self::ConnectFailed(_) => true,
-            Self::Answered(response) => matches!(
+            Self::Answered(response, _) => matches!(
                 response.status(),
                 StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
             ),
@@ -172,9 +174,9 @@ impl Upstream {
                 .attempt(&endpoint, attempt_request, upgrade, deadline)
                 .await;
             let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
-            let target = endpoint.target().to_string();
+            let target = endpoint.target().label().clone();
 
-            if let (Some(fault), false) = (body.fault(), matches!(attempt, Attempt::Answered(_))) {
+            if let (Some(fault), false) = (body.fault(), matches!(attempt, Attempt::Answered(..))) {
                 return (client_fault(fault, Some(target), attempts), None);
             }
             let failed = attempt.failed();
@@ -196,8 +198,9 @@ impl Upstream {
             }
 
             let response = match attempt {
-                Attempt::Answered(response) => self.relay(
+                Attempt::Answered(response, checkin) => self.relay(
                     response,
+                    checkin,
                     client_upgrade,
                     deadline,
                     in_flight,
@@ -236,26 +239,33 @@ impl Upstream {
             Err(_) => Attempt::TimedOut,
             Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
             Ok(Err(error)) => Attempt::Broken(error),
-            Ok(Ok(response)) => Attempt::Answered(response),
+            Ok(Ok((response, checkin))) => Attempt::Answered(response, checkin),
         }
     }
 
     /// Turns the upstream's response into the client's: hop-by-hop headers stripped, the
     /// body streamed under the total deadline, or a `101` spliced.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private step of exchange, which owns every argument"
+    )]
     fn relay(
         &self,
         mut response: Response<Incoming>,
+        checkin: Option<Checkin>,
         client_upgrade: Option<OnUpgrade>,
         deadline: Instant,
         in_flight: InFlight,
-        target: &str,
+        target: &Arc<str>,
         attempts: u32,
     ) -> Response<Body> {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 tracing::warn!(endpoint = %target, "upstream switched protocols unasked");
-                return unavailable(Some(target.to_owned()), attempts);
+                return unavailable(Some(target.clone()), attempts);
             };
+            // The upgraded connection leaves the pool for good.
+            drop(checkin);
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::splice(
                 client_upgrade,
@@ -265,18 +275,12 @@ impl Upstream {
             );
             let (mut parts, _) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, true);
-            return finish(
-                parts,
-                Body::empty(),
-                Some(target.to_owned()),
-                attempts,
-                None,
-            );
+            return finish(parts, Body::empty(), Some(target.clone()), attempts, None);
         }
         let (mut parts, incoming) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        let body = Body::new(ResponseBody::new(incoming, deadline, in_flight));
-        finish(parts, body, Some(target.to_owned()), attempts, None)
+        let body = Body::new(ResponseBody::new(incoming, deadline, in_flight, checkin));
+        finish(parts, body, Some(target.clone()), attempts, None)
     }
 }
 

@@ -2,6 +2,7 @@
 //! every forwarded response carries. Problem bodies name a stable `code` and never the
 //! upstream's error, which is logged where it happened.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,7 +17,7 @@ use super::body::BodyFault;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamOutcome {
     /// The endpoint of the last attempt, `None` when none was made.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     /// Attempts made: 0 when the breaker refused, above 1 after retries.
     pub attempts: u32,
     /// The problem code when the gateway answered instead of the upstream.
@@ -28,7 +29,7 @@ pub struct UpstreamOutcome {
 pub(crate) fn finish(
     mut parts: http::response::Parts,
     body: Body,
-    endpoint: Option<String>,
+    endpoint: Option<Arc<str>>,
     attempts: u32,
     error: Option<&'static str>,
 ) -> Response<Body> {
@@ -47,7 +48,7 @@ fn problem(
     status: StatusCode,
     code: &'static str,
     detail: &str,
-    endpoint: Option<String>,
+    endpoint: Option<Arc<str>>,
     attempts: u32,
 ) -> Response<Body> {
     let (parts, body) = Problem::new(status, code)
@@ -57,7 +58,7 @@ fn problem(
     finish(parts, body, endpoint, attempts, Some(code))
 }
 
-pub(crate) fn unavailable(endpoint: Option<String>, attempts: u32) -> Response<Body> {
+pub(crate) fn unavailable(endpoint: Option<Arc<str>>, attempts: u32) -> Response<Body> {
     problem(
         StatusCode::BAD_GATEWAY,
         "upstream_unavailable",
@@ -67,7 +68,7 @@ pub(crate) fn unavailable(endpoint: Option<String>, attempts: u32) -> Response<B
     )
 }
 
-pub(crate) fn timed_out(endpoint: Option<String>, attempts: u32) -> Response<Body> {
+pub(crate) fn timed_out(endpoint: Option<Arc<str>>, attempts: u32) -> Response<Body> {
     problem(
         StatusCode::GATEWAY_TIMEOUT,
         "upstream_timeout",
@@ -94,7 +95,7 @@ pub(crate) fn circuit_open(wait: Duration) -> Response<Body> {
 
 pub(crate) fn client_fault(
     fault: BodyFault,
-    endpoint: Option<String>,
+    endpoint: Option<Arc<str>>,
     attempts: u32,
 ) -> Response<Body> {
     match fault {

@@ -7,3 +7,4 @@ mod proxy;
 mod ratelimit;
 mod support;
 mod throttling;
+mod workers;

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use clap::Parser;
 use http::StatusCode;
 use serde_json::{Value, json};
-use service_kit::{CancellationToken, Listeners, SystemClock};
+use service_kit::{CancellationToken, SystemClock};
 use tessera_auth::{AccessClaims, Audience};
 use tessera_keys::{Algorithm, KeyState, Keyset, SigningKey, generate};
 
@@ -124,8 +124,12 @@ pub(crate) struct TestGateway {
     pub(crate) routes_file: std::path::PathBuf,
     pub(crate) http: reqwest::Client,
     shutdown: CancellationToken,
+    stopped: Arc<tokio::sync::Notify>,
     _dir: tempfile::TempDir,
 }
+
+/// Worker threads of every test gateway.
+pub(crate) const WORKERS: usize = 2;
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
@@ -167,18 +171,52 @@ impl TestGateway {
         let built = tessera_gateway::build(&config, Arc::new(SystemClock), &shutdown)
             .await
             .expect("gateway builds");
-        let listeners = Listeners::loopback().await.expect("bind");
-        let base = format!("http://{}", listeners.public_addr().expect("addr"));
-        let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-        tokio::spawn(built.service.serve(listeners, shutdown.clone()));
+        // Served as the binary serves it: thread-per-core, here two workers sharing the
+        // public port, so every test also crosses the workers' shared state.
+        let public =
+            tessera_gateway::serve::bind_public(SocketAddr::from(([127, 0, 0, 1], 0)), WORKERS)
+                .expect("bind public");
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind admin");
+        let base = format!("http://{}", public[0].local_addr().expect("addr"));
+        let admin_url = format!("http://{}", admin.local_addr().expect("addr"));
+        let stopped = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn({
+            let (shutdown, stopped) = (shutdown.clone(), stopped.clone());
+            async move {
+                tessera_gateway::serve::serve_per_core(
+                    built.service,
+                    built.settings,
+                    public,
+                    admin,
+                    shutdown,
+                )
+                .await
+                .expect("workers start");
+                stopped.notify_one();
+            }
+        });
+        let admin = admin_url;
         Self {
             base,
             admin,
             routes_file,
             http: reqwest::Client::new(),
             shutdown,
+            stopped,
             _dir: dir,
         }
+    }
+
+    /// Starts the shutdown (drain) without waiting.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every worker has drained and stopped.
+    pub(crate) async fn stopped(&self) {
+        self.stopped.notified().await;
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
