@@ -80,11 +80,19 @@ pub(crate) fn from_grid(grid: &Grid) -> Vec<Chart> {
             .iter()
             .any(|p| h.starts_with(p))
     };
-    // Label columns: the leading columns that are neither rates nor latencies.
+    // Label columns: the leading text columns that are neither rates nor latencies (a
+    // numeric column such as a row count ends them).
+    let numeric = |i: usize| {
+        grid.rows.iter().all(|row| {
+            row.get(i)
+                .is_none_or(|c| c.is_empty() || number(c).is_some())
+        })
+    };
     let label_columns = grid
         .headers
         .iter()
-        .take_while(|h| !is_rate(h) && !is_latency(h))
+        .enumerate()
+        .take_while(|(i, h)| !is_rate(h) && !is_latency(h) && (*i == 0 || !numeric(*i)))
         .count()
         .max(1);
     let labels: Vec<String> = grid
@@ -324,8 +332,8 @@ mod tests {
         let grids = parse(
             "## Ingestion\n\n| backend | storage limit (rows/s) | OTLP/HTTP (records/s) | share |\n\
              | --- | ---: | ---: | ---: |\n| sqlite | 59,403 | 39,596 | 67 % |\n\n\
-             | backend | query | p50 (ms) | p99 (ms) |\n| --- | --- | ---: | ---: |\n\
-             | sqlite | by request id | 0.84 | 5.72 |\n",
+             | backend | query | rows | p50 (ms) | p99 (ms) |\n| --- | --- | ---: | ---: | ---: |\n\
+             | sqlite | by request id | 1 | 0.84 | 5.72 |\n",
         );
         let ingestion = from_grid(&grids[0]);
         assert_eq!(ingestion.len(), 1, "no latency columns, no latency chart");
