@@ -190,7 +190,8 @@ async fn open(url: &str, extra_sql: &[&str]) -> anyhow::Result<Database> {
     Ok(database)
 }
 
-/// Records per second straight into the store, in transactions of 5,000.
+/// Records per second straight into the store, in transactions of 5,000, with as many
+/// in flight as the service's writer keeps.
 async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow::Result<f64> {
     let database = open(url, extra_sql).await?;
     let store = Store::new(database.pool().clone());
@@ -201,9 +202,21 @@ async fn storage_limit(url: &str, records: usize, extra_sql: &[&str]) -> anyhow:
         .chunks(5_000)
         .map(<[NewRecord]>::to_vec)
         .collect();
+    // As many batches in flight as the service's writer keeps (2 on PostgreSQL).
+    let parallel = store.parallel_writes();
     let started = Instant::now();
-    for batch in &batches {
-        store.insert(batch).await?;
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    for batch in batches {
+        let store = store.clone();
+        in_flight.push(async move { store.insert(&batch).await });
+        if in_flight.len() >= parallel
+            && let Some(result) = futures_util::StreamExt::next(&mut in_flight).await
+        {
+            result?;
+        }
+    }
+    while let Some(result) = futures_util::StreamExt::next(&mut in_flight).await {
+        result?;
     }
     let rate = f64::from(u32::try_from(records)?) / started.elapsed().as_secs_f64();
     database.pool().close().await;
