@@ -71,7 +71,7 @@ fn path_is_clean(path: &str) -> bool {
 
 /// The axum handler for every path.
 pub async fn handle(
-    State(gateway): State<Gateway>,
+    State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
