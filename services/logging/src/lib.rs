@@ -3,7 +3,7 @@
 //!
 //! - Ingestion: OTLP/HTTP at `/v1/logs` (protobuf or JSON, gzip), through a bounded
 //!   queue to one writer task that stores batches in one transaction each.
-//! - Storage: SQLite (WAL, FTS5) or PostgreSQL (daily partitions, `UNNEST` inserts,
+//! - Storage: SQLite (WAL, FTS5) or PostgreSQL (daily partitions, binary `COPY`,
 //!   tsvector index); retention in the background.
 //! - Queries: filters, keyset pages, histograms, live tail over SSE; the explorer page.
 //! - Audit: hash-chained, append-only records with a verify endpoint.
