@@ -277,7 +277,9 @@ pub(crate) fn draw(chart: &Chart, path: &Path) -> anyhow::Result<()> {
 
 /// A bar's value label: three significant digits, thousands grouped.
 fn short(v: f64) -> String {
-    if v >= 100.0 {
+    if v == 0.0 {
+        "0".to_owned()
+    } else if v >= 100.0 {
         tessera_bench_report::rate(v)
     } else if v >= 1.0 {
         format!("{v:.2}")
