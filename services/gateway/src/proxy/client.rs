@@ -575,6 +575,29 @@ mod tests {
     }
 
     #[test]
+    fn http1_requests_go_out_in_origin_form_under_the_base_path() {
+        let origin = |endpoint: &str, uri: &str| {
+            target(endpoint)
+                .expect("valid")
+                .origin_form(&uri.parse().expect("uri"))
+                .expect("origin form")
+                .map(|uri| uri.to_string())
+        };
+        // Already origin form without a base path: sent as is, nothing rebuilt.
+        assert_eq!(origin("http://users:8080", "/v1/me?x=1"), None);
+        // Absolute form from the client is never passed on.
+        assert_eq!(
+            origin("http://users:8080", "http://evil.example/v1/me?x=1").as_deref(),
+            Some("/v1/me?x=1")
+        );
+        assert_eq!(
+            origin("http://users:8080/api/", "/v1/me?x=1").as_deref(),
+            Some("/api/v1/me?x=1")
+        );
+        assert_eq!(origin("http://users:8080", "*").as_deref(), Some("/"));
+    }
+
+    #[test]
     fn endpoints_must_be_http_or_h2c_with_a_host_and_no_query() {
         assert!(matches!(
             target("https://users:8443"),
