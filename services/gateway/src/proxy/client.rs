@@ -31,6 +31,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// [`super::Upstream`], which registers its endpoints first).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Longest wait for a pooled connection to become ready for its next request before a
+/// fresh one is used instead.
+const POOLED_READY_WAIT: Duration = Duration::from_millis(50);
+
 /// Idle time before TCP keep-alive probes start on upstream connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -172,9 +176,14 @@ impl UpstreamClient {
     ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
         while let Some(mut sender) = self.checkout(&target.authority) {
             // A connection returned right after its previous response may need its task
-            // to run once more before it takes the next request.
-            if sender.ready().await.is_err() {
-                continue;
+            // to run once more before it takes the next request. One still busy beyond
+            // that (an upstream that answered before reading the whole request body,
+            // which is still being sent) is closed rather than waited for.
+            if !sender.is_ready() {
+                match tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => continue,
+                }
             }
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok((response, Some(self.checkin(target, sender)))),
