@@ -24,6 +24,9 @@ use crate::state::AppState;
     responses(
         (status = 201, description = "Appended (or already present).", body = Appended),
         (status = 400, description = "The event is invalid.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit (`body_too_large`).", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json` (`unsupported_media_type`).", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "The body is JSON but not an event (`invalid_body`).", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry.", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -312,6 +312,28 @@ fn matches(filter: &Filter, row: &LogRow) -> bool {
         })
 }
 
+/// One event of the `/v1/records/tail` stream (keep-alive comments aside). Clients read
+/// `data` as JSON for a `record` (one record, as an item of `/v1/records`) and as a count
+/// for `lagged`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct TailEvent {
+    /// What the event carries.
+    pub event: TailEventName,
+    /// A record as JSON text (`record`) or the number of records skipped (`lagged`).
+    #[schema(example = r#"{"id":1,"service":"gateway","body":"GET /profile/me 200"}"#)]
+    pub data: String,
+}
+
+/// The event names `/v1/records/tail` sends.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum TailEventName {
+    /// One new record matching the filters.
+    Record,
+    /// This client read too slowly; `data` says how many records it missed.
+    Lagged,
+}
+
 /// Follow new records as Server-Sent Events.
 ///
 /// Each `record` event carries one record as JSON; a `lagged` event says how many were
@@ -322,7 +344,7 @@ fn matches(filter: &Filter, row: &LogRow) -> bool {
     tag = "query",
     params(FilterParams),
     responses(
-        (status = 200, description = "An event stream of new records.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream of new records; the schema describes one event.", content_type = "text/event-stream", body = TailEvent),
         (status = 400, description = "A filter is invalid.", body = super::ingest::ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
