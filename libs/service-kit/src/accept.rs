@@ -26,14 +26,17 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// How a listener ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Drained {
+pub struct Drained {
     /// Connections still open at the drain timeout, which were cut.
-    pub(crate) cut: usize,
+    pub cut: usize,
 }
 
 /// Serves `router` on `listener` until `shutdown`; then stops accepting, lets open
 /// connections finish their requests for up to `drain_timeout`, and aborts the rest.
-pub(crate) async fn serve(
+///
+/// Connections are spawned on the current runtime, so a caller running one
+/// current-thread runtime per core (the gateway) keeps each connection on its thread.
+pub async fn serve(
     which: &'static str,
     listener: TcpListener,
     router: Router,

@@ -12,7 +12,7 @@
 //! - [`db`]: SQLite and PostgreSQL pools with embedded migrations, retried in the
 //!   background and reported by `/readyz`.
 
-mod accept;
+pub mod accept;
 pub mod clock;
 pub mod config;
 pub mod db;

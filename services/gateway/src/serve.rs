@@ -12,27 +12,14 @@
 //! admin listener and the background tasks (route reload, JWKS refresh, limiter sweep,
 //! log shipping) run on the caller's runtime.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::thread;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use service_kit::accept;
 use service_kit::{CancellationToken, HttpSettings, Service};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tower::ServiceExt;
-
-/// Pause after an accept error (e.g. out of file descriptors) before trying again, so the
-/// loop does not spin while the condition lasts.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// Pending connections per listener (the kernel caps it at `somaxconn`).
 const BACKLOG: i32 = 1024;
@@ -101,7 +88,8 @@ pub async fn serve_per_core(
                 let cut = runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => {
-                            accept_loop(
+                            accept::serve(
+                                "public",
                                 listener,
                                 router,
                                 shutdown,
@@ -109,6 +97,7 @@ pub async fn serve_per_core(
                                 settings.max_header_bytes,
                             )
                             .await
+                            .cut
                         }
                         Err(error) => {
                             tracing::error!(%error, "worker cannot use its listener");
@@ -135,13 +124,18 @@ pub async fn serve_per_core(
             "shutting down; draining"
         );
     };
-    let admin = accept_loop(
-        admin,
-        admin_router,
-        shutdown.clone(),
-        settings.drain_timeout,
-        settings.max_header_bytes,
-    );
+    let admin = async {
+        accept::serve(
+            "admin",
+            admin,
+            admin_router,
+            shutdown.clone(),
+            settings.drain_timeout,
+            settings.max_header_bytes,
+        )
+        .await
+        .cut
+    };
     let workers_done = async {
         let mut cut = 0;
         while let Some(worker_cut) = done_rx.recv().await {
@@ -160,77 +154,4 @@ pub async fn serve_per_core(
     }
     tracing::info!(service = "gateway", "stopped");
     Ok(())
-}
-
-/// Serves `router` on `listener` until `shutdown`; then stops accepting, lets open
-/// connections finish their requests for up to `drain_timeout`, and aborts the rest.
-/// Returns how many connections were cut. Connections are spawned on the current
-/// runtime, so on a worker's current-thread runtime they stay on its thread.
-async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-    drain_timeout: Duration,
-    max_header_bytes: usize,
-) -> usize {
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    // Bounds the HTTP/1.1 request head; hyper answers 431 beyond it.
-    builder.http1().max_buf_size(max_header_bytes.max(8192));
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                };
-                // Requests are small and latency matters more than packet count.
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(with_connect_info(router.clone(), remote));
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    let cut = if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_ok()
-    {
-        0
-    } else {
-        connections.len()
-    };
-    connections.shutdown().await;
-    cut
-}
-
-/// The router with the client address available as `ConnectInfo<SocketAddr>`.
-fn with_connect_info(
-    router: Router,
-    remote: SocketAddr,
-) -> impl tower::Service<
-    Request<hyper::body::Incoming>,
-    Response = axum::response::Response,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone {
-    router.map_request(move |mut request: Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(remote));
-        request.map(axum::body::Body::new)
-    })
 }
