@@ -3,22 +3,16 @@
 //! `--client-secret`), a proxied request's log records arrive with its request id, and
 //! the shipper's counters are in the gateway's metrics.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use clap::Parser;
 use http::StatusCode;
-use serde_json::{Value, json};
+use platform_testkit::{Platform, access_log, assert_shipping_metrics, loopback};
+use service_kit::CancellationToken;
 use service_kit::log_shipping::Shipper;
-use service_kit::{CancellationToken, Listeners, SystemClock};
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::support::{ISSUER, echo_upstream};
 
-const PEPPER: [u8; 32] = [5; 32];
 const SECRET: &str = "tsc_the-gateway-secret-used-by-this-test-only";
 
 const ROUTES: &str = r"
@@ -30,117 +24,6 @@ routes:
     upstreams: [http://{upstream}]
     auth: public
 ";
-
-/// Identity (with the gateway registered as a `service` client) and logging (trusting
-/// identity's keys), on a thread and runtime of their own: the shipping layer under test
-/// is installed for the test's thread only, so their logs are not shipped as the
-/// gateway's.
-struct Platform {
-    identity: String,
-    logging: String,
-    /// A token with the `admin` role, to read logs.
-    reader: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Platform {
-    async fn start() -> Self {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let (started, received) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let (identity, reader) = start_identity(dir.path(), &stop).await;
-                let logging = start_logging(dir.path(), &identity, &stop).await;
-                let _ = started.send((identity, logging, reader));
-                stop.cancelled().await;
-            });
-        });
-        let (identity, logging, reader) = received.await.expect("identity and logging started");
-        Self {
-            identity,
-            logging,
-            reader,
-            shutdown,
-        }
-    }
-}
-
-async fn start_identity(dir: &std::path::Path, stop: &CancellationToken) -> (String, String) {
-    let hash = tessera_identity::secrets::SecretHasher::new(&PEPPER).hash(SECRET);
-    let registry = json!({ "clients": [{
-        "client_id": "gateway",
-        "secret_hash": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash),
-        "roles": ["service"],
-    }] });
-    let registry_file = dir.join("clients.json");
-    std::fs::write(&registry_file, registry.to_string()).expect("write registry");
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let config = tessera_identity::config::Cli::try_parse_from([
-        "tessera-identity",
-        "--issuer",
-        ISSUER,
-        "--database-url",
-        &format!("sqlite:{}", dir.join("identity.db").display()),
-        "--keyset-encryption-key",
-        &b64(&[42; 32]),
-        "--client-registry",
-        &registry_file.display().to_string(),
-        "--client-secret-pepper",
-        &b64(&PEPPER),
-    ])
-    .expect("valid identity config")
-    .config;
-    let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), stop)
-        .expect("identity builds");
-    let listeners = Listeners::loopback().await.expect("bind");
-    let base = format!("http://{}", listeners.public_addr().expect("addr"));
-    let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-    let state = identity.state.clone();
-    tokio::spawn(identity.service.serve(listeners, stop.clone()));
-    testkit::wait_until_ready(&admin, Duration::from_secs(15)).await;
-    let reader = state
-        .tokens
-        .issue("log-reader", &["admin".to_owned()], None)
-        .expect("a signing key is loaded")
-        .access_token;
-    (base, reader)
-}
-
-async fn start_logging(dir: &std::path::Path, identity: &str, stop: &CancellationToken) -> String {
-    let config = tessera_logging::config::Config::try_parse_from([
-        "tessera-logging",
-        "--database-url",
-        &format!("sqlite:{}", dir.join("logging.db").display()),
-        "--jwks-url",
-        &format!("{identity}/.well-known/jwks.json"),
-        "--issuer",
-        ISSUER,
-    ])
-    .expect("valid logging config");
-    let runtime = tessera_logging::Runtime {
-        clock: Arc::new(SystemClock),
-        bus: None,
-    };
-    let logging = tessera_logging::build(&config, runtime, stop).expect("logging builds");
-    let listeners = Listeners::loopback().await.expect("bind");
-    let base = format!("http://{}", listeners.public_addr().expect("addr"));
-    let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-    tokio::spawn(logging.service.serve(listeners, stop.clone()));
-    testkit::wait_until_ready(&admin, Duration::from_secs(15)).await;
-    base
-}
 
 /// A gateway shipping its logs, as `main` starts it, returning its public and admin base
 /// URLs and the shipper; the shipping layer stays installed for this thread while the
@@ -166,7 +49,7 @@ async fn start_gateway(
         "--issuer",
         ISSUER,
         "--log-endpoint",
-        &format!("{}/v1/logs", platform.logging),
+        &format!("{}/v1/logs", platform.logging.base),
         "--token-url",
         &format!("{}/oauth2/token", platform.identity),
         "--client-secret",
@@ -174,34 +57,26 @@ async fn start_gateway(
     ])
     .expect("valid gateway config");
 
-    // What `init_with_shipping_token` installs globally, installed for this thread (the
-    // test binary's global subscriber is taken).
     let token = tessera_gateway::log_token_source(&config)
         .expect("valid token settings")
         .expect("a client-credentials source");
-    let (layer, shipper) =
-        service_kit::telemetry::shipping_layer(&config.log_shipping, "gateway", Some(token))
-            .expect("--log-endpoint starts shipping");
-    let guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(layer.with_filter(LevelFilter::INFO)),
-    );
-    let listeners = Listeners::loopback().await.expect("bind");
-    let base = format!("http://{}", listeners.public_addr().expect("addr"));
-    let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+    let (shipper, guard) =
+        platform_testkit::ship_logs_on_this_thread(&config.log_shipping, "gateway", token);
+    let (listeners, endpoints) = loopback().await;
     tokio::spawn(tessera_gateway::run_shipping_logs(
         config,
         listeners,
         shutdown.clone(),
         Some(shipper.clone()),
     ));
-    testkit::wait_until_ready(&admin, Duration::from_secs(15)).await;
-    (base, admin, shipper, guard)
+    testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(15)).await;
+    (endpoints.base, endpoints.admin, shipper, guard)
 }
 
 #[tokio::test]
 async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_request_id() {
     testkit::init_logs();
-    let platform = Platform::start().await;
+    let platform = Platform::start(ISSUER, "gateway", SECRET).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let shutdown = CancellationToken::new();
     let (base, admin, shipper, _guard) = start_gateway(&platform, dir.path(), &shutdown).await;
@@ -216,52 +91,12 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
         .expect("send");
     assert_eq!(response.status(), StatusCode::OK);
 
-    let query = format!(
-        "{}/v1/records?service=gateway&request_id={request_id}",
-        platform.logging
-    );
-    let records = testkit::eventually(Duration::from_secs(20), "the request's records", || {
-        let (http, query, reader) = (&http, &query, &platform.reader);
-        async move {
-            let page: Value = http
-                .get(query)
-                .bearer_auth(reader)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let records = page["records"].as_array().cloned().unwrap_or_default();
-            (!records.is_empty()).then_some(records)
-        }
-    })
-    .await;
-    let finished = records
-        .iter()
-        .find(|r| r["body"] == "request finished")
-        .unwrap_or_else(|| panic!("the access log line was shipped: {records:?}"));
+    let finished = access_log(&platform.logging, &platform.reader, "gateway", &request_id).await;
     assert_eq!(finished["request_id"], request_id.as_str());
     assert_eq!(finished["service"], "gateway");
     assert_eq!(finished["attributes"]["status"], 200);
     assert!(shipper.shipped() > 0);
-
-    let metrics = http
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains("tessera_log_shipping_shipped_total"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tessera_log_shipping_dropped_total"),
-        "{metrics}"
-    );
+    assert_shipping_metrics(&admin).await;
     shutdown.cancel();
 }
 

@@ -8,98 +8,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use clap::Parser;
+use platform_testkit::{Logging, access_log, admin_token, assert_shipping_metrics, loopback};
 use serde_json::Value;
-use service_kit::{CancellationToken, Listeners, SystemClock};
+use service_kit::CancellationToken;
 use tessera_identity::config::Cli;
 use tessera_identity::{Runtime, SelfIssuedToken, build};
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::support::{ISSUER, Options, PASSWORD, SEAL_KEY, TestIdentity, registry};
-
-/// The logging service, running on a thread and runtime of its own: the log shipping
-/// layer under test is installed for the test's thread only, so logging's own request
-/// logs are not shipped back into it.
-struct Logging {
-    base: String,
-    admin: String,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Logging {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Logging {
-    /// Starts logging (SQLite) trusting identity's keys at `identity`, consuming audit
-    /// events from `bus` (a NATS stream and subject root) when given. Does not wait for
-    /// readiness: identity may not be serving its JWKS yet.
-    async fn start(identity: &str, bus: Option<(String, String)>) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = tessera_logging::config::Config::try_parse_from([
-            "tessera-logging",
-            "--database-url",
-            &format!("sqlite:{}", dir.path().join("logging.db").display()),
-            "--jwks-url",
-            &format!("{identity}/.well-known/jwks.json"),
-            "--issuer",
-            ISSUER,
-        ])
-        .expect("valid logging config");
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let (addresses, received) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let bus = match bus {
-                    Some((stream, root)) => Some(tessera_events::Bus::JetStream(
-                        tessera_events::JetStreamBus::connect(nats_config("logging", stream, root))
-                            .await
-                            .expect("logging connects to NATS"),
-                    )),
-                    None => None,
-                };
-                let runtime = tessera_logging::Runtime {
-                    clock: Arc::new(SystemClock),
-                    bus,
-                };
-                let logging =
-                    tessera_logging::build(&config, runtime, &stop).expect("logging builds");
-                let listeners = Listeners::loopback().await.expect("bind");
-                let base = format!("http://{}", listeners.public_addr().expect("addr"));
-                let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-                let _ = addresses.send((base, admin));
-                logging.service.serve(listeners, stop).await;
-            });
-        });
-        let (base, admin) = received.await.expect("logging started");
-        Self {
-            base,
-            admin,
-            shutdown,
-            _dir: dir,
-        }
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Value {
-        let response = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.json().await.expect("json")
-    }
-}
 
 fn nats_url() -> String {
     std::env::var("TESSERA_TEST_NATS_URL")
@@ -113,23 +28,12 @@ fn nats_config(service: &str, stream: String, root: String) -> tessera_events::N
     config
 }
 
-/// A token identity signs for a logging reader (role `admin`).
-fn admin_token(identity: &tessera_identity::state::AppState) -> String {
-    identity
-        .tokens
-        .issue("log-reader", &["admin".to_owned()], None)
-        .expect("a signing key is loaded")
-        .access_token
-}
-
 #[tokio::test]
 async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_request_id() {
     testkit::init_logs();
     // Identity's address first: logging trusts its JWKS, identity ships to logging.
-    let listeners = Listeners::loopback().await.expect("bind");
-    let base = format!("http://{}", listeners.public_addr().expect("addr"));
-    let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-    let logging = Logging::start(&base, None).await;
+    let (listeners, endpoints) = loopback().await;
+    let logging = Logging::start(&endpoints.base, ISSUER, None).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let seal = base64::engine::general_purpose::STANDARD.encode(SEAL_KEY);
@@ -152,18 +56,9 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
     .expect("valid identity config")
     .config;
 
-    // What `init_with_shipping_token` installs globally, installed for this thread (the
-    // test binary's global subscriber is taken).
     let token = Arc::new(SelfIssuedToken::default());
-    let (layer, shipper) = service_kit::telemetry::shipping_layer(
-        &config.log_shipping,
-        "identity",
-        Some(token.clone()),
-    )
-    .expect("--log-endpoint starts shipping");
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(layer.with_filter(LevelFilter::INFO)),
-    );
+    let (shipper, _guard) =
+        platform_testkit::ship_logs_on_this_thread(&config.log_shipping, "identity", token.clone());
     let shutdown = CancellationToken::new();
     let runtime = Runtime {
         key_check_interval: Duration::from_millis(50),
@@ -173,13 +68,13 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
     identity.attach_log_shipping(&shipper, &token);
     let state = identity.state.clone();
     tokio::spawn(identity.service.serve(listeners, shutdown.clone()));
-    testkit::wait_until_ready(&admin, Duration::from_secs(15)).await;
+    testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(15)).await;
     testkit::wait_until_ready(&logging.admin, Duration::from_secs(15)).await;
 
     let request_id = format!("signup-{}", uuid::Uuid::new_v4().simple());
     let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
     let response = reqwest::Client::new()
-        .post(format!("{base}/v1/signup"))
+        .post(format!("{}/v1/signup", endpoints.base))
         .header("x-request-id", &request_id)
         .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
         .send()
@@ -188,40 +83,13 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
     assert_eq!(response.status(), 201);
 
     let reader = admin_token(&state);
-    let query = format!("/v1/records?service=identity&request_id={request_id}");
-    let records = testkit::eventually(Duration::from_secs(20), "the signup's records", || {
-        let (logging, query, reader) = (&logging, &query, &reader);
-        async move {
-            let page = logging.get(query, reader).await;
-            let records = page["records"].as_array().cloned().unwrap_or_default();
-            (!records.is_empty()).then_some(records)
-        }
-    })
-    .await;
-    let finished = records
-        .iter()
-        .find(|r| r["body"] == "request finished")
-        .unwrap_or_else(|| panic!("the access log line was shipped: {records:?}"));
+    let finished = access_log(&logging, &reader, "identity", &request_id).await;
     assert_eq!(finished["request_id"], request_id.as_str());
     assert_eq!(finished["service"], "identity");
     assert_eq!(finished["attributes"]["status"], 201);
     assert!(shipper.shipped() > 0);
-
     // The shipper's counters are in identity's metrics.
-    let metrics = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains("tessera_log_shipping_shipped_total"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tessera_log_shipping_dropped_total"),
-        "{metrics}"
-    );
+    assert_shipping_metrics(&endpoints.admin).await;
     shutdown.cancel();
 }
 
@@ -256,7 +124,8 @@ async fn audit_records_relayed_over_nats_are_chained_by_logging_and_verify() {
         ..Options::default()
     })
     .await;
-    let logging = Logging::start(&identity.base, Some((stream, root))).await;
+    let bus = nats_config("logging", stream, root);
+    let logging = Logging::start(&identity.base, ISSUER, Some(bus)).await;
     testkit::wait_until_ready(&logging.admin, Duration::from_secs(15)).await;
 
     let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
