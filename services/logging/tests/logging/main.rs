@@ -15,3 +15,4 @@ mod query;
 mod retention;
 mod sdk;
 mod shipping;
+mod text;
