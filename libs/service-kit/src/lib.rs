@@ -19,12 +19,14 @@ pub mod db;
 pub mod health;
 pub mod log_shipping;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod request_context;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
+pub mod unavailable;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
-use service_kit::Problem;
+use service_kit::{Problem, unavailable};
 
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
@@ -45,19 +45,14 @@ impl From<Problem> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            // The database is unreachable or saturated: the client may retry.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(%error, "database unavailable");
-                Self::Unavailable("database")
-            }
-            error => Self::internal("database", error),
+        if unavailable::database_unreachable(&error) {
+            tracing::warn!(%error, "database unavailable");
+            Self::Unavailable("database")
+        } else {
+            Self::internal("database", error)
         }
     }
 }
-
-/// Seconds a client should wait after a 503.
-const RETRY_AFTER_SECS: &str = "2";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -65,14 +60,9 @@ impl IntoResponse for ApiError {
             Self::Problem(problem) => problem.into_response(),
             Self::Unavailable(what) => {
                 tracing::warn!(what, "answering 503");
-                let mut response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-                    .detail("The service is starting or a dependency is down; retry shortly.")
-                    .into_response();
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECS),
-                );
-                response
+                unavailable::response(
+                    "The service is starting or a dependency is down; retry shortly.",
+                )
             }
             Self::Internal { context, source } => {
                 tracing::error!(context, error = %source, "request failed");

@@ -4,8 +4,8 @@
 
 use std::sync::LazyLock;
 
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, header};
+use axum::response::Response;
+use service_kit::openapi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -77,13 +77,7 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             BEARER,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("An access token from `/v1/login` or `/oauth2/token`."))
-                    .build(),
-            ),
+            openapi::bearer_scheme("An access token from `/v1/login` or `/oauth2/token`."),
         );
         components.add_security_scheme(
             BASIC,
@@ -107,11 +101,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// The document as pretty JSON with a final newline: the content of the committed
 /// `openapi.json` and the body of `GET /openapi.json`.
 pub fn pretty_json() -> String {
-    let mut json = document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes to JSON");
-    json.push('\n');
-    json
+    openapi::pretty_json(&document())
 }
 
 /// Built once: the document only changes with the code.
@@ -119,12 +109,5 @@ static SERVED: LazyLock<String> = LazyLock::new(pretty_json);
 
 /// `GET /openapi.json`
 pub async fn serve() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        SERVED.as_str(),
-    )
-        .into_response()
+    openapi::json_response(SERVED.as_str())
 }

@@ -2,7 +2,14 @@
 //! (problems, OAuth errors, discovery metadata, the JWKS): documentation twins for the
 //! OpenAPI document, never constructed. The integration tests compare them with what the
 //! running service answers.
+//!
+//! The problem responses every service answers alike are `service_kit::openapi`'s,
+//! re-exported here beside this service's own.
 
+pub use service_kit::openapi::{
+    BodyTooLarge, InvalidBody, MultipleCredentials, PROBLEM_JSON, Unauthenticated,
+    UnsupportedMediaType,
+};
 use utoipa::{ToResponse, ToSchema};
 
 /// An RFC 9457 problem (`application/problem+json`), the shape of every error of the
@@ -124,43 +131,10 @@ pub struct JwkDoc {
     pub e: Option<String>,
 }
 
-/// Media type of RFC 9457 problems.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// The access token is missing (`missing_token`), or invalid or expired
-/// (`invalid_token`).
-#[derive(Debug, ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    headers(("WWW-Authenticate" = String, description = "An RFC 6750 `Bearer` challenge."))
-)]
-pub struct Unauthenticated(pub ProblemDoc);
-
 /// `forbidden`: the access token lacks the `admin` role.
 #[derive(Debug, ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct NotAdmin(pub ProblemDoc);
-
-/// `multiple_credentials`: more than one access token was sent.
-#[derive(Debug, ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct MultipleCredentials(pub ProblemDoc);
-
-/// `unsupported_media_type`: the body is not `application/json`.
-#[derive(Debug, ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct UnsupportedMediaType(pub ProblemDoc);
-
-/// `body_too_large`: the body is larger than the service accepts (`--max-body-bytes`,
-/// 1 MiB by default).
-#[derive(Debug, ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct BodyTooLarge(pub ProblemDoc);
-
-/// `invalid_body`: the JSON body does not have the documented members and types.
-#[derive(Debug, ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct InvalidBody(pub ProblemDoc);
 
 /// `unavailable` (the database or the signing keys are not ready) or `auth_unavailable`
 /// (access tokens cannot be checked yet): retry after a short wait.

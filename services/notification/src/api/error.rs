@@ -2,12 +2,8 @@
 //! cause logged once here.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
-use service_kit::Problem;
+use service_kit::{Problem, unavailable};
 use tessera_auth::AuthError;
-
-/// Seconds a client should wait after a 503.
-const RETRY_AFTER_SECS: &str = "2";
 
 /// An error a handler returns.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +30,11 @@ impl From<Problem> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(%error, "database unavailable");
-                Self::Unavailable
-            }
-            error => Self::Internal(error),
+        if unavailable::database_unreachable(&error) {
+            tracing::warn!(%error, "database unavailable");
+            Self::Unavailable
+        } else {
+            Self::Internal(error)
         }
     }
 }
@@ -50,14 +45,7 @@ impl IntoResponse for ApiError {
             Self::Problem(problem) => problem.into_response(),
             Self::Auth(error) => error.into_response(),
             Self::Unavailable => {
-                let mut response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-                    .detail("The database is not reachable; retry shortly.")
-                    .into_response();
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECS),
-                );
-                response
+                unavailable::response("The database is not reachable; retry shortly.")
             }
             Self::Internal(error) => {
                 tracing::error!(%error, "request failed");

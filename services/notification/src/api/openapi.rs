@@ -4,10 +4,9 @@
 
 use std::sync::LazyLock;
 
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, header};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use axum::response::Response;
+use service_kit::openapi::{self, BearerSecurity};
+use utoipa::OpenApi;
 
 use super::notifications;
 use super::schema::{
@@ -38,31 +37,15 @@ use super::schema::{
             Unavailable,
         ),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&BEARER),
     tags((name = "notifications", description = "Requesting notifications and following their delivery.")),
 )]
 struct ApiDoc;
 
-/// Adds the bearer security scheme the operations name.
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .bearer_format("JWT")
-                        .description(Some("An access token issued by identity."))
-                        .build(),
-                ),
-            );
-    }
-}
+/// Access tokens, as every operation requires.
+const BEARER: BearerSecurity = BearerSecurity {
+    description: "An access token issued by identity.",
+};
 
 /// The OpenAPI document of notification's public API.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -72,11 +55,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// The document as pretty JSON with a final newline: the content of the committed
 /// `openapi.json` and the body of `GET /openapi.json`.
 pub fn pretty_json() -> String {
-    let mut json = document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes to JSON");
-    json.push('\n');
-    json
+    openapi::pretty_json(&document())
 }
 
 /// Built once: the document only changes with the code.
@@ -84,12 +63,5 @@ static SERVED: LazyLock<String> = LazyLock::new(pretty_json);
 
 /// `GET /openapi.json`
 pub async fn serve() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        SERVED.as_str(),
-    )
-        .into_response()
+    openapi::json_response(SERVED.as_str())
 }
