@@ -3,20 +3,22 @@
 //! stream on the test NATS server, a real SMTP server (`tools/smtp-server`, aiosmtpd)
 //! and an HTTP recorder standing in for the SMS provider.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+mod sms;
+mod smtp;
+
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use base64::Engine;
 use clap::Parser;
 use http::StatusCode;
 use serde_json::{Value, json};
 use service_kit::{CancellationToken, Listeners, SystemClock};
 use tessera_events::{Bus, JetStreamBus, NatsConfig};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+use sms::Recorder;
+use smtp::{Mail, SmtpServer};
 
 pub(crate) const ISSUER: &str = "http://issuer.test";
 const PASSWORD: &str = "a perfectly fine passphrase";
@@ -29,177 +31,6 @@ pub(crate) const SMS_AUTH: &str = "Bearer sms-provider-secret";
 pub(crate) enum Backend {
     Sqlite,
     Postgres,
-}
-
-/// A real SMTP server in a child process, killed on drop.
-pub(crate) struct SmtpServer {
-    pub(crate) port: u16,
-    control: String,
-    pub(crate) dir: tempfile::TempDir,
-    _child: tokio::process::Child,
-}
-
-impl SmtpServer {
-    pub(crate) async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/smtp-server");
-        let mut child = tokio::process::Command::new(script)
-            .args(["--port", "0", "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tools/smtp-server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .expect("the SMTP server announces its ports")
-        .expect("read");
-        let ports: Value = serde_json::from_str(&line).expect("ports line");
-        Self {
-            port: u16::try_from(ports["smtp_port"].as_u64().expect("smtp port")).expect("port"),
-            control: format!("http://127.0.0.1:{}", ports["control_port"]),
-            dir,
-            _child: child,
-        }
-    }
-
-    /// Answers DATA with `code` for the next `count` messages.
-    pub(crate) async fn refuse_next(&self, code: u16, count: u32) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/reply", self.control))
-            .json(&json!({ "code": code, "count": count }))
-            .send()
-            .await
-            .expect("control");
-        assert_eq!(response.status(), StatusCode::OK);
-    }
-
-    /// Holds every DATA answer for `ms`.
-    pub(crate) async fn delay(&self, ms: u64) {
-        reqwest::Client::new()
-            .post(format!("{}/delay", self.control))
-            .json(&json!({ "ms": ms }))
-            .send()
-            .await
-            .expect("control");
-    }
-
-    /// (accepted, refused) so far.
-    pub(crate) async fn stats(&self) -> (u64, u64) {
-        let stats: Value = reqwest::get(format!("{}/stats", self.control))
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json");
-        (
-            stats["accepted"].as_u64().unwrap_or_default(),
-            stats["refused"].as_u64().unwrap_or_default(),
-        )
-    }
-
-    /// Every accepted message, oldest first.
-    pub(crate) fn messages(&self) -> Vec<Mail> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .expect("read mail dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|p| Mail::parse(&std::fs::read_to_string(p).expect("read mail")))
-            .collect()
-    }
-}
-
-/// An accepted email.
-#[derive(Debug, Clone)]
-pub(crate) struct Mail {
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: String,
-}
-
-impl Mail {
-    fn parse(raw: &str) -> Self {
-        let raw = raw.replace("\r\n", "\n");
-        let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
-        let mut headers: Vec<(String, String)> = Vec::new();
-        for line in head.lines() {
-            if line.starts_with([' ', '\t']) {
-                if let Some(last) = headers.last_mut() {
-                    last.1.push(' ');
-                    last.1.push_str(line.trim());
-                }
-            } else if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-            }
-        }
-        Self {
-            headers,
-            body: body.to_owned(),
-        }
-    }
-
-    pub(crate) fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
-
-/// (Authorization header, JSON body) of each request the SMS provider received.
-type Requests = Arc<Mutex<Vec<(Option<String>, Value)>>>;
-
-async fn record(
-    State(requests): State<Requests>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> StatusCode {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    requests.lock().unwrap().push((auth, body));
-    StatusCode::ACCEPTED
-}
-
-/// The stand-in SMS provider: records every request.
-#[derive(Clone, Default)]
-pub(crate) struct Recorder {
-    pub(crate) url: String,
-    requests: Requests,
-}
-
-impl Recorder {
-    pub(crate) async fn start(shutdown: &CancellationToken) -> Self {
-        let requests = Requests::default();
-        let app = axum::Router::new()
-            .route("/sms", axum::routing::post(record))
-            .with_state(requests.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/sms", listener.local_addr().expect("addr"));
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
-        Self { url, requests }
-    }
-
-    /// (Authorization header, JSON body) of every request.
-    pub(crate) fn requests(&self) -> Vec<(Option<String>, Value)> {
-        self.requests.lock().unwrap().clone()
-    }
 }
 
 /// A private stream and subject root on the test NATS server, so tests running at the
