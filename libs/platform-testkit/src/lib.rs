@@ -11,6 +11,10 @@ mod platform;
 mod runtime;
 mod shipping;
 
-pub use platform::{Endpoints, Logging, Platform, admin_token, loopback};
+pub use platform::{
+    Endpoints, Logging, Platform, admin_token, loopback, serve_on_loopback, start_identity,
+};
 pub use runtime::on_own_runtime;
-pub use shipping::{access_log, assert_shipping_metrics, ship_logs_on_this_thread};
+pub use shipping::{
+    access_log, assert_shipping_metrics, serve_shipping_logs, ship_logs_on_this_thread,
+};

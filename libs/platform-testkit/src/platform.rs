@@ -9,6 +9,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use service_kit::{CancellationToken, Listeners, SystemClock};
 use tempfile::TempDir;
+use tessera_identity::state::AppState;
 
 use crate::on_own_runtime;
 
@@ -32,6 +33,20 @@ pub async fn loopback() -> (Listeners, Endpoints) {
     let base = format!("http://{}", listeners.public_addr().expect("addr"));
     let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
     (listeners, Endpoints { base, admin })
+}
+
+/// Spawns `serve` on listeners on free loopback ports and waits until the service
+/// reports ready on its admin listener; returns its base URLs.
+pub async fn serve_on_loopback<F, Fut>(serve: F) -> Endpoints
+where
+    F: FnOnce(Listeners) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let (listeners, endpoints) = loopback().await;
+    tokio::spawn(serve(listeners));
+    testkit::wait_until_ready(&endpoints.admin, READY_TIMEOUT).await;
+    endpoints
 }
 
 /// Identity (with the service under test registered as a `service` client) and logging
@@ -61,7 +76,10 @@ impl Platform {
         let (path, issuer_owned) = (dir.path().to_owned(), issuer.to_owned());
         let (client_id, secret) = (client_id.to_owned(), secret.to_owned());
         let ((identity, reader), shutdown) = on_own_runtime(move |stop| async move {
-            start_identity(&path, &issuer_owned, &client_id, &secret, &stop).await
+            let (base, state) =
+                start_identity(&path, &issuer_owned, &client_id, &secret, &stop).await;
+            // Signing keys are loaded once it is ready.
+            (base, admin_token(&state))
         })
         .await;
         let logging = Logging::start(&identity, issuer, None).await;
@@ -76,15 +94,16 @@ impl Platform {
     }
 }
 
-/// Starts identity in `dir` and waits until it is ready; returns its public base URL and
-/// a log-reader token it signed.
-async fn start_identity(
+/// Starts identity (SQLite in `dir`) issuing tokens as `issuer`, with `client_id` /
+/// `secret` registered as a `service` client, and waits until it is ready; returns its
+/// public base URL and its state (to sign tokens with).
+pub async fn start_identity(
     dir: &Path,
     issuer: &str,
     client_id: &str,
     secret: &str,
     stop: &CancellationToken,
-) -> (String, String) {
+) -> (String, AppState) {
     let hash = tessera_identity::secrets::SecretHasher::new(&PEPPER).hash(secret);
     let registry = json!({ "clients": [{
         "client_id": client_id,
@@ -100,6 +119,12 @@ async fn start_identity(
         issuer,
         "--database-url",
         &format!("sqlite:{}", dir.join("identity.db").display()),
+        // Cheap password hashing (production uses 19 MiB, 2 passes): tests sign users up
+        // by the dozen on a shared machine.
+        "--argon2-memory-kib",
+        "256",
+        "--argon2-iterations",
+        "1",
         "--keyset-encryption-key",
         &b64(&[42; 32]),
         "--client-registry",
@@ -111,16 +136,14 @@ async fn start_identity(
     .config;
     let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), stop)
         .expect("identity builds");
-    let (listeners, endpoints) = loopback().await;
     let state = identity.state.clone();
-    tokio::spawn(identity.service.serve(listeners, stop.clone()));
-    // Signing keys are loaded once it serves.
-    testkit::wait_until_ready(&endpoints.admin, READY_TIMEOUT).await;
-    (endpoints.base, admin_token(&state))
+    let endpoints =
+        serve_on_loopback(|listeners| identity.service.serve(listeners, stop.clone())).await;
+    (endpoints.base, state)
 }
 
 /// A token identity signs for a logging reader (role `admin`).
-pub fn admin_token(identity: &tessera_identity::state::AppState) -> String {
+pub fn admin_token(identity: &AppState) -> String {
     identity
         .tokens
         .issue("log-reader", &["admin".to_owned()], None)

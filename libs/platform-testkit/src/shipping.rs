@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use service_kit::LogShippingArgs;
 use service_kit::log_shipping::{Shipper, TokenSource};
+use service_kit::{CancellationToken, Listeners, LogShippingArgs};
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::Logging;
+use crate::{Endpoints, Logging, serve_on_loopback};
 
 /// How long shipped records may take to be queryable: generous, as the machine running
 /// the tests is shared.
@@ -32,6 +32,24 @@ pub fn ship_logs_on_this_thread(
         tracing_subscriber::registry().with(layer.with_filter(LevelFilter::INFO)),
     );
     (shipper, guard)
+}
+
+/// Serves the service under test as its `main` does with log shipping: `run` (its
+/// `run_shipping_logs`) with `config` and `shipper` on loopback listeners, until
+/// `shutdown`; waits until it is ready and returns its base URLs.
+pub async fn serve_shipping_logs<C, F, Fut>(
+    run: F,
+    config: C,
+    shutdown: &CancellationToken,
+    shipper: &Shipper,
+) -> Endpoints
+where
+    F: FnOnce(C, Listeners, CancellationToken, Option<Shipper>) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    serve_on_loopback(|listeners| run(config, listeners, shutdown.clone(), Some(shipper.clone())))
+        .await
 }
 
 /// The `request finished` record `service` shipped for `request_id`, read from `logging`

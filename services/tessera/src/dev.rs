@@ -128,6 +128,29 @@ struct Started {
     serve: Serve,
 }
 
+impl Started {
+    /// `service`, named `name`, about to serve on `listeners` until `shutdown`.
+    fn new(
+        name: &'static str,
+        service: Service,
+        listeners: Listeners,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let running = Running {
+            name,
+            public: listeners.public_addr()?,
+            admin: listeners.admin_addr()?,
+        };
+        let readiness = service.readiness().clone();
+        let serve = Box::pin(service.serve(listeners, shutdown.clone()));
+        Ok(Self {
+            running,
+            readiness,
+            serve,
+        })
+    }
+}
+
 /// Serves `started` among `tasks`, counting it in the all-in-one's readiness.
 fn launch(tessera: &Service, tasks: &mut JoinSet<()>, started: Started) -> Running {
     add_readiness(tessera.readiness(), started.running.name, started.readiness);

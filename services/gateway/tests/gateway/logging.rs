@@ -3,11 +3,9 @@
 //! `--client-secret`), a proxied request's log records arrive with its request id, and
 //! the shipper's counters are in the gateway's metrics.
 
-use std::time::Duration;
-
 use clap::Parser;
 use http::StatusCode;
-use platform_testkit::{Platform, access_log, assert_shipping_metrics, loopback};
+use platform_testkit::{Platform, access_log, assert_shipping_metrics, serve_shipping_logs};
 use service_kit::CancellationToken;
 use service_kit::log_shipping::Shipper;
 
@@ -62,14 +60,13 @@ async fn start_gateway(
         .expect("a client-credentials source");
     let (shipper, guard) =
         platform_testkit::ship_logs_on_this_thread(&config.log_shipping, "gateway", token);
-    let (listeners, endpoints) = loopback().await;
-    tokio::spawn(tessera_gateway::run_shipping_logs(
+    let endpoints = serve_shipping_logs(
+        tessera_gateway::run_shipping_logs,
         config,
-        listeners,
-        shutdown.clone(),
-        Some(shipper.clone()),
-    ));
-    testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(15)).await;
+        shutdown,
+        &shipper,
+    )
+    .await;
     (endpoints.base, endpoints.admin, shipper, guard)
 }
 

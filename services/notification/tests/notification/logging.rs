@@ -3,10 +3,8 @@
 //! `--client-secret`), a request's log records arrive with its request id, and the
 //! shipper's counters are in notification's metrics.
 
-use std::time::Duration;
-
 use clap::Parser;
-use platform_testkit::{Platform, access_log, assert_shipping_metrics, loopback};
+use platform_testkit::{Platform, access_log, assert_shipping_metrics, serve_shipping_logs};
 use service_kit::CancellationToken;
 
 use crate::support::{ISSUER, nats_url};
@@ -60,14 +58,13 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
         .expect("--log-endpoint gives a client-credentials source");
     let (shipper, _guard) =
         platform_testkit::ship_logs_on_this_thread(&config.log_shipping, "notification", token);
-    let (listeners, endpoints) = loopback().await;
-    tokio::spawn(tessera_notification::run_shipping_logs(
+    let endpoints = serve_shipping_logs(
+        tessera_notification::run_shipping_logs,
         config,
-        listeners,
-        shutdown.clone(),
-        Some(shipper.clone()),
-    ));
-    testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(15)).await;
+        &shutdown,
+        &shipper,
+    )
+    .await;
 
     let request_id = format!("nt-{}", uuid::Uuid::new_v4().simple());
     let response = reqwest::Client::new()

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use clap::Parser;
 use http::StatusCode;
+use platform_testkit::loopback;
 use serde_json::{Value, json};
-use service_kit::{CancellationToken, Listeners, SystemClock};
+use service_kit::{CancellationToken, SystemClock};
 use tessera_events::{Bus, JetStreamBus, NatsConfig};
 
 use sms::Recorder;
@@ -22,7 +22,6 @@ use smtp::{Mail, SmtpServer};
 
 pub(crate) const ISSUER: &str = "http://issuer.test";
 const PASSWORD: &str = "a perfectly fine passphrase";
-const PEPPER: [u8; 32] = [7; 32];
 pub(crate) const CLIENT: &str = "svc-notification";
 pub(crate) const SECRET: &str = "a-service-secret-of-sufficient-length";
 pub(crate) const SMS_AUTH: &str = "Bearer sms-provider-secret";
@@ -46,45 +45,6 @@ pub(crate) fn nats_url() -> String {
     std::env::var("TESSERA_TEST_NATS_URL").expect(
         "TESSERA_TEST_NATS_URL is not set: these tests need NATS JetStream (`tools/services up`)",
     )
-}
-
-/// Identity with notification's service client; returns its base URL.
-async fn start_identity(dir: &Path, shutdown: &CancellationToken) -> String {
-    let hasher = tessera_identity::secrets::SecretHasher::new(&PEPPER);
-    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.hash(SECRET));
-    let registry = json!({ "clients": [
-        { "client_id": CLIENT, "secret_hash": hash, "roles": ["service"] },
-    ]});
-    let registry_path = dir.join("clients.json");
-    std::fs::write(&registry_path, registry.to_string()).expect("write registry");
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let config = tessera_identity::config::Cli::try_parse_from([
-        "tessera-identity".to_owned(),
-        "--issuer".into(),
-        ISSUER.into(),
-        "--database-url".into(),
-        format!("sqlite:{}", dir.join("identity.db").display()),
-        "--argon2-memory-kib".into(),
-        "256".into(),
-        "--argon2-iterations".into(),
-        "1".into(),
-        "--keyset-encryption-key".into(),
-        b64(&[42; 32]),
-        "--client-registry".into(),
-        registry_path.display().to_string(),
-        "--client-secret-pepper".into(),
-        b64(&PEPPER),
-    ])
-    .expect("valid identity config")
-    .config;
-    let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), shutdown)
-        .expect("identity builds");
-    let listeners = Listeners::loopback().await.expect("bind");
-    let base = format!("http://{}", listeners.public_addr().expect("addr"));
-    let admin = format!("http://{}", listeners.admin_addr().expect("addr"));
-    tokio::spawn(identity.service.serve(listeners, shutdown.clone()));
-    testkit::wait_until_ready(&admin, Duration::from_secs(15)).await;
-    base
 }
 
 pub(crate) struct Options {
@@ -168,13 +128,10 @@ async fn start_profile(
     };
     let profile =
         tessera_profile::build(&profile_config, runtime, shutdown).expect("profile builds");
-    let listeners = Listeners::loopback().await.expect("bind");
-    let profile_base = format!("http://{}", listeners.public_addr().expect("addr"));
-    let profile_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+    let (listeners, endpoints) = loopback().await;
     tokio::spawn(profile.service.serve(listeners, shutdown.clone()));
-    testkit::wait_until_ready(&profile_admin, Duration::from_secs(20)).await;
-
-    profile_base
+    testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(20)).await;
+    endpoints.base
 }
 
 impl Stack {
@@ -184,7 +141,8 @@ impl Stack {
         let shutdown = CancellationToken::new();
         let nats_url = options.nats.clone().unwrap_or_else(nats_url);
         let nats_id = uuid::Uuid::new_v4().simple().to_string();
-        let identity = start_identity(dir.path(), &shutdown).await;
+        let (identity, _) =
+            platform_testkit::start_identity(dir.path(), ISSUER, CLIENT, SECRET, &shutdown).await;
         let jwks = format!("{identity}/.well-known/jwks.json");
 
         let profile_base = start_profile(
@@ -251,11 +209,10 @@ impl Stack {
             };
             let service = tessera_notification::build(&config, runtime, &shutdown)
                 .expect("notification builds");
-            let listeners = Listeners::loopback().await.expect("bind");
-            notification = format!("http://{}", listeners.public_addr().expect("addr"));
-            let notification_admin = format!("http://{}", listeners.admin_addr().expect("addr"));
+            let (listeners, endpoints) = loopback().await;
             tokio::spawn(service.service.serve(listeners, shutdown.clone()));
-            testkit::wait_until_ready(&notification_admin, Duration::from_secs(20)).await;
+            testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(20)).await;
+            notification = endpoints.base;
         }
         Self {
             identity,

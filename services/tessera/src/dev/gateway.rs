@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use service_kit::{CancellationToken, Listeners};
 
+use super::Started;
 use super::args::DevArgs;
 use super::services::parse_config;
-use super::{Running, Started};
 
 /// Where the gateway forwards to.
 pub(super) struct Upstreams {
@@ -49,19 +49,7 @@ pub(super) async fn start_gateway(
     )
     .await
     .context("the gateway cannot start")?;
-    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
-    let readiness = built.service.readiness().clone();
-    let serve = Box::pin(built.service.serve(listeners, shutdown.clone()));
-    let running = Running {
-        name: "gateway",
-        public,
-        admin,
-    };
-    Ok(Started {
-        running,
-        readiness,
-        serve,
-    })
+    Started::new("gateway", built.service, listeners, shutdown)
 }
 
 /// Routes of the all-in-one gateway: identity's API and discovery, profiles and

@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use service_kit::{CancellationToken, Listeners};
 use tessera_events::{Bus, InProcessBus};
 
+use super::Started;
 use super::args::DevArgs;
 use super::secrets::{NOTIFICATION_CLIENT, secret_file, write_client_registry};
-use super::{Running, Started};
 
 /// The in-process bus stands in for NATS; the flag is required by the standalone binaries
 /// and never dialled here.
@@ -34,8 +34,6 @@ pub(super) async fn start_identity(
     let listeners = Listeners::bind_addrs(args.identity_listen, args.identity_admin_listen)
         .await
         .context("identity (--identity-listen / --identity-admin-listen)")?;
-    let public = listeners.public_addr()?;
-    let admin = listeners.admin_addr()?;
     let seal_key = secret_file(&args.data_dir.join("secrets/identity-keyset.key"))?;
     let database = args.data_dir.join("identity.db");
     let registry = write_client_registry(&args.data_dir)?;
@@ -62,20 +60,9 @@ pub(super) async fn start_identity(
     let config = parse_config::<tessera_identity::config::Cli>("identity", identity_args)?.config;
     let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), shutdown)
         .context("identity cannot start")?;
-    let readiness = identity.service.readiness().clone();
     let pool = identity.state.pool.clone();
-    let serve = Box::pin(identity.service.serve(listeners, shutdown.clone()));
-    let running = Running {
-        name: "identity",
-        public,
-        admin,
-    };
     Ok((
-        Started {
-            running,
-            readiness,
-            serve,
-        },
+        Started::new("identity", identity.service, listeners, shutdown)?,
         pool,
     ))
 }
@@ -91,7 +78,6 @@ pub(super) async fn start_profile(
     let listeners = Listeners::bind_addrs(args.profile_listen, args.profile_admin_listen)
         .await
         .context("profile (--profile-listen / --profile-admin-listen)")?;
-    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
     let config: tessera_profile::config::Config = parse_config(
         "profile",
         [
@@ -112,18 +98,7 @@ pub(super) async fn start_profile(
     };
     let profile =
         tessera_profile::build(&config, runtime, shutdown).context("profile cannot start")?;
-    let readiness = profile.service.readiness().clone();
-    let serve = Box::pin(profile.service.serve(listeners, shutdown.clone()));
-    let running = Running {
-        name: "profile",
-        public,
-        admin,
-    };
-    Ok(Started {
-        running,
-        readiness,
-        serve,
-    })
+    Started::new("profile", profile.service, listeners, shutdown)
 }
 
 /// Notification trusting identity at `identity`, reading profiles at `profile` with its
@@ -139,7 +114,6 @@ pub(super) async fn start_notification(
     let listeners = Listeners::bind_addrs(args.notification_listen, args.notification_admin_listen)
         .await
         .context("notification (--notification-listen / --notification-admin-listen)")?;
-    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
     let data = &args.data_dir;
     let secret = secret_file(&data.join("secrets/notification-client.secret"))?;
     let config: tessera_notification::config::Config = parse_config(
@@ -179,18 +153,7 @@ pub(super) async fn start_notification(
     };
     let notification = tessera_notification::build(&config, runtime, shutdown)
         .context("notification cannot start")?;
-    let readiness = notification.service.readiness().clone();
-    let serve = Box::pin(notification.service.serve(listeners, shutdown.clone()));
-    let running = Running {
-        name: "notification",
-        public,
-        admin,
-    };
-    Ok(Started {
-        running,
-        readiness,
-        serve,
-    })
+    Started::new("notification", notification.service, listeners, shutdown)
 }
 
 /// Logging on `listeners` (bound first, see [`DevArgs::bind_logging`]), chaining the audit
@@ -201,7 +164,6 @@ pub(super) fn start_logging(
     bus: &InProcessBus,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Started> {
-    let (public, admin) = (listeners.public_addr()?, listeners.admin_addr()?);
     let config: tessera_logging::config::Config = parse_config(
         "logging",
         [
@@ -219,16 +181,5 @@ pub(super) fn start_logging(
     };
     let logging =
         tessera_logging::build(&config, runtime, shutdown).context("logging cannot start")?;
-    let readiness = logging.service.readiness().clone();
-    let serve = Box::pin(logging.service.serve(listeners, shutdown.clone()));
-    let running = Running {
-        name: "logging",
-        public,
-        admin,
-    };
-    Ok(Started {
-        running,
-        readiness,
-        serve,
-    })
+    Started::new("logging", logging.service, listeners, shutdown)
 }
