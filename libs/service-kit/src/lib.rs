@@ -11,6 +11,9 @@
 //!   OTLP/HTTP without ever blocking a request.
 //! - [`db`]: SQLite and PostgreSQL pools with embedded migrations, retried in the
 //!   background and reported by `/readyz`.
+//! - [`openapi`] and [`unavailable`]: what every service's OpenAPI document and HTTP error
+//!   edge share (the document's JSON and route, the bearer scheme, the common problem
+//!   responses; the 503 with `Retry-After` when the database is down).
 
 pub mod accept;
 pub mod clock;
