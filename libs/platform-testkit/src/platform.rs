@@ -55,6 +55,7 @@ where
 pub struct Platform {
     /// Identity's public base URL.
     pub identity: String,
+    /// Logging, ready, trusting identity's keys.
     pub logging: Logging,
     /// A token with the `admin` role, to read logs.
     pub reader: String,
