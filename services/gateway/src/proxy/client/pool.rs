@@ -1,0 +1,122 @@
+//! The per-thread pool of idle HTTP/1.1 upstream connections: most recently used
+//! first, bounded per endpoint, expired after the idle timeout.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::uri::Authority;
+use hyper::client::conn::http1;
+use hyper_util::client::legacy::Client;
+
+use super::connect::Connector;
+use super::{Target, UpstreamClient};
+
+thread_local! {
+    /// This thread's pools, by client id.
+    pub(super) static POOLS: RefCell<HashMap<u64, ThreadPools>> = RefCell::new(HashMap::new());
+}
+
+/// One client's pools on one thread.
+#[derive(Default)]
+pub(super) struct ThreadPools {
+    /// Idle HTTP/1.1 connections by endpoint authority, oldest first.
+    http1: HashMap<Authority, VecDeque<Idle>>,
+    /// The h2c client (hyper-util's, which multiplexes requests over one connection per
+    /// endpoint).
+    pub(super) h2c: Option<Client<Connector, Body>>,
+}
+
+/// An idle HTTP/1.1 connection.
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+impl UpstreamClient {
+    /// The most recently used idle connection to `authority` on this thread (its socket
+    /// and buffers are the warmest), dropping closed and expired ones on the way.
+    pub(super) fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Body>> {
+        let idle_timeout = self.settings.pool_idle_timeout;
+        POOLS
+            .try_with(|pools| {
+                let mut pools = pools.borrow_mut();
+                let idle = pools.get_mut(&self.id)?.http1.get_mut(authority)?;
+                while let Some(entry) = idle.pop_back() {
+                    if !entry.sender.is_closed() && entry.since.elapsed() < idle_timeout {
+                        return Some(entry.sender);
+                    }
+                }
+                None
+            })
+            .ok()
+            .flatten()
+    }
+
+    pub(super) fn checkin(&self, target: &Target, sender: http1::SendRequest<Body>) -> Checkin {
+        Checkin {
+            client: self.id,
+            authority: target.authority.clone(),
+            max_idle: self.settings.max_idle_per_endpoint,
+            idle_timeout: self.settings.pool_idle_timeout,
+            sender,
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 connection lent to one exchange. [`Checkin::release`] returns it to
+/// the pool of the thread that calls it; dropping it instead closes the connection
+/// (its response was not read to the end, or it was upgraded).
+pub(crate) struct Checkin {
+    client: u64,
+    authority: Authority,
+    max_idle: usize,
+    idle_timeout: Duration,
+    sender: http1::SendRequest<Body>,
+}
+
+impl Checkin {
+    pub(crate) fn release(self) {
+        if self.sender.is_closed() || self.max_idle == 0 {
+            return;
+        }
+        let Self {
+            client,
+            authority,
+            max_idle,
+            idle_timeout,
+            sender,
+        } = self;
+        let _ = POOLS.try_with(|pools| {
+            let mut pools = pools.borrow_mut();
+            let idle = pools
+                .entry(client)
+                .or_default()
+                .http1
+                .entry(authority)
+                .or_default();
+            // The oldest connections are at the front: expired ones and those beyond
+            // the bound go first.
+            while idle
+                .front()
+                .is_some_and(|e| e.since.elapsed() >= idle_timeout || idle.len() >= max_idle)
+            {
+                idle.pop_front();
+            }
+            idle.push_back(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        });
+    }
+}
+
+impl fmt::Debug for Checkin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkin")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
