@@ -1,20 +1,15 @@
 //! The real identity and logging services, each on a runtime of its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::Value;
 use service_kit::{CancellationToken, Listeners, SystemClock};
 use tempfile::TempDir;
-use tessera_identity::state::AppState;
 
-use crate::on_own_runtime;
-
-/// The client-secret pepper the harness's identity hashes registered secrets with.
-const PEPPER: [u8; 32] = [5; 32];
+use crate::{ServiceClient, admin_token, on_own_runtime, start_identity};
 
 /// How long a service may take to report ready: generous, as the machine running the
 /// tests is shared.
@@ -77,8 +72,12 @@ impl Platform {
         let (path, issuer_owned) = (dir.path().to_owned(), issuer.to_owned());
         let (client_id, secret) = (client_id.to_owned(), secret.to_owned());
         let ((identity, reader), shutdown) = on_own_runtime(move |stop| async move {
-            let (base, state) =
-                start_identity(&path, &issuer_owned, &client_id, &secret, &stop).await;
+            let client = ServiceClient {
+                id: &client_id,
+                secret: &secret,
+                roles: &["service"],
+            };
+            let (base, state) = start_identity(&path, &issuer_owned, &[client], &stop).await;
             // Signing keys are loaded once it is ready.
             (base, admin_token(&state))
         })
@@ -93,63 +92,6 @@ impl Platform {
             _dir: dir,
         }
     }
-}
-
-/// Starts identity (SQLite in `dir`) issuing tokens as `issuer`, with `client_id` /
-/// `secret` registered as a `service` client, and waits until it is ready; returns its
-/// public base URL and its state (to sign tokens with).
-pub async fn start_identity(
-    dir: &Path,
-    issuer: &str,
-    client_id: &str,
-    secret: &str,
-    stop: &CancellationToken,
-) -> (String, AppState) {
-    let hash = tessera_identity::secrets::SecretHasher::new(&PEPPER).hash(secret);
-    let registry = json!({ "clients": [{
-        "client_id": client_id,
-        "secret_hash": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash),
-        "roles": ["service"],
-    }] });
-    let registry_file = dir.join("clients.json");
-    std::fs::write(&registry_file, registry.to_string()).expect("write registry");
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let config = tessera_identity::config::Cli::try_parse_from([
-        "tessera-identity",
-        "--issuer",
-        issuer,
-        "--database-url",
-        &format!("sqlite:{}", dir.join("identity.db").display()),
-        // Cheap password hashing (production uses 19 MiB, 2 passes): tests sign users up
-        // by the dozen on a shared machine.
-        "--argon2-memory-kib",
-        "256",
-        "--argon2-iterations",
-        "1",
-        "--keyset-encryption-key",
-        &b64(&[42; 32]),
-        "--client-registry",
-        &registry_file.display().to_string(),
-        "--client-secret-pepper",
-        &b64(&PEPPER),
-    ])
-    .expect("valid identity config")
-    .config;
-    let identity = tessera_identity::build(&config, tessera_identity::Runtime::default(), stop)
-        .expect("identity builds");
-    let state = identity.state.clone();
-    let endpoints =
-        serve_on_loopback(|listeners| identity.service.serve(listeners, stop.clone())).await;
-    (endpoints.base, state)
-}
-
-/// A token identity signs for a logging reader (role `admin`).
-pub fn admin_token(identity: &AppState) -> String {
-    identity
-        .tokens
-        .issue("log-reader", &["admin".to_owned()], None)
-        .expect("a signing key is loaded")
-        .access_token
 }
 
 /// The logging service (SQLite), on a thread and runtime of its own.

@@ -1,6 +1,7 @@
 //! Test-only helpers shared by the crates' integration tests: a fresh PostgreSQL database
-//! per test, polling until a condition holds, and servers of a test's own to stop and
-//! start (a private `nats-server`, a private PostgreSQL cluster).
+//! per test, each scenario run on both database backends ([`on_both_backends!`]),
+//! polling until a condition holds, and servers of a test's own to stop and start (a
+//! private `nats-server`, a private PostgreSQL cluster).
 //!
 //! PostgreSQL comes from `TESSERA_TEST_POSTGRES_URL` (set by `.ci/run` and `just test`);
 //! without it, tests that need PostgreSQL fail and say how to provide it. They never
@@ -12,9 +13,11 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
+mod backend;
 mod nats;
 mod postgres_cluster;
 
+pub use backend::Backend;
 pub use nats::{NATS_SERVER_ENV, PrivateNats};
 pub use postgres_cluster::{POSTGRES_BIN_ENV, PrivatePostgres};
 

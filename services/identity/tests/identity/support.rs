@@ -13,16 +13,12 @@ use tessera_identity::config::Cli;
 use tessera_identity::state::AppState;
 use tessera_identity::{Runtime, build};
 
+pub(crate) use testkit::{Backend, on_both_backends};
+
 /// A fixed test key for sealing the standalone keyset.
 pub(crate) const SEAL_KEY: [u8; 32] = [42; 32];
 pub(crate) const ISSUER: &str = "http://issuer.test";
 pub(crate) const PASSWORD: &str = "a perfectly fine passphrase";
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 pub(crate) struct TestIdentity {
     pub(crate) base: String,
@@ -65,10 +61,7 @@ impl TestIdentity {
         for (name, content) in &options.files {
             std::fs::write(dir.path().join(name), content).expect("write file");
         }
-        let database_url = match options.backend {
-            Backend::Sqlite => format!("sqlite:{}", dir.path().join("identity.db").display()),
-            Backend::Postgres => testkit::fresh_postgres_database().await,
-        };
+        let database_url = options.backend.database_url(dir.path(), "identity").await;
         let seal = base64::engine::general_purpose::STANDARD.encode(SEAL_KEY);
         let dir_path = dir.path().display().to_string();
         let mut args: Vec<String> = [
@@ -229,25 +222,10 @@ pub(crate) fn header(token: &str) -> Value {
 
 /// A client registry file with one client, hashed with `pepper`.
 pub(crate) fn registry(pepper: &[u8; 32], client_id: &str, secret: &str, roles: &[&str]) -> String {
-    let hash = tessera_identity::secrets::SecretHasher::new(pepper).hash(secret);
-    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash);
-    json!({ "clients": [{ "client_id": client_id, "secret_hash": hash, "roles": roles }] })
-        .to_string()
-}
-
-/// Runs a test body against SQLite and against PostgreSQL: two tests per scenario.
-macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $( #[tokio::test] async fn $name() { let $backend = crate::support::Backend::Sqlite; $body } )*
-        }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $( #[tokio::test] async fn $name() { let $backend = crate::support::Backend::Postgres; $body } )*
-        }
+    let client = platform_testkit::ServiceClient {
+        id: client_id,
+        secret,
+        roles,
     };
+    platform_testkit::client_registry(pepper, &[client])
 }
-pub(crate) use on_both_backends;

@@ -6,13 +6,12 @@
 mod sms;
 mod smtp;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use http::StatusCode;
-use platform_testkit::loopback;
+use platform_testkit::{ServiceClient, loopback};
 use serde_json::{Value, json};
 use service_kit::{CancellationToken, SystemClock};
 use tessera_events::{Bus, JetStreamBus, NatsConfig};
@@ -20,17 +19,19 @@ use tessera_events::{Bus, JetStreamBus, NatsConfig};
 use sms::Recorder;
 use smtp::{Mail, SmtpServer};
 
+pub(crate) use testkit::{Backend, on_both_backends};
+
 pub(crate) const ISSUER: &str = "http://issuer.test";
-const PASSWORD: &str = "a perfectly fine passphrase";
 pub(crate) const CLIENT: &str = "svc-notification";
 pub(crate) const SECRET: &str = "a-service-secret-of-sufficient-length";
 pub(crate) const SMS_AUTH: &str = "Bearer sms-provider-secret";
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// Notification's client at identity.
+const SERVICE_CLIENT: ServiceClient<'static> = ServiceClient {
+    id: CLIENT,
+    secret: SECRET,
+    roles: &["service"],
+};
 
 /// A private stream and subject root on the test NATS server, so tests running at the
 /// same time never see each other's events.
@@ -89,16 +90,6 @@ impl Drop for Stack {
     }
 }
 
-fn database_url(backend: Backend, dir: &Path, name: &str) -> impl Future<Output = String> {
-    let file = format!("sqlite:{}", dir.join(format!("{name}.db")).display());
-    async move {
-        match backend {
-            Backend::Sqlite => file,
-            Backend::Postgres => testkit::fresh_postgres_database().await,
-        }
-    }
-}
-
 /// Profile on `database_url`, publishing on this test's stream; returns its base URL.
 async fn start_profile(
     database_url: String,
@@ -142,11 +133,12 @@ impl Stack {
         let nats_url = options.nats.clone().unwrap_or_else(nats_url);
         let nats_id = uuid::Uuid::new_v4().simple().to_string();
         let (identity, _) =
-            platform_testkit::start_identity(dir.path(), ISSUER, CLIENT, SECRET, &shutdown).await;
+            platform_testkit::start_identity(dir.path(), ISSUER, &[SERVICE_CLIENT], &shutdown)
+                .await;
         let jwks = format!("{identity}/.well-known/jwks.json");
 
         let profile_base = start_profile(
-            database_url(options.backend, dir.path(), "profile").await,
+            options.backend.database_url(dir.path(), "profile").await,
             &jwks,
             &nats_url,
             &nats_id,
@@ -159,7 +151,10 @@ impl Stack {
         let mut args: Vec<String> = [
             "tessera-notification",
             "--database-url",
-            &database_url(options.backend, dir.path(), "notification").await,
+            &options
+                .backend
+                .database_url(dir.path(), "notification")
+                .await,
             "--issuer",
             ISSUER,
             "--jwks-url",
@@ -239,30 +234,7 @@ impl Stack {
 
     /// Signs up and logs in a new user; returns (user id, access token).
     pub(crate) async fn user(&self, email: &str) -> (String, String) {
-        let credentials = json!({ "email": email, "password": PASSWORD });
-        let signup = self
-            .http
-            .post(format!("{}/v1/signup", self.identity))
-            .json(&credentials)
-            .send()
-            .await
-            .expect("signup");
-        assert_eq!(signup.status(), StatusCode::CREATED, "signup of {email}");
-        let user: Value = signup.json().await.expect("json");
-        let login: Value = self
-            .http
-            .post(format!("{}/v1/login", self.identity))
-            .json(&credentials)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        (
-            user["id"].as_str().expect("id").to_owned(),
-            login["access_token"].as_str().expect("token").to_owned(),
-        )
+        platform_testkit::new_user(&self.http, &self.identity, email).await
     }
 
     /// Signs a user up and creates their profile with `profile` as body.
@@ -282,18 +254,7 @@ impl Stack {
 
     /// notification's own client-credentials token.
     pub(crate) async fn service_token(&self) -> String {
-        let response: Value = self
-            .http
-            .post(format!("{}/oauth2/token", self.identity))
-            .basic_auth(CLIENT, Some(SECRET))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("json");
-        response["access_token"].as_str().expect("token").to_owned()
+        platform_testkit::service_token(&self.http, &self.identity, &SERVICE_CLIENT).await
     }
 
     /// Waits until the SMTP server holds at least `count` messages; returns them.
@@ -335,20 +296,3 @@ pub(crate) fn profile(
         "preferences": { "email": true, "sms": sms, "push": true },
     })
 }
-
-/// Runs a test body against SQLite and against PostgreSQL: two tests per scenario.
-macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $( #[tokio::test] async fn $name() { let $backend = crate::support::Backend::Sqlite; $body } )*
-        }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $( #[tokio::test] async fn $name() { let $backend = crate::support::Backend::Postgres; $body } )*
-        }
-    };
-}
-pub(crate) use on_both_backends;
