@@ -14,11 +14,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use clap::Parser;
 use service_kit::CancellationToken;
-
 use tessera_bench_report::{Row, Stats, Table};
+use testkit::SmtpServer;
 
 use crate::load::Created;
-use crate::stack::{NotificationSetup, SmtpServer, Tokens};
+use crate::stack::{NotificationSetup, Tokens};
 
 /// End-to-end p99 goal at the steady rate (issue #5).
 const GOAL_P99: Duration = Duration::from_millis(100);
@@ -136,8 +136,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
 
     eprintln!("measuring the SMTP server alone …");
-    let limit_server = SmtpServer::start().await?;
-    let limit = load::smtp_limit(limit_server.port, args.concurrency, warmup, window).await?;
+    let limit_server = SmtpServer::start().await;
+    let limit = load::smtp_limit(limit_server.port(), args.concurrency, warmup, window).await?;
     drop(limit_server);
     table.row(Row::new(
         format!(
@@ -199,7 +199,7 @@ async fn end_to_end(
 ) -> anyhow::Result<Vec<String>> {
     let concurrency = usize::try_from(args.concurrency)?;
     eprintln!("starting profile and notification for the end-to-end run …");
-    let smtp = SmtpServer::start().await?;
+    let smtp = SmtpServer::start().await;
     let e2e_id = format!("{}e2e", &ctx.run_id[..12]);
     let profile = stack::start_profile(
         format!("sqlite:{}", ctx.dir.join("profile-e2e.db").display()),
@@ -217,7 +217,7 @@ async fn end_to_end(
             profile: &profile,
             nats_url: &args.nats_url,
             nats_id: &e2e_id,
-            smtp_port: smtp.port,
+            smtp_port: smtp.port(),
             workers: args.delivery_workers,
         },
         ctx.shutdown,
@@ -243,7 +243,7 @@ async fn end_to_end(
         "backlog: creating profiles as fast as possible for {}s …",
         args.backlog_secs
     );
-    let already = smtp.count()?;
+    let already = smtp.count();
     let (_, burst) = load::closed_loop(
         &profile,
         ctx.tokens,
@@ -368,10 +368,10 @@ async fn delivered(
 ) -> anyhow::Result<(Stats, u64)> {
     let want = skip + created.len();
     let started = std::time::Instant::now();
-    let mut last = (smtp.count()?, std::time::Instant::now());
+    let mut last = (smtp.count(), std::time::Instant::now());
     while last.0 < want && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = smtp.count()?;
+        let now = smtp.count();
         if now != last.0 {
             last = (now, std::time::Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(10) {
@@ -385,7 +385,7 @@ async fn delivered(
     let mut samples = Vec::new();
     let mut first: Option<SystemTime> = None;
     let mut latest: Option<SystemTime> = None;
-    for (to, at) in smtp.accepted()? {
+    for (to, at) in smtp.accepted() {
         if let Some(sent) = answered.get(to.as_str()) {
             // A mail accepted before the 201 reached the client counts as zero.
             samples.push(at.duration_since(*sent).unwrap_or_default());

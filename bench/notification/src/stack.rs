@@ -1,11 +1,11 @@
 //! The services under test, in this process on loopback: identity (only for
 //! notification's client-credentials token), a JWKS server holding identity's keys and
-//! the benchmark's own user-token key, profile, notification and the real SMTP server
-//! (`tools/smtp-server`, aiosmtpd) as a child process.
+//! the benchmark's own user-token key, profile and notification (the real SMTP server is
+//! `testkit::SmtpServer`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -16,7 +16,6 @@ use tessera_auth::{AccessClaims, Audience};
 use tessera_events::{Bus, JetStreamBus, NatsConfig};
 use tessera_keys::{Algorithm, KeyState, SigningKey};
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 pub(crate) const ISSUER: &str = "http://issuer.bench";
 const PEPPER: [u8; 32] = [7; 32];
@@ -243,67 +242,4 @@ pub(crate) async fn start_notification(
     tokio::spawn(service.service.serve(listeners, shutdown.clone()));
     testkit::wait_until_ready(&admin, Duration::from_secs(30)).await;
     Ok(())
-}
-
-/// The real SMTP server in a child process, killed on drop.
-pub(crate) struct SmtpServer {
-    pub(crate) port: u16,
-    dir: tempfile::TempDir,
-    _child: tokio::process::Child,
-}
-
-impl SmtpServer {
-    pub(crate) async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/smtp-server");
-        let mut child = tokio::process::Command::new(script)
-            .args(["--port", "0", "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("start tools/smtp-server")?;
-        let stdout = child.stdout.take().context("smtp server stdout")?;
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .context("the SMTP server announces its ports")??;
-        let ports: Value = serde_json::from_str(&line).context("ports line")?;
-        let port = ports["smtp_port"].as_u64().context("smtp port")?;
-        Ok(Self {
-            port: u16::try_from(port)?,
-            dir,
-            _child: child,
-        })
-    }
-
-    /// Every accepted message so far: (first recipient, when it was accepted). The
-    /// server writes a message's envelope just before it answers 250, so the file's
-    /// modification time is the acceptance time.
-    pub(crate) fn accepted(&self) -> anyhow::Result<Vec<(String, SystemTime)>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path())? {
-            let path: PathBuf = entry?.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let modified = std::fs::metadata(&path)?.modified()?;
-            let envelope: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-            if let Some(to) = envelope["rcpt_tos"][0].as_str() {
-                out.push((to.to_owned(), modified));
-            }
-        }
-        Ok(out)
-    }
-
-    /// How many messages were accepted so far.
-    pub(crate) fn count(&self) -> anyhow::Result<usize> {
-        Ok(std::fs::read_dir(self.dir.path())?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .count())
-    }
 }

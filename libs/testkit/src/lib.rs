@@ -1,7 +1,8 @@
 //! Test-only helpers shared by the crates' integration tests: a fresh PostgreSQL database
 //! per test, each scenario run on both database backends ([`on_both_backends!`]),
-//! polling until a condition holds, and servers of a test's own to stop and start (a
-//! private `nats-server`, a private PostgreSQL cluster).
+//! polling until a condition holds, and servers of a test's own (a private `nats-server`
+//! and PostgreSQL cluster to stop and start, a real SMTP server, a recorder standing in
+//! for the SMS and push providers).
 //!
 //! PostgreSQL comes from `TESSERA_TEST_POSTGRES_URL` (set by `.ci/run` and `just test`);
 //! without it, tests that need PostgreSQL fail and say how to provide it. They never
@@ -16,10 +17,14 @@ use sqlx::postgres::PgConnection;
 mod backend;
 mod nats;
 mod postgres_cluster;
+mod recorder;
+mod smtp;
 
 pub use backend::Backend;
 pub use nats::{NATS_SERVER_ENV, PrivateNats};
 pub use postgres_cluster::{POSTGRES_BIN_ENV, PrivatePostgres};
+pub use recorder::{Recorded, Recorder};
+pub use smtp::{Mail, SmtpServer};
 
 /// Environment variable naming a PostgreSQL server tests may create databases on.
 pub const POSTGRES_URL_ENV: &str = "TESSERA_TEST_POSTGRES_URL";

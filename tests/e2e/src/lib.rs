@@ -13,19 +13,17 @@ mod files;
 mod metrics;
 mod platform;
 mod process;
-mod recorder;
 mod service;
 mod settle;
-mod smtp;
 
 pub use binaries::{bin_dir, binary};
 pub use client::{Answer, Client, Failure, PASSWORD, Tokens, User, unique_email};
 pub use files::{KeysetFile, client_registry_json, random_client_secret, routes_yaml};
 pub use platform::Platform;
 pub use process::Process;
-pub use recorder::{Recorded, Recorder};
 pub use service::{Options, Postgres, Service};
-pub use smtp::{Mail, SmtpServer};
+// The SMTP server and the SMS/push recorder are shared with notification's tests.
+pub use testkit::{Mail, Recorded, Recorder, SmtpServer};
 
 /// The `kid` in a compact JWT's header, without verifying anything (tests only look at
 /// which key signed a token).

@@ -9,16 +9,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tessera_keys::Rotation;
-use testkit::{PrivateNats, PrivatePostgres};
+use testkit::{PrivateNats, PrivatePostgres, Recorder, SmtpServer};
 use time::OffsetDateTime;
 
 use crate::binaries;
 use crate::env::{self, Shared};
 use crate::files::{self, KeysetFile};
 use crate::process::Process;
-use crate::recorder::Recorder;
 use crate::service::{Options, Postgres, Service};
-use crate::smtp::SmtpServer;
 
 /// How long a service may take to answer `/readyz` with 200 (migrations included) on a
 /// busy 2-core machine.
@@ -58,7 +56,7 @@ impl Servers {
         };
         let (smtp, recorder) = if options.notification {
             (
-                Some(SmtpServer::start(&root.join("mail")).await),
+                Some(SmtpServer::start_in(&root.join("mail")).await),
                 Some(Recorder::start().await),
             )
         } else {

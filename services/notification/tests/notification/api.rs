@@ -103,7 +103,7 @@ on_both_backends! {
             (!stack.sms.requests().is_empty()).then_some(())
         })
         .await;
-        assert_eq!(stack.sms.requests()[0].1["to"], "+41791234567");
+        assert_eq!(stack.sms.requests()[0].body["to"], "+41791234567");
 
         // Ada may read notifications addressed to her; requesting one needs the service role.
         let own = status_of(&stack, &user_token, &id).await;

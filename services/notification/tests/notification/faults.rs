@@ -24,9 +24,9 @@ fn free_port() -> u16 {
 fn by_recipient(stack: &Stack) -> HashMap<String, Vec<String>> {
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     for mail in stack.smtp.messages() {
-        seen.entry(mail.header("to").to_owned())
+        seen.entry(mail.header("to"))
             .or_default()
-            .push(mail.header("message-id").to_owned());
+            .push(mail.header("message-id"));
     }
     seen
 }
@@ -102,7 +102,7 @@ async fn start_binary(stack: &Stack, public: u16, admin: u16) -> tokio::process:
         "--log-filter".to_owned(),
         "warn".to_owned(),
         "--smtp-url".to_owned(),
-        format!("smtp://127.0.0.1:{}", stack.smtp.port),
+        stack.smtp.url(),
     ]);
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera-notification"))
         .args(&args)

@@ -3,9 +3,6 @@
 //! stream on the test NATS server, a real SMTP server (`tools/smtp-server`, aiosmtpd)
 //! and an HTTP recorder standing in for the SMS provider.
 
-mod sms;
-mod smtp;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +12,7 @@ use platform_testkit::{ServiceClient, loopback};
 use serde_json::{Value, json};
 use service_kit::{CancellationToken, SystemClock};
 use tessera_events::{Bus, JetStreamBus, NatsConfig};
-
-use sms::Recorder;
-use smtp::{Mail, SmtpServer};
+use testkit::{Mail, Recorder, SmtpServer};
 
 pub(crate) use testkit::{Backend, on_both_backends};
 
@@ -147,7 +142,7 @@ impl Stack {
         .await;
 
         let smtp = SmtpServer::start().await;
-        let sms = Recorder::start(&shutdown).await;
+        let sms = Recorder::start().await;
         let mut args: Vec<String> = [
             "tessera-notification",
             "--database-url",
@@ -172,13 +167,13 @@ impl Stack {
             "--smtp-host",
             "127.0.0.1",
             "--smtp-port",
-            &smtp.port.to_string(),
+            &smtp.port().to_string(),
             "--smtp-tls",
             "none",
             "--email-from",
             "Tessera Tests <tests@tessera.test>",
             "--sms-webhook-url",
-            &sms.url,
+            &format!("{}/sms", sms.url()),
             "--sms-webhook-auth",
             &format!("Authorization: {SMS_AUTH}"),
             "--retry-schedule-secs",

@@ -22,7 +22,7 @@ on_both_backends! {
         let mails = stack.mails(2, WITHIN).await;
         let ada = mails.iter().find(|m| m.header("to").contains("ada@example.com")).expect("Ada's mail");
         assert_eq!(ada.header("subject"), "Willkommen bei Tessera, Ada", "German template for de-CH");
-        assert!(ada.body.contains("Hallo Ada"), "{}", ada.body);
+        assert!(ada.body().contains("Hallo Ada"), "{}", ada.body());
         assert!(ada.header("from").contains("tests@tessera.test"));
         assert!(ada.header("message-id").ends_with("@tessera.notification>"));
         let bob = mails.iter().find(|m| m.header("to").contains("bob@example.com")).expect("Bob's mail");
@@ -51,12 +51,12 @@ on_both_backends! {
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let sms = stack.sms.requests().into_iter().chain(sms).collect::<Vec<_>>();
-        let to_ada: Vec<&Value> = sms.iter().map(|(_, b)| b).filter(|b| b["to"] == "+41791234567").collect();
+        let to_ada: Vec<&Value> = sms.iter().map(|r| &r.body).filter(|b| b["to"] == "+41791234567").collect();
         assert!(!to_ada.is_empty());
         assert!(to_ada[0]["body"].as_str().unwrap_or_default().starts_with("Bienvenue sur Tessera, Ada"));
-        assert_eq!(sms[0].0.as_deref(), Some(SMS_AUTH), "the provider's auth header is sent");
+        assert_eq!(sms[0].authorization.as_deref(), Some(SMS_AUTH), "the provider's auth header is sent");
         assert!(
-            sms.iter().all(|(_, b)| b["to"] != "+41797654321"),
+            sms.iter().all(|r| r.body["to"] != "+41797654321"),
             "Bob turned SMS off: {sms:?}"
         );
     }

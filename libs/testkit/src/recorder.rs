@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 /// One request a provider received.
@@ -13,6 +13,8 @@ use serde_json::Value;
 pub struct Recorded {
     /// `sms` or `push` (the path it was posted to).
     pub channel: String,
+    /// Its `Authorization` header, if any (the provider credentials notification sends).
+    pub authorization: Option<String>,
     /// The JSON body notification sent (`{id, channel, to, title, body}`).
     pub body: Value,
 }
@@ -30,12 +32,21 @@ pub struct Recorder {
 async fn record(
     State(requests): State<Requests>,
     Path(channel): Path<String>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> StatusCode {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     requests
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(Recorded { channel, body });
+        .push(Recorded {
+            channel,
+            authorization,
+            body,
+        });
     StatusCode::ACCEPTED
 }
 
@@ -44,7 +55,7 @@ impl Recorder {
     ///
     /// # Panics
     /// When no port can be bound.
-    pub(crate) async fn start() -> Self {
+    pub async fn start() -> Self {
         let requests = Requests::default();
         let app = axum::Router::new()
             .route("/{channel}", axum::routing::post(record))

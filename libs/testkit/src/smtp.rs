@@ -1,28 +1,52 @@
-//! A real SMTP server of the platform's own (`tools/smtp-server`, aiosmtpd), so that no
-//! other test's mail or control request (refuse, delay) reaches this one. Every accepted
-//! message is a `.eml` file in its directory; killed on drop.
+//! A real SMTP server of a test's own (`tools/smtp-server`, aiosmtpd), so that no other
+//! test's mail or control request (refuse, delay) reaches this one. Every accepted
+//! message is a `.eml` file in its directory, its envelope a `.json` file beside it;
+//! killed on drop.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+/// How long the server may take to announce its ports: the first start on a machine
+/// installs aiosmtpd into a virtualenv.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A running `tools/smtp-server`.
 #[derive(Debug)]
 pub struct SmtpServer {
     port: u16,
+    /// Base URL of its HTTP control port (`/reply`, `/delay`, `/stats`).
+    control: String,
     dir: PathBuf,
+    // Declared before the directory so that the server is killed before it is deleted.
     _child: tokio::process::Child,
+    _own_dir: Option<tempfile::TempDir>,
 }
 
 impl SmtpServer {
-    /// Starts the server writing into `dir` and waits for its ports line (the first start
-    /// installs aiosmtpd into a virtualenv, hence the long limit).
+    /// Starts the server writing into a temporary directory of its own.
     ///
     /// # Panics
-    /// When the script cannot be run or announces no ports within 180 s.
-    pub(crate) async fn start(dir: &Path) -> Self {
+    /// When the script cannot be run or announces no ports in time.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the SMTP server's mail");
+        let path = dir.path().to_owned();
+        Self::launch(&path, Some(dir)).await
+    }
+
+    /// Starts the server writing into `dir` (created if missing) and waits for its
+    /// ports line.
+    ///
+    /// # Panics
+    /// When the script cannot be run or announces no ports in time.
+    pub async fn start_in(dir: &Path) -> Self {
+        Self::launch(dir, None).await
+    }
+
+    async fn launch(dir: &Path, own_dir: Option<tempfile::TempDir>) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/smtp-server");
         let mut child = tokio::process::Command::new(&script)
             .args(["--port", "0", "--dir"])
@@ -34,24 +58,32 @@ impl SmtpServer {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(180),
-            BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .expect("tools/smtp-server announces its ports within 180 s")
-        .expect("read the ports line");
-        let ports: serde_json::Value =
+        tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).read_line(&mut line))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("tools/smtp-server announces its ports within {START_TIMEOUT:?}")
+            })
+            .expect("read the ports line");
+        let ports: Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("ports line {line:?}: {e}"));
-        let port = ports["smtp_port"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .expect("an SMTP port");
+        let port = |name: &str| {
+            ports[name]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or_else(|| panic!("{name} in the ports line {line:?}"))
+        };
         Self {
-            port,
+            port: port("smtp_port"),
+            control: format!("http://127.0.0.1:{}", port("control_port")),
             dir: dir.to_owned(),
             _child: child,
+            _own_dir: own_dir,
         }
+    }
+
+    /// The SMTP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `smtp://127.0.0.1:<port>`: plain SMTP, as for a local relay.
@@ -59,13 +91,56 @@ impl SmtpServer {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    /// Answers DATA with `code` for the next `count` messages.
+    ///
+    /// # Panics
+    /// When the control port does not answer 200.
+    pub async fn refuse_next(&self, code: u16, count: u32) {
+        self.control("reply", &json!({ "code": code, "count": count }))
+            .await;
+    }
+
+    /// Holds every DATA answer for `ms` milliseconds (0: answer at once again).
+    ///
+    /// # Panics
+    /// When the control port does not answer 200.
+    pub async fn delay(&self, ms: u64) {
+        self.control("delay", &json!({ "ms": ms })).await;
+    }
+
+    async fn control(&self, path: &str, body: &Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{path}", self.control))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("SMTP server control /{path}: {e}"));
+        assert_eq!(response.status(), 200, "SMTP server control /{path}");
+    }
+
+    /// (accepted, refused) messages so far.
+    ///
+    /// # Panics
+    /// When the control port does not answer.
+    pub async fn stats(&self) -> (u64, u64) {
+        let stats: Value = reqwest::get(format!("{}/stats", self.control))
+            .await
+            .expect("SMTP server stats")
+            .json()
+            .await
+            .expect("SMTP server stats as JSON");
+        (
+            stats["accepted"].as_u64().unwrap_or_default(),
+            stats["refused"].as_u64().unwrap_or_default(),
+        )
+    }
+
     /// Every accepted message so far, oldest first.
+    ///
+    /// # Panics
+    /// When its directory cannot be read.
     pub fn messages(&self) -> Vec<Mail> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .expect("read the mail dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
+        let mut names = self.files("eml");
         names.sort();
         names
             .iter()
@@ -79,6 +154,47 @@ impl SmtpServer {
         self.messages()
             .into_iter()
             .filter(|m| m.header("to").contains(address))
+            .collect()
+    }
+
+    /// How many messages were accepted so far.
+    ///
+    /// # Panics
+    /// When its directory cannot be read.
+    pub fn count(&self) -> usize {
+        self.files("json").len()
+    }
+
+    /// Every accepted message so far: (first recipient, when it was accepted). The
+    /// server writes a message's envelope just before it answers 250, so the file's
+    /// modification time is the acceptance time.
+    ///
+    /// # Panics
+    /// When its directory or an envelope cannot be read.
+    pub fn accepted(&self) -> Vec<(String, SystemTime)> {
+        self.files("json")
+            .iter()
+            .filter_map(|path| {
+                let modified = std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let envelope: Value = std::fs::read(path)
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                    .unwrap_or_else(|| panic!("{} is an envelope", path.display()));
+                let to = envelope["rcpt_tos"][0].as_str()?;
+                Some((to.to_owned(), modified))
+            })
+            .collect()
+    }
+
+    /// The files in its directory ending in `.<extension>` (the server renames each into
+    /// place whole).
+    fn files(&self, extension: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .unwrap_or_else(|e| panic!("read the mail dir {}: {e}", self.dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == extension))
             .collect()
     }
 }
