@@ -19,6 +19,7 @@ pub mod accept;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod direct;
 pub mod health;
 pub mod log_shipping;
 pub mod metrics;

@@ -97,6 +97,40 @@ impl Metrics {
             .register(name, help, metric);
     }
 
+    /// The in-flight gauge, for servers that record requests themselves
+    /// ([`crate::direct::HttpRecorder`]).
+    pub(crate) fn in_flight_gauge(&self) -> Gauge {
+        self.in_flight.clone()
+    }
+
+    /// The latency histogram and request counter of one method, route and status, with
+    /// the labels the middleware uses, for servers that record requests themselves
+    /// ([`crate::direct::HttpRecorder`] keeps them per thread). The handles share the
+    /// registry's values.
+    pub(crate) fn http_series(
+        &self,
+        method: &'static str,
+        route: &Arc<str>,
+        status: u16,
+    ) -> (Histogram, Counter) {
+        let histogram = self
+            .durations
+            .get_or_create(&RouteLabels {
+                method,
+                route: Arc::clone(route),
+            })
+            .clone();
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                method,
+                route: Arc::clone(route),
+                status,
+            })
+            .clone();
+        (histogram, counter)
+    }
+
     /// The registry in text form.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -152,7 +186,7 @@ static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
 
 /// The method label: the standard methods by name, anything else as `other`, so a client
 /// inventing methods cannot grow the label sets without bound.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",

@@ -55,8 +55,8 @@ pub enum StartError {
 pub struct Built {
     pub service: Service,
     pub gateway: Gateway,
-    /// The limits the service was built with (drain timeout, header size), for
-    /// [`serve::serve_per_core`].
+    /// The limits the service was built with (drain timeout, header size, request
+    /// timeout, body size), for [`serve`].
     pub settings: HttpSettings,
 }
 
@@ -158,7 +158,7 @@ pub async fn run_shipping_logs(
     if let Some(shipper) = &shipper {
         shipper.register_metrics(built.service.metrics());
     }
-    built.service.serve(listeners, shutdown).await;
+    serve::serve_listeners(built, listeners, shutdown).await;
     Ok(())
 }
 
@@ -190,7 +190,7 @@ pub async fn run_per_core(
     if let Some(shipper) = &shipper {
         shipper.register_metrics(built.service.metrics());
     }
-    serve::serve_per_core(built.service, built.settings, public, admin, shutdown)
+    serve::serve_per_core(built, public, admin, shutdown)
         .await
         .map_err(|source| StartError::Listen {
             which: "public",

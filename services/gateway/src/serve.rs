@@ -12,17 +12,31 @@
 //! admin listener and the background tasks (route reload, JWKS refresh, limiter sweep,
 //! log shipping) run on the caller's runtime.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
 use service_kit::accept;
-use service_kit::{CancellationToken, HttpSettings, Service};
+use service_kit::{CancellationToken, HttpSettings, Listeners, Service};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::Built;
+use crate::edge::direct::Edge;
 
 /// Pending connections per listener (the kernel caps it at `somaxconn`).
 const BACKLOG: i32 = 1024;
+
+/// Pause after an accept error (e.g. out of file descriptors) before trying again, so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// The worker count for a `--threads` value: 0 means one per available core.
 pub fn worker_count(configured: usize) -> usize {
@@ -53,19 +67,23 @@ pub fn bind_public(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::T
     Ok(listeners)
 }
 
-/// Serves `service` (built with `settings`): its public router on `public` (one worker
-/// thread with its own current-thread runtime per listener), its admin router on `admin`
-/// on the calling runtime, until `shutdown`. Then readiness fails at once, every listener
-/// stops accepting, and in-flight requests get the drain timeout; returns when all
-/// workers are done.
+/// Serves the gateway `built`: its data path on `public` (one worker thread with its own
+/// current-thread runtime per listener), its admin router on `admin` on the calling
+/// runtime, until `shutdown`. Then readiness fails at once, every listener stops
+/// accepting, and in-flight requests get the drain timeout; returns when all workers
+/// are done.
 pub async fn serve_per_core(
-    service: Service,
-    settings: HttpSettings,
+    built: Built,
     public: Vec<std::net::TcpListener>,
     admin: TcpListener,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let router = service.public_router();
+    let Built {
+        service,
+        gateway,
+        settings,
+    } = built;
+    let edge = Edge::new(gateway, service.metrics(), &settings);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let workers = public.len();
     tracing::info!(
@@ -76,7 +94,7 @@ pub async fn serve_per_core(
         "listening"
     );
     for (index, listener) in public.into_iter().enumerate() {
-        let router = router.clone();
+        let edge = Arc::clone(&edge);
         let shutdown = shutdown.clone();
         let done = done_tx.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -85,20 +103,10 @@ pub async fn serve_per_core(
         thread::Builder::new()
             .name(format!("gateway-io-{index}"))
             .spawn(move || {
+                let edge = edge.for_thread();
                 let cut = runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            accept::serve(
-                                "public",
-                                listener,
-                                router,
-                                shutdown,
-                                settings.drain_timeout,
-                                settings.max_header_bytes,
-                            )
-                            .await
-                            .cut
-                        }
+                        Ok(listener) => accept(listener, edge, shutdown, &settings).await,
                         Err(error) => {
                             tracing::error!(%error, "worker cannot use its listener");
                             0
@@ -112,7 +120,45 @@ pub async fn serve_per_core(
             })?;
     }
     drop(done_tx);
+    let workers_done = async {
+        let mut cut = 0;
+        while let Some(worker_cut) = done_rx.recv().await {
+            cut += worker_cut;
+        }
+        cut
+    };
+    with_admin(&service, settings, admin, shutdown, workers_done).await;
+    Ok(())
+}
 
+/// Serves the gateway `built` on `listeners` from the calling runtime (one public
+/// listener; `run` and tests), with the same data path as [`serve_per_core`].
+pub async fn serve_listeners(built: Built, listeners: Listeners, shutdown: CancellationToken) {
+    let Built {
+        service,
+        gateway,
+        settings,
+    } = built;
+    let edge = Edge::new(gateway, service.metrics(), &settings);
+    tracing::info!(
+        service = "gateway",
+        public = ?listeners.public.local_addr().ok(),
+        admin = ?listeners.admin.local_addr().ok(),
+        "listening"
+    );
+    let public = accept(listeners.public, edge, shutdown.clone(), &settings);
+    with_admin(&service, settings, listeners.admin, shutdown, public).await;
+}
+
+/// Runs `public` (resolving to the number of connections cut at the drain timeout)
+/// beside the admin listener and the drain on `shutdown`.
+async fn with_admin(
+    service: &Service,
+    settings: HttpSettings,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+    public: impl Future<Output = usize>,
+) {
     let readiness = service.readiness().clone();
     let admin_router = service.admin_router();
     let draining = async {
@@ -136,14 +182,7 @@ pub async fn serve_per_core(
         .await
         .cut
     };
-    let workers_done = async {
-        let mut cut = 0;
-        while let Some(worker_cut) = done_rx.recv().await {
-            cut += worker_cut;
-        }
-        cut
-    };
-    let ((), admin_cut, public_cut) = tokio::join!(draining, admin, workers_done);
+    let ((), admin_cut, public_cut) = tokio::join!(draining, admin, public);
     let cut = admin_cut + public_cut;
     if cut > 0 {
         tracing::warn!(
@@ -153,5 +192,61 @@ pub async fn serve_per_core(
         );
     }
     tracing::info!(service = "gateway", "stopped");
-    Ok(())
+}
+
+/// The public accept loop: each connection served by hyper with the gateway's
+/// [`Edge`] service, spawned on the current runtime, until `shutdown`; then open
+/// connections get the drain timeout. Returns how many were cut at its end. The same
+/// shape as `service_kit::accept::serve`, which serves an axum router instead.
+async fn accept(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    shutdown: CancellationToken,
+    settings: &HttpSettings,
+) -> usize {
+    let graceful = GracefulShutdown::new();
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    // Bounds the HTTP/1.1 request head; hyper answers 431 beyond it.
+    builder
+        .http1()
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(listener = "public", %error, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                };
+                // Requests are small and latency matters more than packet count.
+                let _ = stream.set_nodelay(true);
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), edge.connection(peer))
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let cut = if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
+        .await
+        .is_ok()
+    {
+        0
+    } else {
+        connections.len()
+    };
+    connections.shutdown().await;
+    cut
 }

@@ -3,6 +3,8 @@
 
 pub mod client_addr;
 pub mod cors;
+pub mod direct;
+mod ids;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -11,8 +13,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, RETRY_AFTER};
 use http::{HeaderValue, StatusCode, Uri};
+use hyper::body::Body as HttpBody;
 use ipnet::IpNet;
 use service_kit::metrics::RouteLabel;
 use service_kit::{Problem, RequestContext};
@@ -20,7 +24,7 @@ use tessera_auth::{Principal, Verifier};
 
 pub use metrics::GatewayMetrics;
 
-use crate::proxy::ForwardContext;
+use crate::proxy::{ForwardContext, RequestIds};
 use crate::ratelimit::{Decision, Limiter, RatePolicy, apply_headers};
 use crate::routes::file::AuthSpec;
 use crate::routes::{Route, Routes};
@@ -38,6 +42,8 @@ const IDENTITY_HEADER_PREFIXES: &[&str] = &[
     "x-remote-user",
     "remote-user",
 ];
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything the request path needs. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -69,70 +75,121 @@ fn path_is_clean(path: &str) -> bool {
             .all(|segment| segment != "." && segment != "..")
 }
 
-/// The axum handler for every path.
+/// The axum handler for every path, behind the kit's layers (the all-in-one `tessera
+/// dev` serves the gateway this way; the gateway binary serves [`direct`]).
 pub async fn handle(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let table = gateway.routes.snapshot();
-    let path = request.uri().path();
-    if !path_is_clean(path) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "The path has dot segments or encoded separators.",
-        );
+    let Some(ids) = request
+        .extensions()
+        .get::<RequestContext>()
+        .map(RequestIds::from)
+    else {
+        tracing::error!("request context missing; the service kit layers are not applied");
+        return Problem::internal().into_response();
+    };
+    let (mut response, route) = gateway.respond(request, peer, &ids).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteLabel(route));
+    }
+    response
+}
+
+impl Gateway {
+    /// Answers one request from `peer`: route, check, authenticate, throttle, forward.
+    /// Returns the response and the name of the route it took (`None` when no route
+    /// matched), for the metrics.
+    pub(crate) async fn respond<B>(
+        &self,
+        request: http::Request<B>,
+        peer: SocketAddr,
+        ids: &RequestIds,
+    ) -> (Response, Option<Arc<str>>)
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let table = self.routes.snapshot();
+        let path = request.uri().path();
+        if !path_is_clean(path) {
+            let response = problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "The path has dot segments or encoded separators.",
+            );
+            return (response, None);
+        }
+        let host = request_host(&request);
+        // Borrowed from the snapshot, not cloned: an `Arc` clone per request is a
+        // reference count every worker thread writes.
+        let Some(route) = table.find(
+            host.as_ref().and_then(|h| h.to_str().ok()),
+            path,
+            request.method(),
+            request.headers(),
+        ) else {
+            let response = problem(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "No route matches this request.",
+            );
+            return (response, None);
+        };
+        let response = route_request(
+            self,
+            route,
+            table.global_rate_limit.as_ref(),
+            peer,
+            host,
+            request,
+            ids,
+        )
+        .await;
+        (response, Some(Arc::clone(&route.name)))
+    }
+}
+
+/// The host the client asked for, lowercase and without port, from `Host` or an
+/// absolute request target. The header's own value is reused when it already has that
+/// form (the common case), so nothing is copied.
+fn request_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
+    if let Some(value) = request.headers().get(HOST)
+        && value
+            .to_str()
+            .is_ok_and(|h| h.bytes().all(|b| !b.is_ascii_uppercase() && b != b':'))
+    {
+        return Some(value.clone());
     }
     let host = request
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host())
-        .map(|h| {
-            h.rsplit_once(':')
-                .map_or(h, |(name, port)| {
-                    if port.bytes().all(|b| b.is_ascii_digit()) {
-                        name
-                    } else {
-                        h
-                    }
-                })
-                .to_ascii_lowercase()
-        });
-    let Some(route) = table
-        .find(host.as_deref(), path, request.method(), request.headers())
-        .cloned()
-    else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "no_route",
-            "No route matches this request.",
-        );
-    };
-    let mut response = route_request(
-        &gateway,
-        &route,
-        table.global_rate_limit.as_ref(),
-        peer,
-        host,
-        request,
-    )
-    .await;
-    response
-        .extensions_mut()
-        .insert(RouteLabel(Arc::clone(&route.name)));
-    response
+        .or_else(|| request.uri().host())?;
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    HeaderValue::from_str(&name.to_ascii_lowercase()).ok()
 }
 
-async fn route_request(
+async fn route_request<B>(
     gateway: &Gateway,
     route: &Route,
     global_limit: Option<&RatePolicy>,
     peer: SocketAddr,
-    host: Option<String>,
-    mut request: Request,
-) -> Response {
+    host: Option<HeaderValue>,
+    mut request: http::Request<B>,
+    ids: &RequestIds,
+) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let origin = route
         .cors
         .as_ref()
@@ -198,19 +255,14 @@ async fn route_request(
         };
         *request.uri_mut() = uri;
     }
-    let context = request.extensions_mut().remove::<RequestContext>();
     let (parts, body) = request.into_parts();
     let request = Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit)));
-    let Some(context) = context else {
-        tracing::error!("request context missing; the service kit layers are not applied");
-        return Problem::internal().into_response();
-    };
     let forward = ForwardContext {
         client_addr: client.ip,
         forwarded_for: client.forwarded_for,
         proto: "http",
         host,
-        request: context,
+        ids: ids.clone(),
     };
     let mut response = route.upstream.forward(request, &forward).await;
     for (policy, decision) in shown {

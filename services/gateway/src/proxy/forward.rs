@@ -50,6 +50,8 @@ impl RequestBody {
 
     fn for_attempt(&mut self) -> Body {
         match self {
+            // An empty body (most requests) needs no allocation.
+            Self::Buffered(bytes) if bytes.is_empty() => Body::empty(),
             Self::Buffered(bytes) => Body::from(bytes.clone()),
             Self::Streamed(body, _) => body.take().unwrap_or_else(Body::empty),
         }

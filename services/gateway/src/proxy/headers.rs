@@ -2,6 +2,8 @@
 //! are stripped both ways, and the forwarding and propagation headers are set from what
 //! the gateway knows rather than what the client claimed.
 
+use std::net::IpAddr;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID};
 
@@ -64,6 +66,11 @@ pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// them: the first frames the body, the second is what the gateway authenticated and
 /// upstreams verify again.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Nearly every message has none: one look at its few names instead of a hashed
+    // removal per hop-by-hop name (twice per proxied request).
+    if !headers.keys().any(|name| hop_by_hop().contains(&name)) {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .filter(|name| {
@@ -102,47 +109,68 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext, upg
     // passing `Expect` on would make the upstream send a second, unexpected one.
     headers.remove(header::EXPECT);
 
-    let client = ctx.client_addr.to_string();
-    let chain = ctx
+    let client = client_value(ctx.client_addr);
+    let forwarded_for = match ctx
         .forwarded_for
         .as_deref()
         .map(str::trim)
         .filter(|chain| !chain.is_empty())
-        .map_or_else(|| client.clone(), |chain| format!("{chain}, {client}"));
-    let forwarded_for = HeaderValue::from_str(&chain)
-        .or_else(|_| HeaderValue::from_str(&client))
-        .expect("an IP address is a valid header value");
+    {
+        Some(chain) => {
+            HeaderValue::from_str(&format!("{chain}, {}", ctx.client_addr)).unwrap_or(client)
+        }
+        None => client,
+    };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     match HeaderValue::from_str(ctx.proto) {
         Ok(proto) => headers.insert(X_FORWARDED_PROTO.clone(), proto),
         Err(_) => headers.remove(&X_FORWARDED_PROTO),
     };
-    match ctx
-        .host
-        .as_deref()
-        .and_then(|h| HeaderValue::from_str(h).ok())
-    {
-        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+    match &ctx.host {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
     };
     // RFC 7239's `Forwarded` is not set by the gateway; a client-sent one is a claim
     // nobody checked, so it must not reach upstreams that might believe it.
     headers.remove(header::FORWARDED);
 
-    for (name, value) in ctx.request.propagation_headers() {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    }
-    debug_assert!(headers.contains_key(&X_REQUEST_ID) && headers.contains_key(&TRACEPARENT));
+    headers.insert(X_REQUEST_ID.clone(), ctx.ids.request_id.clone());
+    headers.insert(TRACEPARENT.clone(), ctx.ids.traceparent.clone());
+}
+
+thread_local! {
+    /// The last client address formatted on this thread: a connection's requests come
+    /// from one address, so most requests reuse its header value instead of formatting
+    /// and allocating it again.
+    static LAST_CLIENT: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `addr` as a header value.
+fn client_value(addr: IpAddr) -> HeaderValue {
+    let format = |addr: IpAddr| {
+        HeaderValue::from_str(&addr.to_string()).expect("an IP address is a valid header value")
+    };
+    LAST_CLIENT
+        .try_with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some((cached, value)) if *cached == addr => value.clone(),
+                _ => {
+                    let value = format(addr);
+                    *last = Some((addr, value.clone()));
+                    value
+                }
+            }
+        })
+        .unwrap_or_else(|_| format(addr))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
-    use service_kit::{RequestContext, TraceContext};
-
+    use super::super::RequestIds;
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -161,10 +189,12 @@ mod tests {
             client_addr,
             forwarded_for: forwarded_for.map(str::to_owned),
             proto: "https",
-            host: Some("api.example.com".to_owned()),
-            request: RequestContext {
-                request_id: "req-1".to_owned(),
-                trace: TraceContext::new_root(),
+            host: Some(HeaderValue::from_static("api.example.com")),
+            ids: RequestIds {
+                request_id: HeaderValue::from_static("req-1"),
+                traceparent: HeaderValue::from_static(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
             },
         }
     }
@@ -266,7 +296,7 @@ mod tests {
         assert_eq!(headers["x-request-id"], "req-1");
         assert_eq!(
             headers["traceparent"],
-            ctx.request.trace.traceparent().as_str()
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
         assert!(!headers.contains_key("forwarded"));
         assert!(!headers.contains_key("expect"));

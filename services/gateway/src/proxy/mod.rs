@@ -39,7 +39,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::Uri;
+use http::{HeaderValue, Uri};
 use service_kit::RequestContext;
 
 pub use breaker::BreakerState;
@@ -236,10 +236,33 @@ pub struct ForwardContext {
     pub forwarded_for: Option<String>,
     /// `"http"` or `"https"`, as the client sees the gateway.
     pub proto: &'static str,
-    /// The host the client asked for, sent as `X-Forwarded-Host`.
-    pub host: Option<String>,
+    /// The host the client asked for (lowercase, without port), sent as
+    /// `X-Forwarded-Host`.
+    pub host: Option<HeaderValue>,
     /// The request id and trace context, sent as `X-Request-Id` and `traceparent`.
-    pub request: RequestContext,
+    pub ids: RequestIds,
+}
+
+/// The propagation headers of one request, as sent upstream: made once per request and
+/// cloned into each attempt without copying.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    /// The `X-Request-Id` value.
+    pub request_id: HeaderValue,
+    /// The `traceparent` value naming the gateway's span as the callee's parent.
+    pub traceparent: HeaderValue,
+}
+
+impl From<&RequestContext> for RequestIds {
+    /// The ids of a request served through the kit's layers (which made the context).
+    fn from(context: &RequestContext) -> Self {
+        Self {
+            request_id: HeaderValue::from_str(&context.request_id)
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+            traceparent: HeaderValue::from_str(&context.trace.traceparent())
+                .expect("a formatted traceparent is a valid header value"),
+        }
+    }
 }
 
 /// One upstream's endpoints and resilience state; share it as `Arc<Upstream>` and build

@@ -3,6 +3,7 @@
 
 mod edge;
 mod logging;
+mod observability;
 mod proxy;
 mod ratelimit;
 mod support;

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use http::{Method, Response, Uri};
+use http::{HeaderValue, Method, Response, Uri};
 use http_body_util::BodyExt;
-use service_kit::{RequestContext, TraceContext};
 use tessera_gateway::proxy::{
-    Balance, ForwardContext, RetryPolicy, Timeouts, Upstream, UpstreamClient, UpstreamConfig,
+    Balance, ForwardContext, RequestIds, RetryPolicy, Timeouts, Upstream, UpstreamClient,
+    UpstreamConfig,
 };
 
 /// A configuration with every protection off, so each test turns on only the one it
@@ -56,16 +56,19 @@ fn upstream(config: UpstreamConfig) -> Arc<Upstream> {
     Upstream::new(config, UpstreamClient::new())
 }
 
+/// The `traceparent` the gateway sends in these tests.
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+
 /// The context of a client at 198.51.100.2 behind a trusted proxy at 203.0.113.7.
 fn ctx() -> ForwardContext {
     ForwardContext {
         client_addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
         forwarded_for: Some("203.0.113.7".to_owned()),
         proto: "https",
-        host: Some("api.example.com".to_owned()),
-        request: RequestContext {
-            request_id: "gateway-request-1".to_owned(),
-            trace: TraceContext::new_root(),
+        host: Some(HeaderValue::from_static("api.example.com")),
+        ids: RequestIds {
+            request_id: HeaderValue::from_static("gateway-request-1"),
+            traceparent: HeaderValue::from_static(TRACEPARENT),
         },
     }
 }

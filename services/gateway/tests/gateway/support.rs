@@ -185,15 +185,9 @@ impl TestGateway {
         tokio::spawn({
             let (shutdown, stopped) = (shutdown.clone(), stopped.clone());
             async move {
-                tessera_gateway::serve::serve_per_core(
-                    built.service,
-                    built.settings,
-                    public,
-                    admin,
-                    shutdown,
-                )
-                .await
-                .expect("workers start");
+                tessera_gateway::serve::serve_per_core(built, public, admin, shutdown)
+                    .await
+                    .expect("workers start");
                 stopped.notify_one();
             }
         });

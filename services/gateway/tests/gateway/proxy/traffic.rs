@@ -99,7 +99,7 @@ async fn forwarded_requests_have_hop_by_hop_headers_stripped_and_forwarding_head
     expect("x-forwarded-proto", "https");
     expect("x-forwarded-host", "api.example.com");
     expect("x-request-id", "gateway-request-1");
-    expect("traceparent", &ctx.request.trace.traceparent());
+    expect("traceparent", super::TRACEPARENT);
     expect("host", &backend.addr.to_string());
     expect("x-end-to-end", "kept");
 }

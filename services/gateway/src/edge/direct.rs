@@ -1,0 +1,168 @@
+//! The gateway's data path served by hyper directly: one hand-written service per
+//! connection does what the kit's public layer stack does (request id and trace
+//! context, access line, HTTP metrics, problem+json errors, panic containment, request
+//! timeout, body limit) in one future, instead of axum's router plus six layers that
+//! each box a future and clone a boxed service per request (bench/README.md, gateway,
+//! session 4). The admin listener keeps the kit's axum router.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use http::header::CONTENT_LENGTH;
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use service_kit::direct::{HttpRecorder, problem_for_bare_errors};
+use service_kit::request_context::X_REQUEST_ID;
+use service_kit::{HttpSettings, Metrics, Problem};
+use tracing::Instrument;
+
+use super::Gateway;
+use super::ids::{Hex, Ids};
+
+/// Route label of requests no route matched (the kit's label for them).
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
+
+/// What every connection's service shares.
+#[derive(Debug)]
+pub struct Edge {
+    gateway: Arc<Gateway>,
+    recorder: HttpRecorder,
+    request_timeout: Duration,
+    max_body_bytes: u64,
+}
+
+impl Edge {
+    /// The data path of `gateway`, recording into `metrics`, with the service-wide
+    /// request timeout and body limit of `settings`.
+    pub fn new(gateway: Gateway, metrics: &Metrics, settings: &HttpSettings) -> Arc<Self> {
+        Arc::new(Self {
+            gateway: Arc::new(gateway),
+            recorder: HttpRecorder::new(metrics),
+            request_timeout: settings.request_timeout,
+            max_body_bytes: u64::try_from(settings.max_body_bytes).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// A copy for one worker thread: the connections of a thread share its `Arc`, so the
+    /// reference count taken per request is never written by two threads.
+    pub fn for_thread(&self) -> Arc<Self> {
+        Arc::new(Self {
+            gateway: Arc::clone(&self.gateway),
+            recorder: self.recorder.clone(),
+            request_timeout: self.request_timeout,
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+
+    /// The service for one client connection from `peer`.
+    pub fn connection(self: &Arc<Self>, peer: SocketAddr) -> EdgeService {
+        EdgeService {
+            edge: Arc::clone(self),
+            peer,
+        }
+    }
+
+    async fn serve(&self, request: Request<Incoming>, peer: SocketAddr) -> Response {
+        let started = Instant::now();
+        let in_flight = self.recorder.in_flight();
+        let ids = Ids::for_request(request.headers());
+        let method = request.method().clone();
+        // Fields are only evaluated when the span is enabled (`RUST_LOG=info`).
+        let span = tracing::info_span!(
+            "request",
+            request_id = %ids.request_id(),
+            trace_id = %Hex(&ids.trace_id),
+            span_id = %Hex(&ids.span_id),
+            %method,
+            path = %request.uri().path(),
+        );
+        let answered = self.answer(request, peer, &ids);
+        let (response, route) = if span.is_disabled() {
+            answered.await
+        } else {
+            answered.instrument(span.clone()).await
+        };
+        let mut response = problem_for_bare_errors(response).await;
+        drop(in_flight);
+        let status = response.status().as_u16();
+        let route = route.unwrap_or_else(|| Arc::clone(&UNMATCHED));
+        let elapsed = started.elapsed();
+        self.recorder.record(&method, &route, status, elapsed);
+        span.in_scope(|| {
+            tracing::info!(
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request finished"
+            );
+        });
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), ids.upstream.request_id.clone());
+        response
+    }
+
+    /// The gateway's answer under the service-wide body limit, request timeout and
+    /// panic containment, as the kit's layers apply them.
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        ids: &Ids,
+    ) -> (Response, Option<Arc<str>>) {
+        if request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|length| length > self.max_body_bytes)
+        {
+            return (
+                Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
+                None,
+            );
+        }
+        let responding = AssertUnwindSafe(self.gateway.respond(request, peer, &ids.upstream));
+        match tokio::time::timeout(self.request_timeout, responding.catch_unwind()).await {
+            Ok(Ok(answered)) => answered,
+            Ok(Err(panic)) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(non-string panic payload)");
+                tracing::error!(panic = message, "handler panicked");
+                (Problem::internal().into_response(), None)
+            }
+            Err(_) => (
+                Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response(),
+                None,
+            ),
+        }
+    }
+}
+
+/// The hyper service of one client connection.
+#[derive(Debug, Clone)]
+pub struct EdgeService {
+    edge: Arc<Edge>,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<Request<Incoming>> for EdgeService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let (edge, peer) = (Arc::clone(&self.edge), self.peer);
+        Box::pin(async move { Ok(edge.serve(request, peer).await) })
+    }
+}

@@ -1,0 +1,216 @@
+//! The request id and W3C trace context of a request on the gateway's direct data path,
+//! made straight into the header values sent upstream and back: the kit's
+//! `RequestContext` formats them through `String`s and `fmt` (several allocations and
+//! a `write!` per hex byte), which showed in the gateway's profile.
+//!
+//! Same rules as the kit (`service_kit::request_context`, `service_kit::trace_context`):
+//! a caller's `X-Request-Id` is kept when [`is_acceptable_request_id`] accepts it, else a
+//! UUIDv7 is made; a valid version-00 `traceparent` is continued with a new span of the
+//! gateway's own, else a new trace starts.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue};
+use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID, is_acceptable_request_id};
+
+use crate::proxy::RequestIds;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A request's ids: the header values for upstream and client, plus the raw trace ids
+/// for the access log.
+#[derive(Debug, Clone)]
+pub(crate) struct Ids {
+    pub(crate) upstream: RequestIds,
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+}
+
+impl Ids {
+    /// The ids for a request with `headers`.
+    pub(crate) fn for_request(headers: &HeaderMap) -> Self {
+        let request_id = headers
+            .get(&X_REQUEST_ID)
+            .filter(|v| v.to_str().is_ok_and(is_acceptable_request_id))
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        let (trace_id, sampled) = headers
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent)
+            .unwrap_or_else(|| (nonzero(), true));
+        let span_id: [u8; 8] = nonzero();
+        Self {
+            upstream: RequestIds {
+                request_id,
+                traceparent: traceparent(&trace_id, span_id, sampled),
+            },
+            trace_id,
+            span_id,
+        }
+    }
+
+    /// The request id as text (for the access log).
+    pub(crate) fn request_id(&self) -> &str {
+        self.upstream.request_id.to_str().unwrap_or_default()
+    }
+}
+
+/// Lowercase hex of `bytes`, written without `fmt` machinery per byte.
+pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = [0_u8; 64];
+        for chunk in self.0.chunks(32) {
+            let len = encode(chunk, &mut out);
+            f.write_str(std::str::from_utf8(&out[..len]).map_err(|_| std::fmt::Error)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the hex of `bytes` into `out`; returns the length written.
+fn encode(bytes: &[u8], out: &mut [u8]) -> usize {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+    bytes.len() * 2
+}
+
+/// Random bytes that are not all zero (the W3C spec forbids all-zero ids).
+fn nonzero<const N: usize>() -> [u8; N] {
+    let mut id = [0_u8; N];
+    while id == [0; N] {
+        rand::fill(&mut id[..]);
+    }
+    id
+}
+
+/// A fresh hyphenated UUIDv7 (time-ordered): the random bits come from the thread-local
+/// generator, not a `getrandom` system call per request.
+fn new_request_id() -> HeaderValue {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let random: [u8; 10] = nonzero();
+    let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+}
+
+/// The trace id and sampled flag of a valid version-00 `traceparent`, strictly per the
+/// W3C grammar (lowercase hex, no all-zero ids), as the kit parses it.
+fn parse_traceparent(header: &str) -> Option<([u8; 16], bool)> {
+    let mut parts = header.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || version != "00" {
+        return None;
+    }
+    let trace_id: [u8; 16] = decode(trace)?;
+    let parent_span_id: [u8; 8] = decode(parent)?;
+    let [flags]: [u8; 1] = decode(flags)?;
+    if trace_id == [0; 16] || parent_span_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, flags & 1 == 1))
+}
+
+/// Decodes exactly `N` bytes of lowercase hex.
+fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0_u8; N];
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// `00-<trace id>-<span id>-<flags>`: the callee's parent is the gateway's span.
+fn traceparent(trace_id: &[u8; 16], span_id: [u8; 8], sampled: bool) -> HeaderValue {
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    encode(trace_id, &mut text[3..35]);
+    encode(&span_id, &mut text[36..52]);
+    if sampled {
+        text[54] = b'1';
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use service_kit::TraceContext;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("value"));
+        }
+        map
+    }
+
+    #[test]
+    fn a_caller_trace_is_continued_with_a_new_span_the_kit_can_parse() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ids = Ids::for_request(&headers(&[("traceparent", incoming)]));
+        let sent = ids.upstream.traceparent.to_str().expect("text");
+        let parsed = TraceContext::from_traceparent(sent).expect("valid traceparent");
+        assert_eq!(parsed.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.parent_span_id(), Some(Hex(&ids.span_id).to_string()));
+        assert!(sent.ends_with("-01"));
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let ids = Ids::for_request(&headers(&[("traceparent", unsampled)]));
+        assert!(
+            ids.upstream
+                .traceparent
+                .to_str()
+                .expect("text")
+                .ends_with("-00")
+        );
+    }
+
+    #[test]
+    fn invalid_traceparents_start_a_new_trace_as_the_kit_does() {
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+            assert_eq!(TraceContext::from_traceparent(bad), None, "{bad}");
+            let ids = Ids::for_request(&headers(&[("traceparent", bad)]));
+            assert!(!Hex(&ids.trace_id).to_string().starts_with("4bf92f35"));
+        }
+    }
+
+    #[test]
+    fn a_plain_caller_request_id_is_kept_and_others_get_a_uuid_v7() {
+        let ids = Ids::for_request(&headers(&[("x-request-id", "client-id-1")]));
+        assert_eq!(ids.request_id(), "client-id-1");
+        for odd in ["has space", &"a".repeat(129)] {
+            let ids = Ids::for_request(&headers(&[("x-request-id", odd)]));
+            let uuid = uuid::Uuid::parse_str(ids.request_id()).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 7);
+        }
+        let a = Ids::for_request(&HeaderMap::new());
+        let b = Ids::for_request(&HeaderMap::new());
+        assert_ne!(a.request_id(), b.request_id());
+        assert_ne!(a.trace_id, b.trace_id);
+    }
+}
