@@ -1,8 +1,9 @@
 //! Test-only helpers shared by the crates' integration tests: a fresh PostgreSQL database
-//! per test, each scenario run on both database backends ([`on_both_backends!`]),
-//! polling until a condition holds, and servers of a test's own (a private `nats-server`
-//! and PostgreSQL cluster to stop and start, a real SMTP server, a recorder standing in
-//! for the SMS and push providers).
+//! per test, each scenario run on both database backends ([`on_both_backends!`]), the
+//! checks on every service's OpenAPI document ([`openapi`]), polling until a condition
+//! holds, and servers of a test's own (a private `nats-server` and PostgreSQL cluster to
+//! stop and start, a real SMTP server, a recorder standing in for the SMS and push
+//! providers).
 //!
 //! PostgreSQL comes from `TESSERA_TEST_POSTGRES_URL` (set by `.ci/run` and `just test`);
 //! without it, tests that need PostgreSQL fail and say how to provide it. They never
@@ -16,6 +17,7 @@ use sqlx::postgres::PgConnection;
 
 mod backend;
 mod nats;
+pub mod openapi;
 mod postgres_cluster;
 mod recorder;
 mod smtp;

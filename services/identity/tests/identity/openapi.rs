@@ -35,22 +35,10 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[test]
 fn the_committed_openapi_document_is_the_one_the_code_generates() {
-    let generated = openapi::pretty_json();
-    if std::env::var_os("TESSERA_UPDATE_OPENAPI").is_some() {
-        std::fs::write(COMMITTED, &generated).expect("write openapi.json");
-        return;
-    }
-    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-    let first_difference = committed
-        .lines()
-        .zip(generated.lines())
-        .position(|(c, g)| c != g)
-        .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
-    assert!(
-        committed == generated,
-        "openapi.json is stale: run `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-identity \
-         --test identity openapi` (first difference at line {})",
-        first_difference + 1
+    testkit::openapi::assert_committed(
+        COMMITTED,
+        &openapi::pretty_json(),
+        "cargo test -p tessera-identity --test identity openapi",
     );
 }
 
@@ -91,20 +79,8 @@ async fn the_service_serves_an_openapi_3_1_document_of_every_route() {
         served,
         serde_json::to_value(openapi::document()).expect("document as JSON")
     );
-    let version = served["openapi"].as_str().unwrap_or_default();
-    assert!(version.starts_with("3.1."), "OpenAPI version {version}");
     assert_eq!(served["info"]["title"], "Tessera identity");
-
-    let paths = served["paths"].as_object().expect("paths");
-    for (method, path) in ROUTES {
-        assert!(
-            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
-            "{method} {path} is not documented"
-        );
-    }
-    let routed: BTreeSet<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
-    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
-    assert_eq!(documented, routed, "documented paths that are not routes");
+    testkit::openapi::assert_documents_exactly(&served, ROUTES);
 
     // The list above is the router's: each route answers, if only with an error.
     for (method, path) in ROUTES {
@@ -185,27 +161,11 @@ async fn the_documented_bodies_have_the_members_the_service_sends() {
     );
 }
 
-/// Every request with a body larger than `--max-body-bytes` is answered 413
-/// `body_too_large` before any handler runs, so every operation that takes a body
-/// documents that answer (an undocumented status is a broken contract; see
-/// tools/schemathesis).
+/// Every operation that takes a body documents the 413 the service kit answers.
 #[test]
 fn every_operation_that_takes_a_body_documents_413() {
     let document = serde_json::to_value(openapi::document()).expect("document as JSON");
-    let mut with_body = 0;
-    for (path, operations) in document["paths"].as_object().expect("paths") {
-        for (method, operation) in operations.as_object().expect("operations") {
-            if operation.get("requestBody").is_none() {
-                continue;
-            }
-            with_body += 1;
-            assert!(
-                operation["responses"].get("413").is_some(),
-                "{method} {path} takes a body but does not document 413"
-            );
-        }
-    }
-    assert!(with_body > 0, "no operation takes a body");
+    testkit::openapi::assert_bodies_document_413(&document);
 }
 
 /// What the 413 of the document looks like on the wire: a problem with its code.

@@ -4,8 +4,6 @@
 //! `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-notification --test notification openapi`
 //! rewrites `services/notification/openapi.json` after an API change.
 
-use std::collections::BTreeSet;
-
 use serde_json::Value;
 use tessera_notification::api::openapi;
 
@@ -13,40 +11,23 @@ const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
 
 #[test]
 fn the_committed_openapi_document_is_the_one_the_code_generates() {
-    let generated = openapi::pretty_json();
-    if std::env::var_os("TESSERA_UPDATE_OPENAPI").is_some() {
-        std::fs::write(COMMITTED, &generated).expect("write openapi.json");
-        return;
-    }
-    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "openapi.json is stale: run `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-notification \
-         --test notification openapi`"
+    testkit::openapi::assert_committed(
+        COMMITTED,
+        &openapi::pretty_json(),
+        "cargo test -p tessera-notification --test notification openapi",
     );
 }
 
 #[test]
 fn the_document_is_openapi_3_1_and_covers_every_route() {
     let document: Value = serde_json::to_value(openapi::document()).expect("json");
-    assert!(
-        document["openapi"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("3.1.")
+    testkit::openapi::assert_documents_exactly(
+        &document,
+        &[
+            ("post", "/v1/notifications"),
+            ("get", "/v1/notifications/{id}"),
+        ],
     );
-    let paths: BTreeSet<&str> = document["paths"]
-        .as_object()
-        .expect("paths")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        paths,
-        BTreeSet::from(["/v1/notifications", "/v1/notifications/{id}"])
-    );
-    assert!(document["paths"]["/v1/notifications"]["post"].is_object());
-    assert!(document["paths"]["/v1/notifications/{id}"]["get"].is_object());
 }
 
 #[test]
@@ -100,25 +81,9 @@ fn a_broken_template_stops_the_binary_with_one_line_naming_the_file() {
     );
 }
 
-/// Every request with a body larger than `--max-body-bytes` is answered 413
-/// `body_too_large` before any handler runs, so every operation that takes a body
-/// documents that answer (an undocumented status is a broken contract; see
-/// tools/schemathesis).
+/// Every operation that takes a body documents the 413 the service kit answers.
 #[test]
 fn every_operation_that_takes_a_body_documents_413() {
     let document = serde_json::to_value(openapi::document()).expect("document as JSON");
-    let mut with_body = 0;
-    for (path, operations) in document["paths"].as_object().expect("paths") {
-        for (method, operation) in operations.as_object().expect("operations") {
-            if operation.get("requestBody").is_none() {
-                continue;
-            }
-            with_body += 1;
-            assert!(
-                operation["responses"].get("413").is_some(),
-                "{method} {path} takes a body but does not document 413"
-            );
-        }
-    }
-    assert!(with_body > 0, "no operation takes a body");
+    testkit::openapi::assert_bodies_document_413(&document);
 }

@@ -4,8 +4,6 @@
 //! `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-profile --test profile openapi`
 //! rewrites `services/profile/openapi.json` after an API change.
 
-use std::collections::BTreeSet;
-
 use http::StatusCode;
 use serde_json::Value;
 use tessera_profile::api::openapi;
@@ -24,16 +22,10 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[test]
 fn the_committed_openapi_document_is_the_one_the_code_generates() {
-    let generated = openapi::pretty_json();
-    if std::env::var_os("TESSERA_UPDATE_OPENAPI").is_some() {
-        std::fs::write(COMMITTED, &generated).expect("write openapi.json");
-        return;
-    }
-    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "openapi.json is stale: run `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-profile \
-         --test profile openapi`"
+    testkit::openapi::assert_committed(
+        COMMITTED,
+        &openapi::pretty_json(),
+        "cargo test -p tessera-profile --test profile openapi",
     );
 }
 
@@ -53,22 +45,7 @@ async fn the_service_serves_an_openapi_3_1_document_of_every_route() {
         served,
         serde_json::to_value(openapi::document()).expect("json")
     );
-    assert!(
-        served["openapi"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("3.1.")
-    );
-    let paths = served["paths"].as_object().expect("paths");
-    for (method, path) in ROUTES {
-        assert!(
-            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
-            "{method} {path} is not documented"
-        );
-    }
-    let routed: BTreeSet<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
-    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
-    assert_eq!(documented, routed);
+    testkit::openapi::assert_documents_exactly(&served, ROUTES);
     for (method, path) in ROUTES {
         let url = stack.url(&path.replace("{user_id}", "someone"));
         let request = match *method {
@@ -85,25 +62,9 @@ async fn the_service_serves_an_openapi_3_1_document_of_every_route() {
     }
 }
 
-/// Every request with a body larger than `--max-body-bytes` is answered 413
-/// `body_too_large` before any handler runs, so every operation that takes a body
-/// documents that answer (an undocumented status is a broken contract; see
-/// tools/schemathesis).
+/// Every operation that takes a body documents the 413 the service kit answers.
 #[test]
 fn every_operation_that_takes_a_body_documents_413() {
     let document = serde_json::to_value(openapi::document()).expect("document as JSON");
-    let mut with_body = 0;
-    for (path, operations) in document["paths"].as_object().expect("paths") {
-        for (method, operation) in operations.as_object().expect("operations") {
-            if operation.get("requestBody").is_none() {
-                continue;
-            }
-            with_body += 1;
-            assert!(
-                operation["responses"].get("413").is_some(),
-                "{method} {path} takes a body but does not document 413"
-            );
-        }
-    }
-    assert!(with_body > 0, "no operation takes a body");
+    testkit::openapi::assert_bodies_document_413(&document);
 }
