@@ -30,16 +30,8 @@ async fn a_bootstrap_admin_manages_users_and_a_plain_user_cannot() {
         .await
         .expect("send");
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    let users: Vec<Value> = app
-        .http
-        .get(app.url("/v1/admin/users"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let users = app.get_json("/v1/admin/users", Some(&admin)).await;
+    let users = users.as_array().expect("a list of users");
     assert_eq!(users.len(), 2);
     let pat_id = users
         .iter()
@@ -99,16 +91,8 @@ async fn an_admin_creates_a_client_that_can_then_get_tokens_until_disabled() {
         StatusCode::OK
     );
 
-    let listed: Vec<Value> = app
-        .http
-        .get(app.url("/v1/admin/clients"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let listed = app.get_json("/v1/admin/clients", Some(&admin)).await;
+    let listed = listed.as_array().expect("a list of clients");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].get("client_secret").is_none() && listed[0].get("secret_hash").is_none());
 

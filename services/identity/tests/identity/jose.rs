@@ -52,7 +52,7 @@ async fn verify_both_kinds_of_token(alg: &str, kty: &str) {
     })
     .await;
     let verifier = Jose::discover(&app, script).await;
-    let jwks: Value = get_json(&app, "/.well-known/jwks.json").await;
+    let jwks = app.get_json("/.well-known/jwks.json", None).await;
     let key = &jwks["keys"][0];
     assert_eq!(
         (key["kty"].as_str(), key["alg"].as_str()),
@@ -152,7 +152,9 @@ struct Jose {
 
 impl Jose {
     async fn discover(app: &TestIdentity, script: PathBuf) -> Self {
-        let config = get_json(app, "/.well-known/openid-configuration").await;
+        let config = app
+            .get_json("/.well-known/openid-configuration", None)
+            .await;
         let issuer = config["issuer"].as_str().expect("issuer").to_owned();
         let jwks_uri = config["jwks_uri"].as_str().expect("jwks_uri");
         // The test issuer's host name does not resolve: fetch the issuer's JWKS path from
@@ -184,12 +186,6 @@ impl Jose {
             _ => panic!("verify.mjs did not run ({}): {stderr}", output.status),
         }
     }
-}
-
-async fn get_json(app: &TestIdentity, path: &str) -> Value {
-    let response = app.http.get(app.url(path)).send().await.expect("send");
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.expect("json")
 }
 
 fn access_token(tokens: &Value) -> String {

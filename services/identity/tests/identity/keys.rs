@@ -12,15 +12,7 @@ use time::OffsetDateTime;
 use crate::support::{Options, PASSWORD, TestIdentity, header, on_both_backends};
 
 async fn jwks_kids(app: &TestIdentity) -> Vec<String> {
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks = app.get_json("/.well-known/jwks.json", None).await;
     jwks["keys"]
         .as_array()
         .expect("keys")

@@ -119,15 +119,9 @@ on_both_backends! {
 #[tokio::test]
 async fn discovery_points_at_the_standard_endpoints_and_jwks_is_cacheable() {
     let app = TestIdentity::on(Backend::Sqlite).await;
-    let config: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let config = app
+        .get_json("/.well-known/openid-configuration", None)
+        .await;
     assert_eq!(config["issuer"], crate::support::ISSUER);
     assert_eq!(
         config["jwks_uri"],

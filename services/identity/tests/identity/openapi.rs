@@ -101,22 +101,15 @@ async fn the_service_serves_an_openapi_3_1_document_of_every_route() {
 async fn the_documented_bodies_have_the_members_the_service_sends() {
     let app = TestIdentity::on(Backend::Sqlite).await;
     let document = serde_json::to_value(openapi::document()).expect("document as JSON");
-    let get = |path: &'static str| {
-        let request = app.http.get(app.url(path));
-        async move {
-            let response = request.send().await.expect("send");
-            assert_eq!(response.status(), StatusCode::OK, "{path}");
-            response.json::<Value>().await.expect("json")
-        }
-    };
-
-    let metadata = get("/.well-known/openid-configuration").await;
+    let metadata = app
+        .get_json("/.well-known/openid-configuration", None)
+        .await;
     assert_eq!(
         member_names(&metadata),
         property_names(schema(&document, "ServerMetadata"))
     );
 
-    let jwks = get("/.well-known/jwks.json").await;
+    let jwks = app.get_json("/.well-known/jwks.json", None).await;
     let jwk_schema = schema(&document, "Jwk");
     let jwk_members = property_names(jwk_schema);
     let required: BTreeSet<String> =

@@ -126,6 +126,17 @@ impl TestIdentity {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path`, with `token` as bearer when given, asserting 200; the body as JSON.
+    pub(crate) async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("send");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(path))
