@@ -225,33 +225,47 @@ mod tests {
         "TESSERA_LOG_BUFFER_RECORDS",
     ];
 
+    /// `Shared` settings with placeholder addresses around what a test varies: the
+    /// options, the running services' URLs and the registered clients' secrets.
+    fn shared<'a>(
+        options: &'a Options,
+        urls: &'a [(Service, String)],
+        secrets: &'a [(String, String)],
+    ) -> Shared<'a> {
+        Shared {
+            options,
+            gateway_url: "http://127.0.0.1:1",
+            urls,
+            nats_url: "nats://127.0.0.1:4222",
+            root: Path::new("/tmp/e2e"),
+            pepper: &[0; 32],
+            secrets,
+            smtp_url: "smtp://127.0.0.1:25",
+            recorder_url: "http://127.0.0.1:2",
+        }
+    }
+
+    /// A placeholder URL for every service: `http://127.0.0.1:1/<name>`.
+    fn every_service_url() -> Vec<(Service, String)> {
+        Service::ALL
+            .iter()
+            .map(|s| (*s, format!("http://127.0.0.1:1/{}", s.name())))
+            .collect()
+    }
+
     #[test]
     fn every_service_gets_the_env_names_the_operator_sets_and_no_others() {
-        let root = Path::new("/tmp/e2e");
         let secrets: Vec<(String, String)> = Service::ALL
             .iter()
             .map(|s| (s.name().to_owned(), format!("tsc_{}", s.name())))
             .collect();
-        let urls: Vec<(Service, String)> = Service::ALL
-            .iter()
-            .map(|s| (*s, format!("http://127.0.0.1:1/{}", s.name())))
-            .collect();
+        let urls = every_service_url();
         let options = Options {
             bootstrap_admins: vec!["admin@example.com".into()],
             log_buffer_records: Some(64),
             ..Options::default()
         };
-        let cx = Shared {
-            options: &options,
-            gateway_url: "http://127.0.0.1:1",
-            urls: &urls,
-            nats_url: "nats://127.0.0.1:4222",
-            root,
-            pepper: &[0; 32],
-            secrets: &secrets,
-            smtp_url: "smtp://127.0.0.1:25",
-            recorder_url: "http://127.0.0.1:2",
-        };
+        let cx = shared(&options, &urls, &secrets);
         let operator = operator_children_source();
         for service in Service::ALL {
             let mut ours: BTreeSet<String> = service_env(service, 1, 2, &cx)
@@ -303,25 +317,13 @@ mod tests {
 
     #[test]
     fn urls_of_other_components_point_where_the_operators_do() {
-        let urls: Vec<(Service, String)> = Service::ALL
-            .iter()
-            .map(|s| (*s, format!("http://127.0.0.1:1/{}", s.name())))
-            .collect();
+        let urls = every_service_url();
         let secrets: Vec<(String, String)> = Service::ALL
             .iter()
             .map(|s| (s.name().to_owned(), "tsc_x".to_owned()))
             .collect();
-        let cx = Shared {
-            options: &Options::default(),
-            gateway_url: "http://127.0.0.1:1",
-            urls: &urls,
-            nats_url: "nats://127.0.0.1:4222",
-            root: Path::new("/tmp/e2e"),
-            pepper: &[0; 32],
-            secrets: &secrets,
-            smtp_url: "smtp://127.0.0.1:25",
-            recorder_url: "http://127.0.0.1:2",
-        };
+        let options = Options::default();
+        let cx = shared(&options, &urls, &secrets);
         let mut checked = 0;
         for service in Service::ALL {
             let ours = service_env(service, 1, 2, &cx);
@@ -352,17 +354,8 @@ mod tests {
             (Service::Profile, "http://127.0.0.1:4".to_owned()),
         ];
         let secrets = vec![("profile".to_owned(), "tsc_p".to_owned())];
-        let cx = Shared {
-            options: &Options::default(),
-            gateway_url: "http://127.0.0.1:1",
-            urls: &urls,
-            nats_url: "nats://127.0.0.1:4222",
-            root: Path::new("/tmp/e2e"),
-            pepper: &[0; 32],
-            secrets: &secrets,
-            smtp_url: "smtp://127.0.0.1:25",
-            recorder_url: "http://127.0.0.1:2",
-        };
+        let options = Options::default();
+        let cx = shared(&options, &urls, &secrets);
         for service in [Service::Gateway, Service::Identity, Service::Profile] {
             let env = service_env(service, 1, 2, &cx);
             assert!(
