@@ -66,6 +66,10 @@ impl InFlight {
         endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
         Self(endpoint)
     }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.0
+    }
 }
 
 impl Drop for InFlight {

@@ -5,6 +5,7 @@
 //! Each client request is recorded once, with its final outcome after retries: the
 //! breaker judges the upstream as a whole, retries already absorb single endpoints.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -58,25 +59,42 @@ enum Admission {
 
 /// A circuit breaker; time is passed in so tests drive it.
 #[derive(Debug)]
-pub(crate) struct Breaker(Mutex<Core>);
+pub(crate) struct Breaker {
+    core: Mutex<Core>,
+    /// Whether the state is `Closed`, readable without the lock: nearly every request
+    /// meets a closed breaker, and taking a lock every worker thread writes costs more
+    /// than the admission itself. Written under the lock whenever the state changes.
+    closed: AtomicBool,
+}
 
 impl Breaker {
     pub(crate) fn new(settings: Settings, origin: Instant) -> Self {
-        Self(Mutex::new(Core {
-            settings,
-            state: State::Closed,
-            window: Window::new(origin),
-        }))
+        Self {
+            core: Mutex::new(Core {
+                settings,
+                state: State::Closed,
+                window: Window::new(origin),
+            }),
+            closed: AtomicBool::new(true),
+        }
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
         // The critical sections cannot leave the state half-updated; a panic elsewhere
         // while holding the lock does not make it unusable.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Lets a request through, or says how long the caller should wait.
     pub(crate) fn admit(&self, now: Instant) -> Result<Permit<'_>, Duration> {
+        // A request racing a state change is admitted as if it came just before it.
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Permit {
+                breaker: self,
+                admission: Admission::Normal,
+                settled: false,
+            });
+        }
         let mut core = self.core();
         let admission = match core.state {
             State::Closed => Admission::Normal,
@@ -140,6 +158,9 @@ impl Permit<'_> {
                 }
             }
         }
+        self.breaker
+            .closed
+            .store(core.state == State::Closed, Ordering::Release);
     }
 }
 

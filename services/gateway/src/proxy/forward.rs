@@ -162,8 +162,10 @@ impl Upstream {
                 return (unavailable(None, 0), Some(true));
             };
             tried.push(index);
-            let endpoint = self.endpoints[index].clone();
-            let in_flight = InFlight::new(endpoint.clone());
+            // One reference count taken per attempt (it travels with the response
+            // body); the endpoint is used through it.
+            let in_flight = InFlight::new(Arc::clone(&self.endpoints[index]));
+            let endpoint = in_flight.endpoint();
             let headers = if body.replayable() {
                 parts.headers.clone()
             } else {
@@ -173,7 +175,7 @@ impl Upstream {
                 build_request(&parts.method, &parts.uri, headers, body.for_attempt());
 
             let attempt = self
-                .attempt(&endpoint, attempt_request, upgrade, deadline)
+                .attempt(endpoint, attempt_request, upgrade, deadline)
                 .await;
             let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
             let target = endpoint.target().label().clone();

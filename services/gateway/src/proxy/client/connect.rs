@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::pool::POOLS;
+use super::pool::{POOLS, pools_of};
 use super::{SendError, Target, UpstreamClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -93,10 +93,7 @@ impl UpstreamClient {
         };
         POOLS
             .try_with(|pools| {
-                pools
-                    .borrow_mut()
-                    .entry(self.id)
-                    .or_default()
+                pools_of(&mut pools.borrow_mut(), self.id)
                     .h2c
                     .get_or_insert_with(build)
                     .clone()

@@ -2,7 +2,7 @@
 //! first, bounded per endpoint, expired after the idle timeout.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -15,15 +15,29 @@ use super::connect::Connector;
 use super::{Target, UpstreamClient};
 
 thread_local! {
-    /// This thread's pools, by client id.
-    pub(super) static POOLS: RefCell<HashMap<u64, ThreadPools>> = RefCell::new(HashMap::new());
+    /// This thread's pools, by client id. A thread serves one client (one gateway) and a
+    /// handful of endpoints, so the pools are short lists searched in order, cheaper
+    /// than hashing an id and an authority twice per request.
+    pub(super) static POOLS: RefCell<Vec<(u64, ThreadPools)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The pools of client `id` in `pools`, created when missing.
+pub(super) fn pools_of(pools: &mut Vec<(u64, ThreadPools)>, id: u64) -> &mut ThreadPools {
+    let index = pools
+        .iter()
+        .position(|(client, _)| *client == id)
+        .unwrap_or_else(|| {
+            pools.push((id, ThreadPools::default()));
+            pools.len() - 1
+        });
+    &mut pools[index].1
 }
 
 /// One client's pools on one thread.
 #[derive(Default)]
 pub(super) struct ThreadPools {
     /// Idle HTTP/1.1 connections by endpoint authority, oldest first.
-    http1: HashMap<Authority, VecDeque<Idle>>,
+    http1: Vec<(Authority, VecDeque<Idle>)>,
     /// The h2c client (hyper-util's, which multiplexes requests over one connection per
     /// endpoint).
     pub(super) h2c: Option<Client<Connector, Body>>,
@@ -43,7 +57,8 @@ impl UpstreamClient {
         POOLS
             .try_with(|pools| {
                 let mut pools = pools.borrow_mut();
-                let idle = pools.get_mut(&self.id)?.http1.get_mut(authority)?;
+                let (_, pools) = pools.iter_mut().find(|(client, _)| *client == self.id)?;
+                let (_, idle) = pools.http1.iter_mut().find(|(a, _)| a == authority)?;
                 while let Some(entry) = idle.pop_back() {
                     if !entry.sender.is_closed() && entry.since.elapsed() < idle_timeout {
                         return Some(entry.sender);
@@ -91,24 +106,24 @@ impl Checkin {
         } = self;
         let _ = POOLS.try_with(|pools| {
             let mut pools = pools.borrow_mut();
-            let idle = pools
-                .entry(client)
-                .or_default()
-                .http1
-                .entry(authority)
-                .or_default();
+            let http1 = &mut pools_of(&mut pools, client).http1;
+            let index = http1
+                .iter()
+                .position(|(a, _)| *a == authority)
+                .unwrap_or_else(|| {
+                    http1.push((authority, VecDeque::new()));
+                    http1.len() - 1
+                });
+            let idle = &mut http1[index].1;
+            let now = Instant::now();
             // The oldest connections are at the front: expired ones and those beyond
             // the bound go first.
-            while idle
-                .front()
-                .is_some_and(|e| e.since.elapsed() >= idle_timeout || idle.len() >= max_idle)
-            {
+            while idle.front().is_some_and(|e| {
+                now.duration_since(e.since) >= idle_timeout || idle.len() >= max_idle
+            }) {
                 idle.pop_front();
             }
-            idle.push_back(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            idle.push_back(Idle { sender, since: now });
         });
     }
 }
