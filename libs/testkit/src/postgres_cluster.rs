@@ -114,25 +114,32 @@ impl PrivatePostgres {
         self.dir.path().join("data")
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` of the server's bin directory, run as the `postgres` user when this
+    /// process is root (PostgreSQL refuses to run as root).
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if self.as_postgres_user {
+        if self.as_postgres_user {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(&program);
             command
         } else {
             Command::new(&program)
-        };
-        let output = command
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
         assert!(
             output.status.success(),
             "{} {args:?} failed: {}{}",
-            program.display(),
+            path.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -235,15 +242,8 @@ impl Drop for PrivatePostgres {
         if self.running {
             let data = self.data_dir();
             // Best effort (a panic in drop would abort): the temp dir goes next.
-            let program = self.bin.join("pg_ctl");
-            let mut command = if self.as_postgres_user {
-                let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(&program);
-                command
-            } else {
-                Command::new(&program)
-            };
-            let _ = command
+            let _ = self
+                .command("pg_ctl")
                 .args(["stop", "-D", path_str(&data), "-m", "immediate"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -20,6 +20,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Signs up `<name>@example.com` for each of `names`, each with an English profile
+/// that wants email.
+async fn sign_up_with_profiles(stack: &Stack, names: &[&str]) {
+    for name in names {
+        let email = format!("{name}@example.com");
+        stack
+            .user_with_profile(&email, &profile(name, &email, "en", None, true))
+            .await;
+    }
+}
+
 /// Emails per recipient address and the `Message-ID`s each got.
 fn by_recipient(stack: &Stack) -> HashMap<String, Vec<String>> {
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
@@ -50,12 +61,7 @@ async fn profiles_created_while_nats_is_down_each_get_one_welcome_email_after_it
 
     nats.stop();
     let names = ["ada", "bob", "cy"];
-    for name in names {
-        let email = format!("{name}@example.com");
-        stack
-            .user_with_profile(&email, &profile(name, &email, "en", None, true))
-            .await;
-    }
+    sign_up_with_profiles(&stack, &names).await;
     // The outage the issue names: 30 s, long enough for every client-side reconnect
     // backoff to have grown and for publish attempts to have failed several times.
     tokio::time::sleep(NATS_OUTAGE).await;
@@ -131,12 +137,7 @@ async fn notification_killed_mid_delivery_loses_no_email_and_duplicates_only_tho
     // two are inside DATA when the process dies, the third still waits for its slot.
     stack.smtp.delay(3000).await;
     let names = ["ada", "bob", "cy"];
-    for name in names {
-        let email = format!("{name}@example.com");
-        stack
-            .user_with_profile(&email, &profile(name, &email, "en", None, true))
-            .await;
-    }
+    sign_up_with_profiles(&stack, &names).await;
     // Time for the events to arrive and the first two sends to reach DATA.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(stack.smtp.messages().is_empty(), "nothing answered yet");
