@@ -9,9 +9,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tessera_identity::tokens::TokenIssuer;
 
-use crate::support::{Options, PASSWORD, TestIdentity, claims, registry};
+use crate::support::{Backend, PASSWORD, TestIdentity, claims};
 
-const PEPPER: [u8; 32] = [9; 32];
 const SECRET: &str = "tsc_another-long-random-client-secret-value";
 /// identity's default audience, the one every Tessera verifier expects.
 const AUDIENCE: &str = "tessera";
@@ -33,24 +32,8 @@ async fn rs256_tokens_verify_with_jose_from_the_jwks_alone() {
 
 async fn verify_both_kinds_of_token(alg: &str, kty: &str) {
     let script = verify_script();
-    let pepper = base64::engine::general_purpose::STANDARD.encode(PEPPER);
-    let args = [
-        "--key-algorithm",
-        alg,
-        "--client-registry",
-        "{dir}/clients.json",
-        "--client-secret-pepper",
-        &pepper,
-    ];
-    let app = TestIdentity::start(Options {
-        args: &args,
-        files: vec![(
-            "clients.json",
-            registry(&PEPPER, "billing", SECRET, &["service"]),
-        )],
-        ..Options::default()
-    })
-    .await;
+    let args = ["--key-algorithm", alg];
+    let app = TestIdentity::with_billing_client(Backend::Sqlite, &args, SECRET).await;
     let verifier = Jose::discover(&app, script).await;
     let jwks = app.get_json("/.well-known/jwks.json", None).await;
     let key = &jwks["keys"][0];

@@ -14,7 +14,7 @@ use service_kit::CancellationToken;
 use tessera_identity::config::Cli;
 use tessera_identity::{Runtime, SelfIssuedToken, build};
 
-use crate::support::{ISSUER, Options, PASSWORD, SEAL_KEY, TestIdentity, registry};
+use crate::support::{Backend, ISSUER, PASSWORD, SEAL_KEY, TestIdentity};
 
 fn nats_url() -> String {
     std::env::var("TESSERA_TEST_NATS_URL")
@@ -93,7 +93,6 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
     shutdown.cancel();
 }
 
-const PEPPER: [u8; 32] = [9; 32];
 const SECRET: &str = "tsc_the-billing-service-secret-for-this-test";
 
 #[tokio::test]
@@ -102,7 +101,6 @@ async fn audit_records_relayed_over_nats_are_chained_by_logging_and_verify() {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (stream, root) = (format!("IDLOG_{suffix}"), format!("t{suffix}"));
     let url = nats_url();
-    let pepper = base64::engine::general_purpose::STANDARD.encode(PEPPER);
     let args = [
         "--nats-url",
         &url,
@@ -110,20 +108,8 @@ async fn audit_records_relayed_over_nats_are_chained_by_logging_and_verify() {
         &stream,
         "--nats-subject-root",
         &root,
-        "--client-registry",
-        "{dir}/clients.json",
-        "--client-secret-pepper",
-        &pepper,
     ];
-    let identity = TestIdentity::start(Options {
-        args: &args,
-        files: vec![(
-            "clients.json",
-            registry(&PEPPER, "billing", SECRET, &["service"]),
-        )],
-        ..Options::default()
-    })
-    .await;
+    let identity = TestIdentity::with_billing_client(Backend::Sqlite, &args, SECRET).await;
     let bus = nats_config("logging", stream, root);
     let logging = Logging::start(&identity.base, ISSUER, Some(bus)).await;
     testkit::wait_until_ready(&logging.admin, Duration::from_secs(15)).await;

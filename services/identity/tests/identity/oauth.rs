@@ -3,32 +3,12 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::support::{Backend, Options, TestIdentity, claims, on_both_backends, registry};
+use crate::support::{Backend, PEPPER, TestIdentity, claims, on_both_backends, registry};
 
-const PEPPER: [u8; 32] = [7; 32];
 const SECRET: &str = "tsc_a-very-long-random-client-secret-value";
 
 async fn with_registry(backend: Backend) -> TestIdentity {
-    let pepper = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, PEPPER);
-    let args: &'static [&'static str] = Box::leak(
-        vec![
-            "--client-registry",
-            "{dir}/clients.json",
-            "--client-secret-pepper",
-            Box::leak(pepper.into_boxed_str()),
-        ]
-        .into_boxed_slice(),
-    );
-    TestIdentity::start(Options {
-        backend,
-        args,
-        files: vec![(
-            "clients.json",
-            registry(&PEPPER, "billing", SECRET, &["service"]),
-        )],
-        ..Options::default()
-    })
-    .await
+    TestIdentity::with_billing_client(backend, &[], SECRET).await
 }
 
 async fn oauth_error(response: reqwest::Response) -> (StatusCode, String) {

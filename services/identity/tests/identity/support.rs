@@ -19,6 +19,8 @@ pub(crate) use testkit::{Backend, on_both_backends};
 pub(crate) const SEAL_KEY: [u8; 32] = [42; 32];
 pub(crate) const ISSUER: &str = "http://issuer.test";
 pub(crate) const PASSWORD: &str = "a perfectly fine passphrase";
+/// The pepper [`TestIdentity::with_billing_client`] hashes client secrets with.
+pub(crate) const PEPPER: [u8; 32] = [7; 32];
 
 pub(crate) struct TestIdentity {
     pub(crate) base: String,
@@ -108,6 +110,30 @@ impl TestIdentity {
         };
         app.wait_ready().await;
         app
+    }
+
+    /// Starts identity on `backend` with `args`, and a client registry holding `billing`
+    /// (role `service`) with `secret`: the service client of the OAuth, JOSE and audit
+    /// tests.
+    pub(crate) async fn with_billing_client(backend: Backend, args: &[&str], secret: &str) -> Self {
+        let pepper = base64::engine::general_purpose::STANDARD.encode(PEPPER);
+        let mut args = args.to_vec();
+        args.extend([
+            "--client-registry",
+            "{dir}/clients.json",
+            "--client-secret-pepper",
+            &pepper,
+        ]);
+        Self::start(Options {
+            backend,
+            args: &args,
+            files: vec![(
+                "clients.json",
+                registry(&PEPPER, "billing", secret, &["service"]),
+            )],
+            ..Options::default()
+        })
+        .await
     }
 
     pub(crate) async fn on(backend: Backend) -> Self {
