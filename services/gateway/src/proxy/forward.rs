@@ -238,7 +238,9 @@ impl Upstream {
             .timeouts
             .first_byte
             .min(deadline.saturating_duration_since(Instant::now()));
-        let sent = self.client.send(endpoint.target(), request, upgrade);
+        // Boxed where it is made, so the timeout wrapper moves a pointer, not the
+        // connection-making future (several KiB).
+        let sent = Box::pin(self.client.send(endpoint.target(), request, upgrade));
         match tokio::time::timeout(wait, sent).await {
             Err(_) => Attempt::TimedOut,
             Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
