@@ -94,8 +94,8 @@ pub(super) async fn insert(
         ensure_partition(pool, &state.partitions, day).await?;
     }
     let n = i64::try_from(records.len()).unwrap_or(i64::MAX);
-    // The rows and their text blocks commit together: a committed record is always
-    // findable by text.
+    // Rows and text blocks in one transaction: one WAL flush per batch, and a committed
+    // row always has its block.
     let mut tx = pool.begin().await?;
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT nextval('log_records_id_seq') FROM generate_series(1, $1)")

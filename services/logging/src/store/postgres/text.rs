@@ -5,13 +5,11 @@
 //! page there), then walks the blocks holding every key of the phrase, newest first,
 //! and checks the exact phrase on their rows only.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Arguments, Row};
 
-use super::copy::pg_text;
 use super::{arguments, row};
 use crate::record::{LogRow, NewRecord};
 use crate::store::filter::{COLUMNS, Dialect, PG_PHRASE_MATCH, Param, where_clause};
@@ -35,22 +33,26 @@ const MAX_ROUND_BLOCKS: i64 = 2_048;
 /// phrase match: a cheap test that drops most rows before `to_tsvector` parses them.
 const PREFILTER_LEXEMES: usize = 4;
 
-/// One text block per batch of keys: the keys are computed by PostgreSQL's own parser
-/// and dictionary (`to_tsvector('simple', …)`, the same as the phrase match), so the
-/// blocks of a record always hold every lexeme a matching query can have.
-const INSERT_BLOCKS: &str = "INSERT INTO log_text_blocks (min_ts, max_ts, first_id, last_id, words) \
-     SELECT b.min_ts, b.max_ts, b.first_id, b.last_id, w.words \
+/// The block keys of the rows in each block's `(ts, id)` box: every lexeme of
+/// `to_tsvector('simple', body)` (the parser and dictionary the phrase match itself
+/// uses) of the stored body, through `log_text_key`. The rows are read back inside the
+/// inserting transaction rather than sent again: a second copy of the bodies as one
+/// large parameter stalled ~45 ms per batch on loopback (sqlx leaves Nagle's algorithm
+/// on). A box may also hold rows of another batch in flight; their keys only widen the
+/// block (still a superset). Blocks take the union of their rows' keys in Rust: grouping
+/// the lexeme rows in SQL cost more than parsing them (bench/README.md, logging,
+/// session 4).
+const KEYS_IN_BOXES: &str = "SELECT b.blk, ARRAY(SELECT log_text_key(l) \
+         FROM unnest(tsvector_to_array(to_tsvector('simple', r.body))) l) \
      FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) WITH ORDINALITY \
-         AS b(min_ts, max_ts, first_id, last_id, blk) \
-     JOIN (SELECT r.blk, array_agg(DISTINCT log_text_key(l)) AS words \
-           FROM unnest($5::text[], $6::int8[]) AS r(body, blk), \
-                unnest(tsvector_to_array(to_tsvector('simple', r.body))) l \
-           GROUP BY r.blk) w USING (blk)";
+         AS b(lo_ts, hi_ts, lo_id, hi_id, blk) \
+     CROSS JOIN LATERAL (SELECT body FROM log_records WHERE ts >= b.lo_ts \
+         AND ts <= b.hi_ts AND id >= b.lo_id AND id <= b.hi_id) r";
 
-/// Writes the text blocks of `records` (stored with `ids`) in the caller's transaction.
-/// Records are grouped in time order, so each block's `ts` range is as narrow as the
-/// batch allows and a record far from the others in time lands in a block of its own
-/// neighbours.
+/// Writes the text blocks of `records`, just copied with `ids`, in the caller's
+/// transaction. Records are grouped in time order, so each block's `ts` range is as
+/// narrow as the batch allows and a record far from the others in time lands in a
+/// block of its own neighbours.
 pub(super) async fn insert_blocks(
     conn: &mut PgConnection,
     records: &[NewRecord],
@@ -59,30 +61,59 @@ pub(super) async fn insert_blocks(
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_unstable_by_key(|&i| (records[i].time_unix_nano, ids[i]));
     let blocks = order.len().div_ceil(BLOCK_ROWS);
-    let (mut min_ts, mut max_ts) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
-    let (mut first_id, mut last_id) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
-    let mut bodies: Vec<Cow<'_, str>> = Vec::with_capacity(order.len());
-    let mut block_of = Vec::with_capacity(order.len());
-    for (number, chunk) in (1i64..).zip(order.chunks(BLOCK_ROWS)) {
-        min_ts.push(records[chunk[0]].time_unix_nano);
-        max_ts.push(records[chunk[chunk.len() - 1]].time_unix_nano);
-        first_id.push(chunk.iter().map(|&i| ids[i]).min().unwrap_or_default());
-        last_id.push(chunk.iter().map(|&i| ids[i]).max().unwrap_or_default());
-        for &i in chunk {
-            bodies.push(pg_text(&records[i].body));
-            block_of.push(number);
+    let (mut lo_ts, mut hi_ts) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    let (mut lo_id, mut hi_id) = (Vec::with_capacity(blocks), Vec::with_capacity(blocks));
+    for chunk in order.chunks(BLOCK_ROWS) {
+        lo_ts.push(records[chunk[0]].time_unix_nano);
+        hi_ts.push(records[chunk[chunk.len() - 1]].time_unix_nano);
+        lo_id.push(chunk.iter().map(|&i| ids[i]).min().unwrap_or_default());
+        hi_id.push(chunk.iter().map(|&i| ids[i]).max().unwrap_or_default());
+    }
+    let keyed: Vec<(i64, Vec<i32>)> = sqlx::query_as(KEYS_IN_BOXES)
+        .bind(&lo_ts)
+        .bind(&hi_ts)
+        .bind(&lo_id)
+        .bind(&hi_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut words: Vec<Vec<i32>> = vec![Vec::new(); blocks];
+    for (blk, keys) in keyed {
+        if let Some(block) = usize::try_from(blk - 1).ok().and_then(|b| words.get_mut(b)) {
+            block.extend(keys);
         }
     }
-    let bodies: Vec<&str> = bodies.iter().map(AsRef::as_ref).collect();
-    sqlx::query(INSERT_BLOCKS)
-        .bind(min_ts)
-        .bind(max_ts)
-        .bind(first_id)
-        .bind(last_id)
-        .bind(bodies)
-        .bind(block_of)
-        .execute(conn)
-        .await?;
+    // Only integers go into this statement, formatted: one message, no parameters.
+    let mut sql = String::from(
+        "INSERT INTO log_text_blocks (min_ts, max_ts, first_id, last_id, words) VALUES ",
+    );
+    let mut written = 0;
+    for (b, mut keys) in words.into_iter().enumerate() {
+        if keys.is_empty() {
+            // No lexeme in any body: no text query can match these records.
+            continue;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let _ = write!(
+            sql,
+            "{}({}, {}, {}, {}, '{{",
+            if written == 0 { "" } else { ", " },
+            lo_ts[b],
+            hi_ts[b],
+            lo_id[b],
+            hi_id[b]
+        );
+        for (k, key) in keys.iter().enumerate() {
+            let _ = write!(sql, "{}{key}", if k == 0 { "" } else { "," });
+        }
+        sql.push_str("}')");
+        written += 1;
+    }
+    if written > 0 {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 
