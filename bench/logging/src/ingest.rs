@@ -173,14 +173,11 @@ pub(crate) fn index_variants(backend: &str) -> Vec<(&'static str, Vec<&'static s
             ),
         ];
     }
-    // The previous schema (a per-row tsvector GIN) is measured by the previous build
-    // beside this one: the text blocks' keys are computed with the ids, so no index
-    // change turns them off (bench/README.md, logging, session 4).
     vec![
-        ("as shipped: text blocks", vec![]),
+        ("as shipped", vec![]),
         (
-            "text blocks without their GIN index",
-            vec!["DROP INDEX log_text_blocks_words"],
+            "without the tsvector GIN index",
+            vec!["DROP INDEX log_records_body_text"],
         ),
         (
             "without the trace/request hash-key indexes",
@@ -190,9 +187,9 @@ pub(crate) fn index_variants(backend: &str) -> Vec<(&'static str, Vec<&'static s
             ],
         ),
         (
-            "no index but (ts, id) (text blocks still written)",
+            "no index but (ts, id)",
             vec![
-                "DROP INDEX log_text_blocks_words",
+                "DROP INDEX log_records_body_text",
                 "DROP INDEX log_records_service_ts",
                 "DROP INDEX log_records_trace_key",
                 "DROP INDEX log_records_request_key",

@@ -89,9 +89,7 @@ pub(crate) async fn query_latency(url: &str, backend: &str, records: usize) -> a
     let parallel = if backend == "postgres" { 2 } else { 1 };
     let (traces, requests) = preload(&store, records, parallel).await?;
     if let service_kit::Pool::Postgres(pool) = database.pool() {
-        sqlx::raw_sql("ANALYZE log_records; ANALYZE log_text_blocks")
-            .execute(pool)
-            .await?;
+        sqlx::raw_sql("ANALYZE log_records").execute(pool).await?;
     }
     let since = now_nanos() - 3_600_000_000_000;
     let one = format!("request {} finished", records / 10);

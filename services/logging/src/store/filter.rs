@@ -145,7 +145,11 @@ pub(crate) fn where_clause(
                  AND log_text.rowid = log_records.id)",
                 vec![Param::Text(fts_phrase(text))],
             ),
-            Dialect::Postgres => bind(&mut sql, PG_PHRASE_MATCH, vec![Param::Text(text.clone())]),
+            Dialect::Postgres => bind(
+                &mut sql,
+                "to_tsvector('simple', body) @@ phraseto_tsquery('simple', {0})",
+                vec![Param::Text(text.clone())],
+            ),
         }
     }
     if let Some(cursor) = cursor {
@@ -157,11 +161,6 @@ pub(crate) fn where_clause(
     }
     (sql, params)
 }
-
-/// The exact text match on PostgreSQL (`{0}` the text): the words as a phrase, parsed
-/// and lowercased by the `simple` configuration (no stemming or stop words, like FTS5).
-pub(crate) const PG_PHRASE_MATCH: &str =
-    "to_tsvector('simple', body) @@ phraseto_tsquery('simple', {0})";
 
 /// The text as one FTS5 phrase: quoted, inner quotes doubled, so user input is never
 /// read as FTS5 query syntax.

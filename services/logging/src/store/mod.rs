@@ -20,7 +20,7 @@ pub const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
-    postgres: Arc<postgres::State>,
+    partitions: Arc<postgres::Partitions>,
 }
 
 /// One bucket of a histogram.
@@ -37,7 +37,7 @@ impl Store {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
-            postgres: Arc::default(),
+            partitions: Arc::default(),
         }
     }
 
@@ -62,7 +62,7 @@ impl Store {
         }
         match &self.pool {
             Pool::Sqlite(pool) => sqlite::insert(pool, records).await,
-            Pool::Postgres(pool) => postgres::insert(pool, &self.postgres, records).await,
+            Pool::Postgres(pool) => postgres::insert(pool, &self.partitions, records).await,
         }
     }
 
@@ -75,9 +75,7 @@ impl Store {
     ) -> Result<Vec<LogRow>, sqlx::Error> {
         match &self.pool {
             Pool::Sqlite(pool) => sqlite::query(pool, filter, cursor, limit).await,
-            Pool::Postgres(pool) => {
-                postgres::query(pool, &self.postgres, filter, cursor, limit).await
-            }
+            Pool::Postgres(pool) => postgres::query(pool, filter, cursor, limit).await,
         }
     }
 
@@ -90,9 +88,7 @@ impl Store {
     ) -> Result<Vec<Bucket>, sqlx::Error> {
         match &self.pool {
             Pool::Sqlite(pool) => sqlite::histogram(pool, filter, bucket_nanos).await,
-            Pool::Postgres(pool) => {
-                postgres::histogram(pool, &self.postgres, filter, bucket_nanos).await
-            }
+            Pool::Postgres(pool) => postgres::histogram(pool, filter, bucket_nanos).await,
         }
     }
 
@@ -103,7 +99,7 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(pool) => sqlite::expire(pool, debug_cutoff, cutoff).await,
             Pool::Postgres(pool) => {
-                postgres::expire(pool, &self.postgres, debug_cutoff, cutoff).await
+                postgres::expire(pool, &self.partitions, debug_cutoff, cutoff).await
             }
         }
     }

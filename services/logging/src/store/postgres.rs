@@ -1,33 +1,20 @@
 //! PostgreSQL: one binary `COPY` per batch (no parameter limit, no per-row statement
-//! work) plus its text blocks in the same transaction, daily range partitions created
-//! before writing, retention by dropping partitions.
-
-mod copy;
-mod text;
+//! work), daily range partitions created before writing, retention by dropping
+//! partitions.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::{Arguments, Row};
-use tokio::sync::OnceCell;
 
 use super::filter::{COLUMNS, Dialect, Param, where_clause};
 use super::{Bucket, Cursor, DAY_NANOS, Filter};
-use crate::record::{INFO, LogRow, NewRecord};
-
-/// What the store remembers about its PostgreSQL database.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    partitions: Partitions,
-    /// Whether `lower(body)` lowercases exactly like the text-search dictionary (see
-    /// [`text::lowercase_matches_dictionary`]); asked once.
-    lowercase_prefilter: OnceCell<bool>,
-}
+use crate::record::{INFO, LogRow, NewRecord, lookup_key};
 
 /// Days (since the epoch) whose partition is known to exist.
 #[derive(Debug, Default)]
-struct Partitions(Mutex<BTreeSet<i64>>);
+pub(super) struct Partitions(Mutex<BTreeSet<i64>>);
 
 impl Partitions {
     fn known(&self, day: i64) -> bool {
@@ -81,9 +68,17 @@ async fn ensure_partition(
     Ok(())
 }
 
+/// The binary COPY statement; column order matches [`encode_copy`].
+const COPY: &str = "COPY log_records (id, ts, observed_ts, service, severity_number, \
+     severity_text, body, trace_id, span_id, request_id, trace_key, request_key, attributes, \
+     resource) FROM STDIN (FORMAT binary)";
+
+/// Columns per row in [`COPY`].
+const COPY_COLUMNS: i16 = 14;
+
 pub(super) async fn insert(
     pool: &PgPool,
-    state: &State,
+    partitions: &Partitions,
     records: &[NewRecord],
 ) -> Result<Vec<i64>, sqlx::Error> {
     let days: BTreeSet<i64> = records
@@ -91,31 +86,105 @@ pub(super) async fn insert(
         .map(|r| r.time_unix_nano.div_euclid(DAY_NANOS))
         .collect();
     for day in days {
-        ensure_partition(pool, &state.partitions, day).await?;
+        ensure_partition(pool, partitions, day).await?;
     }
+    let mut conn = pool.acquire().await?;
     let n = i64::try_from(records.len()).unwrap_or(i64::MAX);
-    // Rows and text blocks in one transaction: one WAL flush per batch, and a committed
-    // row always has its block.
-    let mut tx = pool.begin().await?;
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT nextval('log_records_id_seq') FROM generate_series(1, $1)")
             .bind(n)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
-    let data = copy::encode_copy(records, &ids);
-    let mut copy = tx.copy_in_raw(copy::COPY).await?;
+    let data = encode_copy(records, &ids);
+    // One COPY is one statement: all rows or none, without an explicit transaction.
+    let mut copy = conn.copy_in_raw(COPY).await?;
     let sent = copy.send(data).await.map(drop);
     if let Err(error) = sent {
         let _ = copy.abort("sending the rows failed").await;
         return Err(error);
     }
     copy.finish().await?;
-    text::insert_blocks(&mut tx, records, &ids).await?;
-    tx.commit().await?;
     Ok(ids)
 }
 
-pub(super) fn arguments(params: Vec<Param>) -> Result<PgArguments, sqlx::Error> {
+/// `records` with `ids` in PostgreSQL's binary COPY format: a header, per row the field
+/// count and each field as a length (-1 for NULL) and its bytes (big-endian integers,
+/// UTF-8 text, `jsonb` as version 1 and the JSON text), and a trailer.
+pub(super) fn encode_copy(records: &[NewRecord], ids: &[i64]) -> Vec<u8> {
+    fn int8(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    fn opt_int8(out: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            Some(v) => int8(out, v),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn len(n: usize) -> [u8; 4] {
+        i32::try_from(n).unwrap_or(i32::MAX).to_be_bytes()
+    }
+    // PostgreSQL text cannot hold NUL (OTLP strings can), nor jsonb the `\u0000` escape.
+    fn text(out: &mut Vec<u8>, v: &str) {
+        let cleaned;
+        let v = if v.contains('\0') {
+            cleaned = v.replace('\0', "\u{fffd}");
+            cleaned.as_str()
+        } else {
+            v
+        };
+        out.extend_from_slice(&len(v.len()));
+        out.extend_from_slice(v.as_bytes());
+    }
+    fn opt_text(out: &mut Vec<u8>, v: Option<&str>) {
+        match v {
+            Some(v) => text(out, v),
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn jsonb(out: &mut Vec<u8>, v: &str) {
+        let cleaned;
+        let v = if v.contains("\\u0000") {
+            cleaned = v.replace("\\u0000", "\\ufffd");
+            cleaned.as_str()
+        } else {
+            v
+        };
+        out.extend_from_slice(&len(v.len() + 1));
+        out.push(1);
+        out.extend_from_slice(v.as_bytes());
+    }
+    let estimate: usize = records
+        .iter()
+        .map(|r| 160 + r.body.len() + r.attributes_json.len() + r.resource_json.len())
+        .sum();
+    let mut out = Vec::with_capacity(estimate + 32);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    for (r, id) in records.iter().zip(ids) {
+        out.extend_from_slice(&COPY_COLUMNS.to_be_bytes());
+        int8(&mut out, *id);
+        int8(&mut out, r.time_unix_nano);
+        int8(&mut out, r.observed_time_unix_nano);
+        text(&mut out, &r.service);
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&r.severity_number.to_be_bytes());
+        text(&mut out, &r.severity_text);
+        text(&mut out, &r.body);
+        opt_text(&mut out, r.trace_id.as_deref());
+        opt_text(&mut out, r.span_id.as_deref());
+        opt_text(&mut out, r.request_id.as_deref());
+        opt_int8(&mut out, r.trace_id.as_deref().map(lookup_key));
+        opt_int8(&mut out, r.request_id.as_deref().map(lookup_key));
+        jsonb(&mut out, &r.attributes_json);
+        jsonb(&mut out, &r.resource_json);
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+fn arguments(params: Vec<Param>) -> Result<PgArguments, sqlx::Error> {
     let mut args = PgArguments::default();
     for param in params {
         match param {
@@ -129,15 +198,10 @@ pub(super) fn arguments(params: Vec<Param>) -> Result<PgArguments, sqlx::Error> 
 
 pub(super) async fn query(
     pool: &PgPool,
-    state: &State,
     filter: &Filter,
     cursor: Option<Cursor>,
     limit: u32,
 ) -> Result<Vec<LogRow>, sqlx::Error> {
-    if filter.text.is_some() {
-        let prefilter = lowercase_prefilter(pool, state).await?;
-        return text::query(pool, prefilter, filter, cursor, limit).await;
-    }
     let (clause, params) = where_clause(filter, cursor, Dialect::Postgres);
     let sql = format!(
         "SELECT {COLUMNS}, attributes::text AS attributes, resource::text AS resource \
@@ -149,7 +213,7 @@ pub(super) async fn query(
     rows.iter().map(row).collect()
 }
 
-pub(super) fn row(row: &PgRow) -> Result<LogRow, sqlx::Error> {
+fn row(row: &PgRow) -> Result<LogRow, sqlx::Error> {
     let attributes: String = row.try_get("attributes")?;
     let resource: String = row.try_get("resource")?;
     Ok(LogRow {
@@ -168,25 +232,11 @@ pub(super) fn row(row: &PgRow) -> Result<LogRow, sqlx::Error> {
     })
 }
 
-/// Whether [`text`] may narrow rows with `lower(body)` before the phrase match.
-async fn lowercase_prefilter(pool: &PgPool, state: &State) -> Result<bool, sqlx::Error> {
-    state
-        .lowercase_prefilter
-        .get_or_try_init(|| text::lowercase_matches_dictionary(pool))
-        .await
-        .copied()
-}
-
 pub(super) async fn histogram(
     pool: &PgPool,
-    state: &State,
     filter: &Filter,
     bucket: i64,
 ) -> Result<Vec<Bucket>, sqlx::Error> {
-    if filter.text.is_some() {
-        let prefilter = lowercase_prefilter(pool, state).await?;
-        return text::histogram(pool, prefilter, filter, bucket).await;
-    }
     let (clause, params) = where_clause(filter, None, Dialect::Postgres);
     let sql = format!(
         "SELECT (ts / {bucket}) * {bucket} AS b, count(*) AS n FROM log_records \
@@ -207,7 +257,7 @@ pub(super) async fn histogram(
 
 pub(super) async fn expire(
     pool: &PgPool,
-    state: &State,
+    partitions: &Partitions,
     debug_cutoff: i64,
     cutoff: i64,
 ) -> Result<u64, sqlx::Error> {
@@ -239,13 +289,7 @@ pub(super) async fn expire(
             dropped += 1;
         }
     }
-    state.partitions.forget_before(first_kept_day);
-    // Text blocks of expired records (by then they match no row; reading them would
-    // only cost time). Blocks of deleted debug rows stay: a superset is still correct.
-    sqlx::query("DELETE FROM log_text_blocks WHERE max_ts < $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await?;
+    partitions.forget_before(first_kept_day);
     // Partial days and debug records: row deletes, pruned to the old partitions.
     let deleted =
         sqlx::query("DELETE FROM log_records WHERE ts < $1 OR (ts < $2 AND severity_number < $3)")
