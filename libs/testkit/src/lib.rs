@@ -130,7 +130,22 @@ pub fn database_url_with_name(url: &str, name: &str) -> String {
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` with
 /// `what` in the message.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(Duration::from_millis(20), timeout, what, check).await
+}
+
+/// [`eventually`] polling every `interval`: for checks that cost the system under test
+/// something, e.g. a request it logs.
+pub async fn eventually_every<T, F, Fut>(
+    interval: Duration,
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -144,7 +159,7 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

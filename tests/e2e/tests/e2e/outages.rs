@@ -170,19 +170,53 @@ async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drop
         );
     }
 
+    restart_logging_and_find_a_request(&platform, &client, &user, &admin.access).await;
+}
+
+/// Restarts logging after its outage, waits until the gateway and profile ship again,
+/// then finds the records of a new request from both.
+async fn restart_logging_and_find_a_request(
+    platform: &Platform,
+    client: &Client,
+    user: &User,
+    admin: &str,
+) {
+    // Each shipper resumes after its backoff (up to 30 s). Only then the request whose
+    // records are looked for: this test's buffers hold 100 records, and the gateway logs
+    // every poll below, so a record made while its shipper still waited could be pushed
+    // out (drop-oldest, as designed) before it was sent. Counted before the restart: the
+    // counters stand still while logging is down, and the buffers are full.
+    let shippers = [Service::Gateway, Service::Profile];
+    let shipped = |service| platform.metric(service, "tessera_log_shipping_shipped_total", &[]);
+    let mut before = Vec::new();
+    for service in shippers {
+        before.push(shipped(service).await.unwrap_or(0.0));
+    }
     platform.restart(Service::Logging).await;
+    for (service, before) in shippers.into_iter().zip(before) {
+        let what = format!("{} to ship again", service.name());
+        testkit::eventually_every(Duration::from_millis(250), CATCH_UP, &what, || async {
+            (shipped(service).await? > before).then_some(())
+        })
+        .await;
+    }
     let after = client
         .get("/profile/v1/profiles/me", &user.tokens.access)
         .await
         .expect("a request after the outage");
-    testkit::eventually(CATCH_UP, "shipping to resume", || async {
-        let records = client
-            .log_records(&admin.access, &after.request_id)
-            .await
-            .ok()?;
-        let from = |s: Service| records.iter().any(|r| r["service"] == s.name());
-        (from(Service::Gateway) && from(Service::Profile)).then_some(())
-    })
+    // Polled slowly for the same reason: 2 gateway records a second leave the buffer
+    // 50 s of slack.
+    let poll = Duration::from_millis(500);
+    testkit::eventually_every(
+        poll,
+        CATCH_UP,
+        "the request's records from gateway and profile",
+        || async {
+            let records = client.log_records(admin, &after.request_id).await.ok()?;
+            let from = |s: Service| records.iter().any(|r| r["service"] == s.name());
+            (from(Service::Gateway) && from(Service::Profile)).then_some(())
+        },
+    )
     .await;
 }
 
