@@ -209,7 +209,11 @@ async fn accept(
     // Bounds the HTTP/1.1 request head; hyper answers 431 beyond it.
     builder
         .http1()
-        .max_buf_size(settings.max_header_bytes.max(8192));
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        // Head and body copied into one buffer and sent with one `write`: answers are
+        // small, and the copy costs less than the kernel's iovec handling (−0.4 µs per
+        // proxied request with the same on the upstream side, bench/README.md).
+        .writev(false);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {

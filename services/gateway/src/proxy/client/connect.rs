@@ -57,7 +57,10 @@ impl UpstreamClient {
         // Detects pooled connections whose peer vanished without a FIN.
         let _ = socket2::SockRef::from(&stream)
             .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+        // One flattened `write` per request instead of `writev` (see the server side in
+        // `serve.rs`).
         let (sender, connection) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|error| SendError::Connect(io::Error::other(error)))?;
