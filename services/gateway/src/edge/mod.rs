@@ -1,6 +1,7 @@
 //! The gateway's request path: route, check the path, answer CORS preflights, refuse
 //! smuggled credentials, authenticate, throttle, limit the body, forward.
 
+mod auth;
 pub mod client_addr;
 pub mod cors;
 pub mod direct;
@@ -14,19 +15,18 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, RETRY_AFTER};
+use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderValue, StatusCode, Uri};
 use hyper::body::Body as HttpBody;
 use ipnet::IpNet;
 use service_kit::metrics::RouteLabel;
 use service_kit::{Problem, RequestContext};
-use tessera_auth::{Principal, Verifier};
+use tessera_auth::Verifier;
 
 pub use metrics::GatewayMetrics;
 
 use crate::proxy::{ForwardContext, RequestIds};
 use crate::ratelimit::{Decision, Limiter, RatePolicy, apply_headers};
-use crate::routes::file::AuthSpec;
 use crate::routes::{Route, Routes};
 
 /// Request headers that look like identity assertions. Upstreams verify the token
@@ -204,7 +204,8 @@ where
         return response;
     }
 
-    let principal = match authenticate(gateway, route, request.headers(), request.uri()).await {
+    let principal = match auth::authenticate(gateway, route, request.headers(), request.uri()).await
+    {
         Ok(principal) => principal,
         Err(response) => return response,
     };
@@ -324,88 +325,6 @@ async fn throttle<'a>(
         }
     }
     Ok(shown)
-}
-
-/// Applies the route's auth policy. Every route refuses requests carrying more than one
-/// credential (token smuggling); protected routes verify the token.
-async fn authenticate(
-    gateway: &Gateway,
-    route: &Route,
-    headers: &http::HeaderMap,
-    uri: &Uri,
-) -> Result<Option<Principal>, Response> {
-    let credentials = headers.get_all(AUTHORIZATION).iter().count();
-    let in_query = uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair.split('=').next() == Some("access_token"))
-    });
-    if credentials > 1 || (credentials == 1 && in_query) {
-        gateway.metrics.auth_rejected("multiple_credentials");
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "multiple_credentials",
-            "Send one credential, in one Authorization header.",
-        ));
-    }
-    let required_roles = match &route.auth {
-        AuthSpec::Public => return Ok(None),
-        AuthSpec::Authenticated => None,
-        AuthSpec::Roles(roles) => Some(roles),
-    };
-    if !gateway.verifier.is_ready() {
-        // Until the first JWKS load succeeds nobody can be verified: that is our outage,
-        // not the client's fault, so 503 rather than 401.
-        gateway.metrics.auth_rejected("keys_unavailable");
-        let mut response = problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "auth_unavailable",
-            "Token verification is starting; retry shortly.",
-        );
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        return Err(response);
-    }
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim())
-        });
-    let Some(token) = token else {
-        gateway.metrics.auth_rejected("missing");
-        return Err(unauthorized("A bearer token is required."));
-    };
-    let principal = match gateway.verifier.verify(token).await {
-        Ok(principal) => principal,
-        Err(error) => {
-            gateway.metrics.auth_rejected(error.code());
-            tracing::debug!(route = %route.name, reason = error.code(), "token refused");
-            return Err(unauthorized("The token is not valid."));
-        }
-    };
-    if let Some(roles) = required_roles
-        && !roles.iter().any(|role| principal.has_role(role))
-    {
-        gateway.metrics.auth_rejected("forbidden");
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "The token lacks a role this route requires.",
-        ));
-    }
-    Ok(Some(principal))
-}
-
-fn unauthorized(detail: &str) -> Response {
-    let mut response = problem(StatusCode::UNAUTHORIZED, "invalid_token", detail);
-    response.headers_mut().insert(
-        http::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
-    response
 }
 
 #[cfg(test)]
