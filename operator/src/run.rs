@@ -128,6 +128,10 @@ async fn lead_then_run(
         .with_namespace(&config.lease_namespace)
         .with_identity(&config.pod_name)
         .with_duration(config.lease_duration_secs)
+        // The holder renews `grace` before expiry. The crate's fixed 5 s default made the
+        // allowed 5 s duration renew in a busy loop (sleep 0 between Lease writes); a third
+        // keeps 15 s → 5 s as before.
+        .with_grace(config.lease_duration_secs / 3)
         .with_field_manager(MANAGER)
         .build()
         .await?;
