@@ -46,7 +46,9 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
             lease_name: "tessera-operator".into(),
             lease_namespace: namespace.clone(),
             pod_name: pod.into(),
-            lease_duration_secs: 5,
+            // The default: renewals come `grace` (a third of it) before expiry, which leaves
+            // a loaded API server seconds to answer; takeover after a release is quick.
+            lease_duration_secs: 15,
         };
         let shutdown = service_kit::CancellationToken::new();
         let admin = config.admin_listen;
@@ -87,8 +89,18 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
             assert_eq!(holder, "operator-b");
             (admin_b, admin_a, stop_b, task_b, stop_a, task_a)
         };
+    // The Deployment appears mid-reconcile; the count when that reconcile finishes, which
+    // takes a while when the API server is slow.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reconciles(leader).await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader's reconciles are not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give a follower that ignored the Lease time to act before checking it did not.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(reconciles(leader).await > 0.0, "the leader reconciled");
     assert!(
         reconciles(follower).await == 0.0,
         "the follower reconciled while not leading"
