@@ -128,7 +128,8 @@ async fn round_robin_spreads_requests_evenly_over_the_endpoints() {
 
 #[tokio::test]
 async fn least_outstanding_sends_new_requests_away_from_a_slow_endpoint() {
-    let slow = servers::slow(Duration::from_millis(1500)).await;
+    // Slow enough to stay in flight while all ten requests below are picked.
+    let slow = servers::slow(Duration::from_secs(5)).await;
     let fast = echo().await;
     let mut config = config(&[slow.addr, fast.addr]);
     config.balance = Balance::LeastOutstanding;
@@ -138,8 +139,10 @@ async fn least_outstanding_sends_new_requests_away_from_a_slow_endpoint() {
     for _ in 0..10 {
         let upstream = upstream.clone();
         requests.spawn(async move { get(&upstream, "/").await.status() });
-        // Staggered, so each pick sees the requests still in flight.
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Staggered, so each pick sees the requests still in flight, and long enough for
+        // the previous fast request to have finished on a loaded machine too: one still
+        // in flight would tie with the slow endpoint, and ties go round robin.
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     while let Some(status) = requests.join_next().await {
         assert_eq!(status.expect("task"), StatusCode::OK);
