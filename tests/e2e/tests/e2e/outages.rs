@@ -87,7 +87,9 @@ async fn with_nats_stopped_30_s_during_signups_every_new_profile_gets_exactly_on
         assert_eq!(mails.len(), 1, "{}: {mails:?}", user.email);
     }
     assert_eq!(smtp.messages().len(), users.len(), "no mail to anyone else");
-    assert!(users.len() >= 3 + 20 + 3, "{} users", users.len());
+    // About 20 on an idle machine (a signup, then 500 ms); a loaded one may manage half
+    // as many signups in the 30 s, every one of which was checked above.
+    assert!(users.len() >= 3 + 5 + 3, "{} users", users.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,13 +116,18 @@ async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drop
         .await
         .expect("a user");
     let client = Client::new(platform.gateway());
-    let slowest_allowed = Duration::from_secs(2);
+    // Milliseconds normally; a shipper blocking on the dead logging service would hold
+    // requests for its whole outage. 5 s leaves a loaded machine room for a stall.
+    let slowest_allowed = Duration::from_secs(5);
 
     platform.stop(Service::Logging);
     let down = Instant::now();
     let mut n = 2u16;
     let mut requests = 0u32;
     let mut newcomers = Vec::new();
+    // By the clock rather than every n requests, so a slow machine still signs up several.
+    let newcomer_every = Duration::from_secs(5);
+    let mut next_newcomer = newcomer_every;
     while down.elapsed() < OUTAGE {
         for path in ["/v1/me", "/profile/v1/profiles/me"] {
             let started = Instant::now();
@@ -137,7 +144,8 @@ async fn with_logging_stopped_30_s_every_service_keeps_answering_counts_its_drop
         }
         // A new user now and then: identity and profile write (and log) too, and
         // notification has welcome emails to send.
-        if requests.is_multiple_of(40) {
+        if down.elapsed() >= next_newcomer {
+            next_newcomer += newcomer_every;
             let newcomer = client_for(&platform, n)
                 .new_user("during", "en")
                 .await
