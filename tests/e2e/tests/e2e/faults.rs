@@ -169,8 +169,10 @@ async fn with_profile_stopped_the_gateway_answers_at_once_opens_the_circuit_and_
     assert_eq!(me.status(), StatusCode::OK);
 
     platform.restart(Service::Profile).await;
+    // The circuit stays open 10 s, then a probe closes it: 60 s leaves a loaded machine
+    // room.
     testkit::eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the profile route to recover",
         || async {
             let (status, _, _) = my_profile(&http, gw, &user.tokens.access).await;
