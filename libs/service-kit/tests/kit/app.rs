@@ -2,6 +2,8 @@
 //! the database, plus endpoints that expose what the kit gives a handler.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -110,7 +112,12 @@ struct SleepFor {
     ms: u64,
 }
 
-async fn sleep(Query(SleepFor { ms }): Query<SleepFor>) -> &'static str {
+/// Sleeps `ms`, counting itself in the app's [`TestApp::sleeping`] first.
+async fn sleep(
+    Extension(sleeping): Extension<Arc<AtomicUsize>>,
+    Query(SleepFor { ms }): Query<SleepFor>,
+) -> &'static str {
+    sleeping.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     "slept"
 }
@@ -126,18 +133,22 @@ pub(crate) struct TestApp {
     pub(crate) shutdown: CancellationToken,
     pub(crate) server: JoinHandle<()>,
     pub(crate) http: reqwest::Client,
+    /// `/sleep` requests that reached their handler: a test knows one is in flight.
+    sleeping: Arc<AtomicUsize>,
 }
 
 impl TestApp {
     pub(crate) async fn spawn(url: DatabaseUrl, settings: HttpSettings) -> Self {
         let shutdown = CancellationToken::new();
+        let sleeping = Arc::new(AtomicUsize::new(0));
         let db = Database::open(&url, 5, migrations(), shutdown.clone()).expect("pool");
         let router = Router::new()
             .route("/notes", get(list_notes).post(create_note))
             .with_state(db.clone())
             .route("/context", get(context))
             .route("/sleep", get(sleep))
-            .route("/panic", get(panic));
+            .route("/panic", get(panic))
+            .layer(Extension(sleeping.clone()));
         let service = Service::new("kit-test", settings).public(router);
         db.add_readiness_check(service.readiness());
         let listeners = Listeners::loopback().await.expect("bind");
@@ -150,6 +161,7 @@ impl TestApp {
             shutdown,
             server,
             http: reqwest::Client::new(),
+            sleeping,
         }
     }
 
@@ -169,6 +181,16 @@ impl TestApp {
 
     pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
+    }
+
+    /// Waits until a `/sleep` request has reached its handler: from then on it is in
+    /// flight, whatever a loaded machine did to the time it took to get there.
+    pub(crate) async fn wait_until_sleeping(&self) {
+        testkit::eventually(Duration::from_secs(30), "a /sleep request in flight", || {
+            let sleeping = self.sleeping.load(Ordering::SeqCst);
+            async move { (sleeping > 0).then_some(()) }
+        })
+        .await;
     }
 
     /// Waits until `/readyz` answers 200.

@@ -48,7 +48,7 @@ async fn shutdown_lets_an_in_flight_request_finish_then_stops_accepting() {
         let (http, url) = (app.http.clone(), app.url("/sleep?ms=600"));
         async move { http.get(url).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    app.wait_until_sleeping().await;
     app.shutdown.cancel();
 
     let response = in_flight
@@ -76,7 +76,7 @@ async fn requests_still_running_at_the_drain_timeout_are_cut() {
         let (http, url) = (app.http.clone(), app.url("/sleep?ms=20000"));
         async move { http.get(url).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.wait_until_sleeping().await;
     let started = Instant::now();
     app.shutdown.cancel();
     app.server.await.expect("stop");
