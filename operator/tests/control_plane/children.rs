@@ -59,14 +59,25 @@ async fn reconcile_creates_owned_labelled_children_and_a_second_reconcile_writes
             .map(|(k, o)| (k.clone(), o.resource_version().unwrap_or_default()))
             .collect::<BTreeMap<_, _>>()
     };
+    // Settled means unchanged for 3 s: a loaded controller-manager can pause longer than
+    // a second between its writes, and a write it makes later would count against the
+    // reconcile below.
     let mut first = versions(&first);
-    loop {
+    let mut quiet = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while quiet < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the controller-manager kept writing the children"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = versions(&children_of(&client, &namespace).await);
         if now == first {
-            break;
+            quiet += 1;
+        } else {
+            quiet = 0;
+            first = now;
         }
-        first = now;
     }
     let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
     let stored = platforms.get("demo").await.unwrap();
