@@ -100,9 +100,9 @@ async fn start_binary(stack: &Stack, public: u16, admin: u16) -> tokio::process:
         format!("T{}", stack.nats_id),
         "--nats-subject-root".to_owned(),
         format!("t{}", stack.nats_id),
-        // Above the longest send here (2 s waiting for the rate limit, 3 s in DATA).
+        // Above the longest send here (2 s waiting for the rate limit, 10 s in DATA).
         "--delivery-lease-secs".to_owned(),
-        "8".to_owned(),
+        "15".to_owned(),
         "--email-rate-per-sec".to_owned(),
         "1".to_owned(),
         "--log-filter".to_owned(),
@@ -133,13 +133,16 @@ async fn notification_killed_mid_delivery_loses_no_email_and_duplicates_only_tho
     .await;
     let (public, admin) = (free_port(), free_port());
     let mut first = start_binary(&stack, public, admin).await;
-    // The SMTP server holds each message 3 s before answering; at 1 email/s the first
+    // The SMTP server holds each message 10 s before answering; at 1 email/s the first
     // two are inside DATA when the process dies, the third still waits for its slot.
-    stack.smtp.delay(3000).await;
+    // (3 s left too little room: on a loaded machine the signups below took long enough
+    // for the first message to be answered before the kill.)
+    stack.smtp.delay(10_000).await;
     let names = ["ada", "bob", "cy"];
     sign_up_with_profiles(&stack, &names).await;
-    // Time for the events to arrive and the first two sends to reach DATA.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Time for the events to arrive and the first two sends to reach DATA, well inside
+    // the 10 s the server holds each one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(stack.smtp.messages().is_empty(), "nothing answered yet");
     first.kill().await.expect("kill -9 notification");
     stack.smtp.delay(0).await;
