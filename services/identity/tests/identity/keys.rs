@@ -35,7 +35,7 @@ async fn wait_for_kids(
     what: &str,
     check: impl Fn(&[String]) -> bool,
 ) -> Vec<String> {
-    testkit::eventually(Duration::from_secs(10), what, || async {
+    testkit::eventually(Duration::from_secs(30), what, || async {
         let kids = jwks_kids(app).await;
         check(&kids).then_some(kids)
     })
@@ -65,7 +65,8 @@ on_both_backends! {
 
         // At the interval, the published key takes over; the old one stays published.
         clock.advance(Duration::from_secs(15));
-        testkit::eventually(Duration::from_secs(10), "the next key to sign", || async {
+        // Each check is a login (a password hash): polled every 250 ms, not 20.
+        testkit::eventually_every(Duration::from_millis(250), Duration::from_secs(30), "the next key to sign", || async {
             (signing_kid(&app, "rot@example.com").await.0 == k2).then_some(())
         }).await;
         assert!(jwks_kids(&app).await.contains(&k1), "the retiring key left the JWKS too early");
@@ -138,8 +139,11 @@ async fn a_mounted_keyset_is_used_and_swapped_when_the_file_changes_and_a_bad_fi
     let staged = app.dir.path().join("keyset.json.new");
     std::fs::write(&staged, second.to_json()).expect("write");
     std::fs::rename(&staged, &path).expect("swap");
-    testkit::eventually(
-        Duration::from_secs(10),
+    // The keyset is polled every 2 s; 30 s of room for a loaded machine, and each check
+    // is a login (a password hash), so every 250 ms.
+    testkit::eventually_every(
+        Duration::from_millis(250),
+        Duration::from_secs(30),
         "the new active key to sign",
         || async { (signing_kid(&app, "mo@example.com").await.0 == k2.kid).then_some(()) },
     )

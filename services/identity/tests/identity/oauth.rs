@@ -134,8 +134,11 @@ async fn the_client_registry_is_reloaded_when_the_operator_rewrites_it_and_a_bro
     let path = app.dir.path().join("clients.json");
     let rotated = "tsc_the-rotated-secret-of-the-billing-client";
     std::fs::write(&path, registry(&PEPPER, "billing", rotated, &["service"])).expect("write");
-    testkit::eventually(
-        std::time::Duration::from_secs(10),
+    // Each check is a token request that hashes the secret: polled every 250 ms (not
+    // 20 ms) with room for a loaded machine.
+    testkit::eventually_every(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(30),
         "the new secret to work",
         || async {
             (app.client_token("billing", rotated).await.status() == StatusCode::OK).then_some(())
