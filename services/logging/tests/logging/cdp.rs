@@ -20,6 +20,9 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 /// How long one CDP command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a page may take to reach a state: generous, as Chromium shares a loaded
+/// 2-core machine with the rest of the test run.
+const WAIT_FOR: Duration = Duration::from_secs(60);
 
 /// A headless Chromium under our control; killed when dropped.
 pub(crate) struct Browser {
@@ -168,10 +171,10 @@ impl Tab<'_> {
         result["result"]["value"].clone()
     }
 
-    /// Waits up to 20 s until `expression` is truthy; panics naming `what` and the
-    /// last value of `show` otherwise.
+    /// Waits up to [`WAIT_FOR`] until `expression` is truthy; panics naming `what` and
+    /// the last value of `show` otherwise.
     pub(crate) async fn wait_for(&self, expression: &str, what: &str, show: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + WAIT_FOR;
         loop {
             let value = self.eval(&format!("!!({expression})")).await;
             if value == Value::Bool(true) {
@@ -179,7 +182,7 @@ impl Tab<'_> {
             }
             if tokio::time::Instant::now() > deadline {
                 let shown = self.eval(show).await;
-                panic!("{what} did not happen within 20 s: {shown}");
+                panic!("{what} did not happen within {WAIT_FOR:?}: {shown}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -238,7 +238,7 @@ async fn live_tail_adds_the_new_record_of_this_request(app: &TestLogging, tab: &
         true
     );
     testkit::eventually(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the page's live tail to connect",
         || async { (app.state.ingest.tail_subscribers() > 0).then_some(()) },
     )
