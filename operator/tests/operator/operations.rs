@@ -42,7 +42,9 @@ async fn the_admin_listener_serves_health_and_metrics_and_shutdown_is_graceful()
     ));
     let base = format!("http://127.0.0.1:{port}");
     let mut healthy = None;
-    for _ in 0..50 {
+    // Up to 30 s: the listener binds first thing, but a loaded machine may be slow to
+    // run the spawned task.
+    for _ in 0..300 {
         if let Ok(response) = reqwest::get(format!("{base}/healthz")).await {
             healthy = Some(response.status().as_u16());
             break;
