@@ -25,9 +25,7 @@ const ADMIN_TOKEN: &str = "kube-testenv-admin";
 impl TestEnv {
     pub(crate) async fn boot(&mut self, options: &Options, deadline: Instant) -> Result<(), Error> {
         let root = self.dir.path().to_path_buf();
-        let etcd_port = free_port()?;
-        let etcd_peer_port = free_port()?;
-        let api_port = free_port()?;
+        let [etcd_port, etcd_peer_port, api_port] = free_ports()?;
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
@@ -238,6 +236,22 @@ rm -rf -- "$1""#;
         .map_err(io("starting the cleanup shell (bash)"))?;
     let stdin = child.stdin.take().expect("stdin is piped");
     Ok((child, stdin))
+}
+
+/// `N` distinct loopback ports free at the time of asking: all are held while choosing,
+/// so the kernel cannot hand the same one out twice (etcd would then fail to start).
+fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("finding a free port")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener
+            .local_addr()
+            .map_err(io("finding a free port"))?
+            .port();
+    }
+    Ok(ports)
 }
 
 /// A loopback port free at the time of asking.
