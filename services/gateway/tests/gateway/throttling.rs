@@ -45,11 +45,15 @@ async fn at_five_times_the_limit_for_ten_seconds_the_accepted_rate_is_within_ten
             other => panic!("unexpected status {other}"),
         }
     }
-    let expected = 20.0 * elapsed + 20.0;
-    let ratio = f64::from(accepted) / expected;
+    // Requests still queued when the sending stopped reach the limiter later, with more
+    // budget by then: on a loaded machine that backlog takes a while, so the upper bound
+    // counts until the last answer, the lower one the sending time only.
+    let finished = started.elapsed().as_secs_f64();
+    let (low, high) = (20.0 * elapsed + 20.0, 20.0 * finished + 20.0);
+    let accepted_f = f64::from(accepted);
     assert!(
-        (0.9..=1.1).contains(&ratio),
-        "accepted {accepted} of {} (expected ~{expected:.0})",
+        accepted_f >= 0.9 * low && accepted_f <= 1.1 * high,
+        "accepted {accepted} of {} (expected ~{low:.0}, at most ~{high:.0} after {finished:.1} s)",
         accepted + refused
     );
     assert!(
