@@ -117,13 +117,19 @@ async fn the_circuit_breaker_counts_the_failures_seen_by_every_worker() {
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish_and_stops_accepting() {
     let issuer = Issuer::start(true).await;
-    let (upstream, _) = recording_upstream(StatusCode::OK, Duration::from_millis(800)).await;
+    let (upstream, seen) = recording_upstream(StatusCode::OK, Duration::from_millis(1500)).await;
     let gw = TestGateway::start(&issuer, ROUTES, upstream, &["--drain-timeout-secs", "5"]).await;
     let in_flight = tokio::spawn({
         let request = gw.http.get(gw.url("/slow"));
         async move { request.send().await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight once the upstream has it (a fixed 200 ms could pass on a loaded machine
+    // before the request even reached the gateway).
+    testkit::eventually(Duration::from_secs(30), "the request at the upstream", || {
+        let arrived = !seen.lock().expect("lock").is_empty();
+        async move { arrived.then_some(()) }
+    })
+    .await;
     let started = Instant::now();
     gw.begin_shutdown();
     let response = in_flight
