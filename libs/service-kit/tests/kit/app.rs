@@ -186,10 +186,14 @@ impl TestApp {
     /// Waits until a `/sleep` request has reached its handler: from then on it is in
     /// flight, whatever a loaded machine did to the time it took to get there.
     pub(crate) async fn wait_until_sleeping(&self) {
-        testkit::eventually(Duration::from_secs(30), "a /sleep request in flight", || {
-            let sleeping = self.sleeping.load(Ordering::SeqCst);
-            async move { (sleeping > 0).then_some(()) }
-        })
+        testkit::eventually(
+            Duration::from_secs(30),
+            "a /sleep request in flight",
+            || {
+                let sleeping = self.sleeping.load(Ordering::SeqCst);
+                async move { (sleeping > 0).then_some(()) }
+            },
+        )
         .await;
     }
 

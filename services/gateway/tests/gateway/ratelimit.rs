@@ -305,7 +305,10 @@ async fn redis_budget_keys_expire_when_the_budget_is_full_again() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!((1..=1_000).contains(&ttl), "TTL after one request: {ttl} ms");
+    assert!(
+        (1..=1_000).contains(&ttl),
+        "TTL after one request: {ttl} ms"
+    );
     // The value is the TAT in microseconds on Redis's own clock: one interval ahead.
     let tat: String = redis::cmd("GET")
         .arg(&key)

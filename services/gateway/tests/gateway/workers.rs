@@ -125,10 +125,14 @@ async fn shutdown_lets_a_request_in_flight_finish_and_stops_accepting() {
     });
     // In flight once the upstream has it (a fixed 200 ms could pass on a loaded machine
     // before the request even reached the gateway).
-    testkit::eventually(Duration::from_secs(30), "the request at the upstream", || {
-        let arrived = !seen.lock().expect("lock").is_empty();
-        async move { arrived.then_some(()) }
-    })
+    testkit::eventually(
+        Duration::from_secs(30),
+        "the request at the upstream",
+        || {
+            let arrived = !seen.lock().expect("lock").is_empty();
+            async move { arrived.then_some(()) }
+        },
+    )
     .await;
     let started = Instant::now();
     gw.begin_shutdown();
