@@ -11,6 +11,8 @@ use tessera_e2e::{Answer, Client, Options, Platform, Service, token_claims, uniq
 
 /// How long each step of the asynchronous part may take on a busy 2-core machine.
 const WITHIN: Duration = Duration::from_secs(60);
+/// How often checks that go through the gateway to logging poll.
+const POLL: Duration = Duration::from_millis(250);
 
 /// The first event on `subscription` whose `data.<member>` is `value`.
 async fn next_event(
@@ -107,7 +109,9 @@ async fn check_welcome(platform: &Platform, email: &str, phone: &str) {
 async fn check_logs(client: &Client, admin: &str, requests: &[(&Answer, Service)]) {
     for (answer, upstream) in requests {
         let id = &answer.request_id;
-        testkit::eventually(WITHIN, &format!("records of {id}"), || async {
+        // Every poll is a gateway request and a logging query: every 250 ms, not 20 ms,
+        // so the test does not add load (and gateway records) of its own while it waits.
+        testkit::eventually_every(POLL, WITHIN, &format!("records of {id}"), || async {
             let records = client.log_records(admin, id).await.ok()?;
             let trace = |service: Service| {
                 records
@@ -130,7 +134,8 @@ async fn check_logs(client: &Client, admin: &str, requests: &[(&Answer, Service)
 /// The audit records about `subject`, once their types include every one of `wanted`.
 async fn audit_records(client: &Client, admin: &str, subject: &str, wanted: &[&str]) -> Vec<Value> {
     let path = format!("/logging/v1/audit/records?subject={subject}&limit=100");
-    testkit::eventually(
+    testkit::eventually_every(
+        POLL,
         WITHIN,
         &format!("audit records {wanted:?} of {subject}"),
         || async {
