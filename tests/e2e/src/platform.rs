@@ -37,6 +37,23 @@ pub struct Platform {
     smtp: Option<SmtpServer>,
     recorder: Option<Recorder>,
     dir: Option<tempfile::TempDir>,
+    /// This platform's turn on the machine; declared last so it is given up only after
+    /// the processes are stopped.
+    turn: Option<Turn>,
+}
+
+/// Platforms of the tests in one process run side by side, except one started with
+/// [`Options::alone`]: it waits until the others are gone and the others wait for it,
+/// so that what it measures is not shared with another platform's load.
+static TURNS: std::sync::LazyLock<std::sync::Arc<tokio::sync::RwLock<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A held turn (see [`TURNS`]).
+#[derive(Debug)]
+#[allow(dead_code, reason = "held for its drop")]
+enum Turn {
+    Shared(tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(tokio::sync::OwnedRwLockWriteGuard<()>),
 }
 
 /// The servers a platform has of its own besides the services.
@@ -92,10 +109,18 @@ impl Platform {
     /// When a binary is missing, PostgreSQL is not configured, or a service does not
     /// become ready (its log tails are printed).
     pub async fn start(options: Options) -> Self {
+        let mut turn = Some(if options.alone {
+            Turn::Alone(TURNS.clone().write_owned().await)
+        } else {
+            Turn::Shared(TURNS.clone().read_owned().await)
+        });
         for attempt in 1..=3 {
-            let platform = Self::launch(&options).await;
+            let mut platform = Self::launch(&options).await;
             match platform.all_ready().await {
-                Ok(()) => return platform,
+                Ok(()) => {
+                    platform.turn = turn.take();
+                    return platform;
+                }
                 Err(error) if attempt < 3 && platform.log_tails().contains("in use") => {
                     eprintln!("e2e: {error}; a port was taken, starting again");
                 }
@@ -198,6 +223,7 @@ impl Platform {
             smtp,
             recorder,
             dir: Some(dir),
+            turn: None,
         }
     }
 

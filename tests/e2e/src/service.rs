@@ -85,6 +85,9 @@ pub struct Options {
     /// default (8192); the logging-outage test lowers it so that 30 s of traffic
     /// overflows it and drops become visible.
     pub log_buffer_records: Option<usize>,
+    /// Run with no other platform of this test process at the same time (it waits for
+    /// the others to finish, later ones wait for it): for a test that measures a rate.
+    pub alone: bool,
 }
 
 impl Default for Options {
@@ -103,6 +106,7 @@ impl Default for Options {
             bootstrap_admins: Vec::new(),
             postgres: Postgres::Shared,
             log_buffer_records: None,
+            alone: false,
         }
     }
 }
