@@ -39,7 +39,7 @@ impl PrivateNats {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     ///
     /// # Panics
-    /// When `nats-server` cannot be started or does not listen within 10 s.
+    /// When `nats-server` cannot be started or does not listen within 30 s.
     pub async fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -70,7 +70,7 @@ impl PrivateNats {
     /// Starts the server again on the same port and store (after [`PrivateNats::stop`]).
     ///
     /// # Panics
-    /// When it cannot be started or does not listen within 10 s.
+    /// When it cannot be started or does not listen within 30 s.
     pub async fn resume(&mut self) {
         assert!(self.child.is_none(), "nats-server is already running");
         let binary = nats_server_binary();
@@ -96,8 +96,10 @@ impl PrivateNats {
             });
         self.child = Some(child);
         let port = self.port;
+        // Well under a second normally; JetStream recovering its store on a loaded
+        // machine gets room.
         crate::eventually(
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             "nats-server to listen",
             || async move {
                 tokio::net::TcpStream::connect(("127.0.0.1", port))
