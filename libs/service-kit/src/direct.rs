@@ -24,7 +24,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::metrics::{Metrics, method_label};
 use crate::problem::{PROBLEM_JSON, Problem};
 
-/// Longest plain-text error body turned into a problem's `detail` (as in the layer).
+/// Longest plain-text error body turned into a problem's `detail`; longer ones get the
+/// generic detail.
 const MAX_TEXT_DETAIL: usize = 4096;
 
 /// Records requests in a service's HTTP series (`http_server_requests`,

@@ -15,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{StatusCode, header};
+use http::StatusCode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -26,7 +26,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::{HttpArgs, HttpSettings};
 use crate::health::{self, Readiness};
 use crate::metrics::{self, Metrics};
-use crate::problem::{PROBLEM_JSON, Problem};
+use crate::problem::Problem;
 use crate::{accept, request_context};
 
 /// Errors starting the listeners.
@@ -246,10 +246,6 @@ impl Service {
     }
 }
 
-/// Longest plain-text error body turned into a problem's `detail`; longer ones are
-/// replaced by the generic detail.
-const MAX_TEXT_DETAIL: usize = 4096;
-
 /// Makes every error response problem+json, so clients see one error shape:
 /// - bodiless errors from layers (body limit, timeout, method router) get the generic
 ///   problem for their status;
@@ -257,39 +253,7 @@ const MAX_TEXT_DETAIL: usize = 4096;
 /// - 5xx bodies that are not already problems are replaced by the opaque problem, so a
 ///   server error never leaks details.
 async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    let content_type = content_type
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if content_type == PROBLEM_JSON {
-        return response;
-    }
-    let is_text = content_type.starts_with("text/plain");
-    if status.is_client_error() && !content_type.is_empty() && !is_text {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let mut problem = Problem::for_status(status);
-    if status.is_client_error()
-        && is_text
-        && let Ok(text) = axum::body::to_bytes(body, MAX_TEXT_DETAIL).await
-    {
-        let text = String::from_utf8_lossy(&text).trim().to_owned();
-        if !text.is_empty() {
-            problem = problem.detail(text);
-        }
-    }
-    let mut problem = problem.into_response();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_TYPE);
-    parts.headers.extend(problem.headers_mut().drain());
-    Response::from_parts(parts, problem.into_body())
+    crate::direct::problem_for_bare_errors(next.run(request).await).await
 }
 
 #[allow(

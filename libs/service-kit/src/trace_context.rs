@@ -34,23 +34,12 @@ impl TraceContext {
     /// Continues the caller's trace with a new span of our own, or `None` when the header
     /// is not a valid version-00 `traceparent`.
     pub fn from_traceparent(header: &str) -> Option<Self> {
-        let mut parts = header.trim().split('-');
-        let (version, trace, parent, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || version != "00" {
-            return None;
-        }
-        let trace_id: [u8; 16] = decode_hex(trace)?;
-        let parent_span_id: [u8; 8] = decode_hex(parent)?;
-        let [flags]: [u8; 1] = decode_hex(flags)?;
-        if trace_id == [0; 16] || parent_span_id == [0; 8] {
-            return None;
-        }
+        let (trace_id, parent_span_id, sampled) = parse_traceparent(header)?;
         Some(Self {
             trace_id,
             span_id: new_span_id(),
             parent_span_id: Some(parent_span_id),
-            sampled: flags & 1 == 1,
+            sampled,
         })
     }
 
@@ -85,6 +74,25 @@ impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.traceparent())
     }
+}
+
+/// The trace id, parent span id and sampled flag of a valid version-00 `traceparent`,
+/// strictly per the W3C grammar (lowercase hex, no all-zero ids); `None` otherwise. For
+/// callers that need the ids without a span of their own (the gateway's data path).
+pub fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8], bool)> {
+    let mut parts = header.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || version != "00" {
+        return None;
+    }
+    let trace_id: [u8; 16] = decode_hex(trace)?;
+    let parent_span_id: [u8; 8] = decode_hex(parent)?;
+    let [flags]: [u8; 1] = decode_hex(flags)?;
+    if trace_id == [0; 16] || parent_span_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, parent_span_id, flags & 1 == 1))
 }
 
 fn new_span_id() -> [u8; 8] {

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
 use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID, is_acceptable_request_id};
+use service_kit::trace_context;
 
 use crate::proxy::RequestIds;
 
@@ -103,39 +104,10 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(text).expect("a UUID is a valid header value")
 }
 
-/// The trace id and sampled flag of a valid version-00 `traceparent`, strictly per the
-/// W3C grammar (lowercase hex, no all-zero ids), as the kit parses it.
+/// The trace id and sampled flag of a valid version-00 `traceparent`, as the kit parses
+/// it.
 fn parse_traceparent(header: &str) -> Option<([u8; 16], bool)> {
-    let mut parts = header.trim().split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || version != "00" {
-        return None;
-    }
-    let trace_id: [u8; 16] = decode(trace)?;
-    let parent_span_id: [u8; 8] = decode(parent)?;
-    let [flags]: [u8; 1] = decode(flags)?;
-    if trace_id == [0; 16] || parent_span_id == [0; 8] {
-        return None;
-    }
-    Some((trace_id, flags & 1 == 1))
-}
-
-/// Decodes exactly `N` bytes of lowercase hex.
-fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != N * 2 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0_u8; N];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
+    trace_context::parse_traceparent(header).map(|(trace_id, _, sampled)| (trace_id, sampled))
 }
 
 /// `00-<trace id>-<span id>-<flags>`: the callee's parent is the gateway's span.
