@@ -125,6 +125,22 @@ impl Drop for InFlight {
     }
 }
 
+/// The answer to a handler that panicked: logged with its message, answered with the
+/// opaque 500 problem (the kit's panic layer and the gateway's data path).
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature CatchPanicLayer requires"
+)]
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic payload)");
+    tracing::error!(panic = message, "handler panicked");
+    Problem::internal().into_response()
+}
+
 /// The kit's error-shape rule for a response the server produced: every 4xx/5xx leaves
 /// as problem+json. Bodiless errors get the generic problem for their status, plain-text
 /// 4xx keep their text as `detail`, other 4xx bodies are kept, and 5xx bodies that are

@@ -6,14 +6,13 @@
 //! service adds. On shutdown both stop accepting, readiness fails at once, and in-flight
 //! requests get the drain timeout to finish.
 
-use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use http::StatusCode;
 use tokio::net::TcpListener;
@@ -175,7 +174,7 @@ impl Service {
                     metrics::record_http,
                 ))
                 .layer(middleware::from_fn(problem_for_bare_errors))
-                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(CatchPanicLayer::custom(crate::direct::panic_response))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     self.settings.request_timeout,
@@ -254,18 +253,4 @@ impl Service {
 ///   server error never leaks details.
 async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     crate::direct::problem_for_bare_errors(next.run(request).await).await
-}
-
-#[allow(
-    clippy::needless_pass_by_value,
-    reason = "the signature CatchPanicLayer requires"
-)]
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(non-string panic payload)");
-    tracing::error!(panic = message, "handler panicked");
-    Problem::internal().into_response()
 }

@@ -19,7 +19,7 @@ use futures_util::FutureExt;
 use http::header::CONTENT_LENGTH;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use service_kit::direct::{HttpRecorder, problem_for_bare_errors};
+use service_kit::direct::{self, HttpRecorder, problem_for_bare_errors};
 use service_kit::request_context::X_REQUEST_ID;
 use service_kit::{HttpSettings, Metrics, Problem};
 use tracing::Instrument;
@@ -141,15 +141,7 @@ impl Edge {
             AssertUnwindSafe(Box::pin(self.gateway.respond(request, peer, &ids.upstream)));
         match tokio::time::timeout(self.request_timeout, responding.catch_unwind()).await {
             Ok(Ok(answered)) => answered,
-            Ok(Err(panic)) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("(non-string panic payload)");
-                tracing::error!(panic = message, "handler panicked");
-                (Problem::internal().into_response(), None)
-            }
+            Ok(Err(panic)) => (direct::panic_response(panic), None),
             Err(_) => (
                 Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response(),
                 None,

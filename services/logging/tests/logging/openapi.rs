@@ -24,22 +24,10 @@ const ROUTES: &[(&str, &str)] = &[
 
 #[test]
 fn the_committed_openapi_document_is_the_one_the_code_generates() {
-    let generated = openapi::pretty_json();
-    if std::env::var_os("TESSERA_UPDATE_OPENAPI").is_some() {
-        std::fs::write(COMMITTED, &generated).expect("write openapi.json");
-        return;
-    }
-    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
-    let first_difference = committed
-        .lines()
-        .zip(generated.lines())
-        .position(|(c, g)| c != g)
-        .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
-    assert!(
-        committed == generated,
-        "openapi.json is stale: run `TESSERA_UPDATE_OPENAPI=1 cargo test -p tessera-logging \
-         --test logging openapi` (first difference at line {})",
-        first_difference + 1
+    testkit::openapi::assert_committed(
+        COMMITTED,
+        &openapi::pretty_json(),
+        "cargo test -p tessera-logging --test logging openapi",
     );
 }
 
