@@ -132,7 +132,11 @@ async fn lead_then_run(
         // allowed 5 s duration renew in a busy loop (sleep 0 between Lease writes); a third
         // keeps 15 s → 5 s as before.
         .with_grace(config.lease_duration_secs / 3)
-        .with_field_manager(MANAGER)
+        // One field manager per instance: the crate takes an orphaned Lease with a
+        // server-side apply that is not forced, so a second instance's apply conflicts
+        // (409) instead of silently overwriting the holder. A shared manager let both
+        // instances believe they led until the next renewal.
+        .with_field_manager(format!("{MANAGER}-lease-{}", config.pod_name))
         .build()
         .await?;
     let (mut leader, task) = manager.watch().await;
