@@ -81,6 +81,15 @@ impl Verifier {
         self.keys.load().is_some()
     }
 
+    /// Registers the `token_keys` readiness check: passes once a key set is loaded
+    /// (until then protected routes answer 503, so the pod should not receive traffic).
+    pub fn add_readiness_check(self: &Arc<Self>, readiness: &service_kit::Readiness) {
+        let verifier = Arc::clone(self);
+        readiness.add_flag("token_keys", "identity's JWKS not loaded yet", move || {
+            verifier.is_ready()
+        });
+    }
+
     /// Fetches the key set now and swaps it in. On failure the previous keys stay.
     pub async fn refresh(&self) -> Result<(), KeySourceError> {
         fetch_and_install(self.source.as_ref(), &self.keys).await

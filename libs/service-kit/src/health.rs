@@ -59,6 +59,22 @@ impl Readiness {
             .push((name.to_owned(), check));
     }
 
+    /// Registers a named check that passes while `ready()` is true and otherwise fails
+    /// with `reason` (for state the process already holds, e.g. "keys loaded").
+    pub fn add_flag<F>(&self, name: &str, reason: &'static str, ready: F)
+    where
+        F: Fn() -> bool + Send + Sync + 'static,
+    {
+        self.add(name, move || {
+            let result = if ready() {
+                Ok(())
+            } else {
+                Err(reason.to_owned())
+            };
+            std::future::ready(result)
+        });
+    }
+
     /// Marks the service as shutting down: `/readyz` fails from now on so load balancers
     /// stop sending new requests while in-flight ones drain.
     pub fn set_draining(&self) {
@@ -133,4 +149,31 @@ pub(crate) async fn readyz(State(readiness): State<Readiness>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(report)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flag_check_fails_with_its_reason_until_the_flag_is_set() {
+        let readiness = Readiness::default();
+        let loaded = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&loaded);
+        readiness.add_flag("keys", "no signing key loaded yet", move || {
+            flag.load(Ordering::SeqCst)
+        });
+
+        let report = readiness.report().await;
+        assert!(!report.ready);
+        assert_eq!(
+            report.checks["keys"].error.as_deref(),
+            Some("no signing key loaded yet")
+        );
+
+        loaded.store(true, Ordering::SeqCst);
+        let report = readiness.report().await;
+        assert!(report.ready);
+        assert!(report.checks["keys"].ok && report.checks["keys"].error.is_none());
+    }
 }

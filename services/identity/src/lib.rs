@@ -258,16 +258,11 @@ pub fn build(
         .admin(api::admin_router(state.clone()));
     database.add_readiness_check(service.readiness());
     start_relay(config, &database, &service, shutdown);
-    service.readiness().add("keys", move || {
-        let ready = key_manager.is_ready();
-        async move {
-            if ready {
-                Ok(())
-            } else {
-                Err("no signing key loaded yet".to_owned())
-            }
-        }
-    });
+    service
+        .readiness()
+        .add_flag("keys", "no signing key loaded yet", move || {
+            key_manager.is_ready()
+        });
     Ok(Identity { service, state })
 }
 

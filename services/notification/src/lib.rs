@@ -321,16 +321,7 @@ pub fn build(
     delivery_metrics.register(service.metrics());
     bus.add_readiness_check(service.readiness());
     database.add_readiness_check(service.readiness());
-    service.readiness().add("token_keys", move || {
-        let ready = verifier.is_ready();
-        async move {
-            if ready {
-                Ok(())
-            } else {
-                Err("identity's JWKS not loaded yet".to_owned())
-            }
-        }
-    });
+    verifier.add_readiness_check(service.readiness());
     Ok(Notification { service, state })
 }
 
