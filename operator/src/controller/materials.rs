@@ -101,13 +101,27 @@ pub(super) async fn materials(
                 &Patch::Apply(&jwks_child.object),
             )
             .await?;
-        let secret = keys::keyset_secret(platform, &keyset);
-        if stored.is_none() {
-            create_once(secrets, secret).await?;
-        } else {
+        let mut secret = keys::keyset_secret(platform, &keyset);
+        // Written only over the version it was computed from (a 409 otherwise, and the
+        // retry starts from the stored keyset): another writer (a replica that still
+        // believes it leads, or one paused mid-reconcile) may have rotated meanwhile, and
+        // a stale keyset written over it would drop the key identity signs with.
+        if let Some(stored) = &stored {
+            secret
+                .metadata
+                .resource_version
+                .clone_from(&stored.metadata.resource_version);
             secrets
                 .patch(&keyset_name, &apply_params(), &Patch::Apply(&secret))
                 .await?;
+        } else {
+            // Not `create_once`: a keyset created meanwhile is not the one published
+            // above; fail, and the retry publishes and uses the stored one.
+            let params = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..PostParams::default()
+            };
+            secrets.create(&params, &secret).await?;
         }
         for change in &step.rotation.changes {
             cx.metrics.key_changed(change);

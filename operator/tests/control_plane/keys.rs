@@ -16,7 +16,7 @@ use tessera_operator::crd::PlatformStatus;
 use tessera_operator::metrics::OperatorMetrics;
 use time::OffsetDateTime;
 
-use crate::{env, reconcile_stored};
+use crate::{WAIT, env, reconcile_stored};
 
 /// Several rotation cycles on a manual clock (30 s steps, 10-minute interval, 60 s
 /// tokens): at every step exactly one key is active (status and keyset agree), and the
@@ -206,4 +206,174 @@ fn assert_removed_keys_are_in_the_history(status: &PlatformStatus, active_keys: 
             .all(|key| !history.contains(&key.kid.as_str())),
         "a listed key is still in the keyset"
     );
+}
+
+/// A clock whose first reading blocks until the test lets it go: the reconcile holding it
+/// has read the keyset Secret (the rotation step is its first reading of the time) and
+/// waits there, as a replica paused mid-reconcile (or a leader that lost its Lease
+/// without noticing) would, while another instance rotates the keys.
+#[derive(Debug)]
+struct GatedClock {
+    at: OffsetDateTime,
+    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl service_kit::Clock for GatedClock {
+    fn now(&self) -> OffsetDateTime {
+        let reached = self.reached.lock().unwrap().take();
+        if let Some(reached) = reached {
+            reached.send(()).unwrap();
+            let release = self.release.lock().unwrap().take().unwrap();
+            release.recv().unwrap();
+        }
+        self.at
+    }
+}
+
+/// A reconcile that read the keyset before another instance rotated it must not write
+/// its stale result over the newer keyset: that would drop the key identity signs with
+/// (every token it signed fails) and publish a key that never signs. The stale write is
+/// refused (the keyset is written only over the version it was computed from) and the
+/// reconcile is retried from the stored keyset.
+#[tokio::test]
+async fn a_stale_reconcile_cannot_overwrite_a_newer_keyset() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("stale-keyset").await.unwrap();
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": {
+            "issuer": "https://api.example.com",
+            "accessTokenTtlSeconds": 60,
+            "keyPolicy": { "rotationIntervalSeconds": 600 },
+        } },
+    }))
+    .unwrap();
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+    let start = OffsetDateTime::now_utc();
+    let clock = ManualClock::new(start);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        },
+    );
+    let cx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        OperatorMetrics::default(),
+        Arc::new(clock.clone()),
+    ));
+    // The first key, then a manual rotation request.
+    reconcile_stored(&client, &namespace, &cx).await;
+    platforms
+        .patch(
+            "demo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({
+                "metadata": { "annotations": { "tessera.dev/rotate-keys": "1" } }
+            })),
+        )
+        .await
+        .unwrap();
+
+    // The stale instance reads the keyset and stops there. It runs on a thread of its own:
+    // its clock blocks the thread.
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let gated = GatedClock {
+        at: start + Duration::from_secs(1),
+        reached: std::sync::Mutex::new(Some(reached_tx)),
+        release: std::sync::Mutex::new(Some(release_rx)),
+    };
+    let stale_namespace = namespace.clone();
+    let stale = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = env.client().unwrap();
+            let recorder = Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: MANAGER.into(),
+                    instance: None,
+                },
+            );
+            let cx = Arc::new(Context::new(
+                client.clone(),
+                recorder,
+                OperatorMetrics::default(),
+                Arc::new(gated),
+            ));
+            let platforms: Api<Platform> = Api::namespaced(client, &stale_namespace);
+            let stored = platforms.get("demo").await.unwrap();
+            tessera_operator::controller::reconcile(Arc::new(stored), cx)
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        })
+    });
+    tokio::task::spawn_blocking(move || reached_rx.recv_timeout(WAIT))
+        .await
+        .unwrap()
+        .expect("the stale reconcile never read the keyset");
+
+    // Meanwhile the leader publishes the next key and, after the pre-publication, makes it
+    // the signing key.
+    reconcile_stored(&client, &namespace, &cx).await;
+    clock.advance(Duration::from_secs(421));
+    reconcile_stored(&client, &namespace, &cx).await;
+    let signing = stored_keyset(&client, &namespace).await;
+    let signing = signing.active().expect("an active key").kid.clone();
+    assert_ne!(
+        Some(signing.as_str()),
+        platforms
+            .get("demo")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .keys
+            .iter()
+            .find(|key| key.state == "retiring")
+            .map(|key| key.kid.as_str()),
+    );
+
+    release_tx.send(()).unwrap();
+    let outcome = tokio::task::spawn_blocking(move || stale.join().unwrap())
+        .await
+        .unwrap();
+    let after = stored_keyset(&client, &namespace).await;
+    assert_eq!(
+        after.active().map(|key| key.kid.as_str()),
+        Some(signing.as_str()),
+        "the stale reconcile ({outcome:?}) replaced the keyset: {:?}",
+        after.infos()
+    );
+    assert!(outcome.is_err(), "the stale write was not refused");
+
+    // The next reconcile starts from the stored keyset, changes nothing, and publishes
+    // the signing key again (the stale instance published its own JWKS before it failed).
+    reconcile_stored(&client, &namespace, &cx).await;
+    assert_eq!(stored_keyset(&client, &namespace).await, after);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let jwks = config_maps.get("demo-jwks").await.unwrap().data.unwrap();
+    assert!(jwks["jwks.json"].contains(&signing), "{jwks:?}");
+}
+
+async fn stored_keyset(client: &Client, namespace: &str) -> tessera_keys::Keyset {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get("demo-identity-keyset").await.unwrap();
+    tessera_keys::Keyset::from_json(&secret.data.unwrap()["keyset.json"].0).unwrap()
 }
