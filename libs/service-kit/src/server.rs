@@ -209,9 +209,17 @@ impl Service {
     /// requests get the drain timeout; connections still open then are cut, and how many
     /// is logged.
     pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) {
-        let public_addr = listeners.public.local_addr().ok();
-        let admin_addr = listeners.admin.local_addr().ok();
-        tracing::info!(service = %self.name, public = ?public_addr, admin = ?admin_addr, "listening");
+        let address = |listener: &TcpListener| {
+            listener
+                .local_addr()
+                .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
+        };
+        tracing::info!(
+            service = %self.name,
+            public = %address(&listeners.public),
+            admin = %address(&listeners.admin),
+            "listening"
+        );
         let drain = self.settings.drain_timeout;
         let headers = self.settings.max_header_bytes;
         let readiness = self.readiness.clone();

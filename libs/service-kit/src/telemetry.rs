@@ -1,12 +1,15 @@
 //! Log output: `tracing` records as JSON lines or pretty text on stdout, filtered by
 //! `RUST_LOG` syntax.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
+use tracing::Subscriber;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _};
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogShippingArgs, TelemetryArgs};
 use crate::log_shipping::{self, Shipper, ShippingConfig, ShippingLayer, TokenSource};
@@ -22,24 +25,42 @@ pub struct TelemetryError {
 /// Installs the global log subscriber. A second call (tests, the all-in-one binary
 /// starting several services) keeps the first subscriber and succeeds.
 pub fn init(args: &TelemetryArgs) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError {
+    let filter = log_filter(args)?;
+    // Err only means a subscriber is already installed, which is fine.
+    let _ = tracing_subscriber::registry()
+        .with(stdout_layer(args.log_format).with_filter(filter))
+        .try_init();
+    Ok(())
+}
+
+/// `args.log_filter` (`RUST_LOG` syntax) parsed, or an error naming the flag.
+pub fn log_filter(args: &TelemetryArgs) -> Result<EnvFilter, TelemetryError> {
+    EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError {
         filter: args.log_filter.clone(),
         reason: e.to_string(),
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE);
-    // Err only means a subscriber is already installed, which is fine.
-    let _ = match args.log_format {
-        LogFormat::Json => builder
+    })
+}
+
+/// The stdout layer every Tessera process prints with: one JSON object a line (event
+/// fields flattened, the current span's fields beside them) or compact text.
+pub fn stdout_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
-    };
-    Ok(())
+            .with_span_events(FmtSpan::NONE)
+            .boxed(),
+        // Colours only for a terminal: escape codes in a file or `kubectl logs` are noise.
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
+    }
 }
 
 /// Like [`init`], and also ships every record to `shipping.log_endpoint` (when set) as
@@ -76,27 +97,18 @@ pub fn init_with_shipping_token(
     service: &str,
     token: Option<Arc<dyn TokenSource>>,
 ) -> Result<Option<Shipper>, TelemetryError> {
-    let filter = EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError {
-        filter: args.log_filter.clone(),
-        reason: e.to_string(),
-    })?;
+    let filter = log_filter(args)?;
     let Some((layer, shipper)) = shipping_layer(shipping, service, token) else {
         init(args)?;
         return Ok(None);
     };
-    let stdout = match args.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_span_events(FmtSpan::NONE)
-            .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
-    };
     // The same filter decides what is printed and what is shipped.
     let _ = tracing_subscriber::registry()
-        .with(stdout.and_then(layer).with_filter(filter))
+        .with(
+            stdout_layer(args.log_format)
+                .and_then(layer)
+                .with_filter(filter),
+        )
         .try_init();
     Ok(Some(shipper))
 }

@@ -8,16 +8,16 @@
 use std::fmt::Debug;
 
 use service_kit::log_shipping::Shipper;
-use service_kit::{LogFormat, LogShippingArgs, TelemetryArgs};
+use service_kit::telemetry::{log_filter, stdout_layer};
+use service_kit::{LogShippingArgs, TelemetryArgs};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Metadata, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::dynamic_filter_fn;
-use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
 
 /// The route of logging's OTLP ingestion, as the request span names it.
 const INGEST_PATH: &str = "/v1/logs";
@@ -82,14 +82,6 @@ where
 /// to `endpoint` as service `tessera` (with its request and trace ids), both filtered by
 /// `args.log_filter`. Call inside the Tokio runtime.
 pub fn init(args: &TelemetryArgs, endpoint: String) -> anyhow::Result<Option<Shipper>> {
-    let filter = || {
-        EnvFilter::try_new(&args.log_filter).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid log filter (--log-filter / RUST_LOG) {:?}: {e}",
-                args.log_filter
-            )
-        })
-    };
     let shipping = LogShippingArgs {
         log_endpoint: Some(endpoint),
         // The flag's default (`Default` would give 0, a buffer of one record).
@@ -99,28 +91,18 @@ pub fn init(args: &TelemetryArgs, endpoint: String) -> anyhow::Result<Option<Shi
     else {
         return Ok(None);
     };
-    let stdout = match args.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_span_events(FmtSpan::NONE)
-            .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
-    };
     // Err only means a subscriber is already installed (never in the binary).
     let _ = tracing_subscriber::registry()
         .with(MarkIngestion)
         .with(
-            stdout
+            stdout_layer(args.log_format)
                 .with_filter(dynamic_filter_fn(outside_ingestion))
-                .with_filter(filter()?),
+                .with_filter(log_filter(args)?),
         )
         .with(
             layer
                 .with_filter(dynamic_filter_fn(outside_ingestion))
-                .with_filter(filter()?),
+                .with_filter(log_filter(args)?),
         )
         .try_init();
     Ok(Some(shipper))
