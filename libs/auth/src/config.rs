@@ -1,5 +1,5 @@
 //! What a verifier accepts: issuer, audiences, clock leeway, size limit, and how often the
-//! key set is fetched.
+//! key set is fetched; and the command-line flags that set them.
 
 use std::time::Duration;
 
@@ -57,6 +57,43 @@ impl VerifierConfig {
     }
 }
 
+/// The command-line settings of a service that checks access tokens (profile,
+/// notification): flatten into its clap config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// Identity's JWKS URL, e.g. `http://identity:8080/.well-known/jwks.json`.
+    #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
+    pub jwks_url: String,
+
+    /// The token issuer (`iss`) to accept.
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    pub issuer: String,
+
+    /// Audiences accepted in `aud`, comma-separated.
+    #[arg(
+        long,
+        env = "TESSERA_AUDIENCES",
+        value_delimiter = ',',
+        default_value = "tessera"
+    )]
+    pub audiences: Vec<String>,
+
+    /// How long fetched keys are used before the JWKS is fetched again, in seconds. Keep
+    /// it at or below identity's `--jwks-max-age-secs`.
+    #[arg(long, env = "TESSERA_JWKS_REFRESH_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub jwks_refresh_secs: u64,
+}
+
+impl AuthArgs {
+    /// The verifier settings these flags ask for (defaults for the rest).
+    pub fn verifier_config(&self) -> VerifierConfig {
+        let mut config = VerifierConfig::new(self.issuer.clone(), self.audiences.clone());
+        config.refresh_interval = Duration::from_secs(self.jwks_refresh_secs);
+        config
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +106,36 @@ mod tests {
         assert_eq!(config.refresh_interval, Duration::from_secs(300));
         assert_eq!(config.min_refetch_interval, Duration::from_secs(5));
         assert_eq!(config.verified_cache_entries, 10_000);
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        auth: AuthArgs,
+    }
+
+    #[test]
+    fn flags_set_issuer_audiences_and_refresh_interval() {
+        use clap::Parser as _;
+        let flags = Flags::try_parse_from([
+            "service",
+            "--jwks-url=http://identity/.well-known/jwks.json",
+            "--issuer=https://id.example",
+            "--audiences=api,admin",
+            "--jwks-refresh-secs=60",
+        ])
+        .expect("valid flags");
+        let config = flags.auth.verifier_config();
+        assert_eq!(config.issuer, "https://id.example");
+        assert_eq!(config.audiences, ["api", "admin"]);
+        assert_eq!(config.refresh_interval, Duration::from_secs(60));
+
+        let zero = Flags::try_parse_from([
+            "service",
+            "--jwks-url=http://identity/.well-known/jwks.json",
+            "--issuer=https://id.example",
+            "--jwks-refresh-secs=0",
+        ]);
+        assert!(zero.is_err(), "a zero refresh interval is refused at start");
     }
 }

@@ -40,7 +40,7 @@ mod verifier;
 pub use claims::{AccessClaims, Audience, Principal};
 pub use client_credentials::ClientCredentials;
 pub use config::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_MIN_REFETCH_INTERVAL,
+    AuthArgs, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_MIN_REFETCH_INTERVAL,
     DEFAULT_REFRESH_INTERVAL, DEFAULT_VERIFIED_CACHE_ENTRIES, VerifierConfig,
 };
 pub use error::{AuthError, KeySourceError, TokenSourceError, VerifyError};

@@ -27,13 +27,49 @@ pub struct NatsArgs {
 impl NatsArgs {
     /// The bus configuration for `service`, when a URL is set.
     pub fn config(&self, service: &str) -> Option<NatsConfig> {
-        self.nats_url.as_ref().map(|url| {
-            let mut config = NatsConfig::new(url.expose_secret(), service);
-            config.stream.clone_from(&self.nats_stream);
-            config.subject_root.clone_from(&self.nats_subject_root);
-            config
-        })
+        self.nats_url
+            .as_ref()
+            .map(|url| nats_config(url, &self.nats_stream, &self.nats_subject_root, service))
     }
+}
+
+/// `--nats-url` / `TESSERA_NATS_URL` for a service that cannot run without the bus
+/// (profile, notification): flatten into its clap config.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JetStreamArgs {
+    /// NATS server with JetStream, e.g. `nats://user:password@nats:4222`. Published
+    /// events wait in the service's outbox while it is unreachable.
+    #[arg(long, env = "TESSERA_NATS_URL", value_name = "URL", hide_env_values = true,
+          value_parser = parse_nats_url)]
+    pub nats_url: SecretString,
+
+    /// The JetStream stream holding the platform's events.
+    #[arg(long, env = "TESSERA_NATS_STREAM", default_value = "TESSERA")]
+    pub nats_stream: String,
+
+    /// First subject token of the platform's events (`<root>.events.…`); change it, with
+    /// the stream, only to run several platforms (or tests) on one NATS server.
+    #[arg(long, env = "TESSERA_NATS_SUBJECT_ROOT", default_value = "tessera")]
+    pub nats_subject_root: String,
+}
+
+impl JetStreamArgs {
+    /// The bus configuration for `service`.
+    pub fn config(&self, service: &str) -> NatsConfig {
+        nats_config(
+            &self.nats_url,
+            &self.nats_stream,
+            &self.nats_subject_root,
+            service,
+        )
+    }
+}
+
+fn nats_config(url: &SecretString, stream: &str, subject_root: &str, service: &str) -> NatsConfig {
+    let mut config = NatsConfig::new(url.expose_secret(), service);
+    stream.clone_into(&mut config.stream);
+    subject_root.clone_into(&mut config.subject_root);
+    config
 }
 
 /// Accepts what the NATS client accepts (`nats://`, `tls://`, `host:port`, several

@@ -46,7 +46,7 @@ mod sink;
 mod store;
 
 pub use bus::Bus;
-pub use config::NatsArgs;
+pub use config::{JetStreamArgs, NatsArgs};
 pub use consumer::{
     ConsumerConfig, DEAD_LETTER_ATTEMPTS, DEAD_LETTER_CONSUMER, DEAD_LETTER_REASON,
     ORIGINAL_SUBJECT,

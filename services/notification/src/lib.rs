@@ -30,7 +30,7 @@ use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Database, Listeners, Pool, Service, SystemClock};
-use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
+use tessera_auth::{ClientCredentials, HttpJwks, Verifier};
 use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
 use tokio::sync::Notify;
 
@@ -253,7 +253,7 @@ pub fn build(
 
     let auth = &config.auth;
     let verifier = Verifier::with_clock(
-        VerifierConfig::new(auth.issuer.clone(), auth.audiences.clone()),
+        auth.verifier_config(),
         Arc::new(HttpJwks::new(auth.jwks_url.clone())),
         clock.clone(),
     );
@@ -342,7 +342,7 @@ pub async fn run_shipping_logs(
     shutdown: CancellationToken,
     shipper: Option<Shipper>,
 ) -> Result<(), StartError> {
-    let bus = JetStreamBus::connect(config.bus.nats_config("notification")).await?;
+    let bus = JetStreamBus::connect(config.bus.config("notification")).await?;
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
         bus: Bus::JetStream(bus),

@@ -16,11 +16,10 @@ pub mod fields;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, Database, Listeners, Service, SystemClock};
-use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
+use tessera_auth::{ClientCredentials, HttpJwks, Verifier};
 use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
 
 use crate::config::Config;
@@ -71,10 +70,8 @@ pub fn build(
         shutdown.clone(),
     )?;
     let auth = &config.auth;
-    let mut verifier_config = VerifierConfig::new(auth.issuer.clone(), auth.audiences.clone());
-    verifier_config.refresh_interval = Duration::from_secs(auth.jwks_refresh_secs);
     let verifier = Verifier::with_clock(
-        verifier_config,
+        auth.verifier_config(),
         Arc::new(HttpJwks::new(auth.jwks_url.clone())),
         clock.clone(),
     );
@@ -123,7 +120,7 @@ pub async fn run_shipping_logs(
     shutdown: CancellationToken,
     shipper: Option<Shipper>,
 ) -> Result<(), StartError> {
-    let bus = JetStreamBus::connect(config.bus.nats_config("profile")).await?;
+    let bus = JetStreamBus::connect(config.bus.config("profile")).await?;
     let runtime = Runtime {
         clock: Arc::new(SystemClock),
         bus: Bus::JetStream(bus),
