@@ -129,9 +129,11 @@ async fn lead_then_run(
         .with_identity(&config.pod_name)
         .with_duration(config.lease_duration_secs)
         // The holder renews `grace` before expiry. The crate's fixed 5 s default made the
-        // allowed 5 s duration renew in a busy loop (sleep 0 between Lease writes); a third
-        // keeps 15 s → 5 s as before.
-        .with_grace(config.lease_duration_secs / 3)
+        // allowed 5 s duration renew in a busy loop (sleep 0 between Lease writes). Half
+        // the duration: the instance steps down a sixth before expiry when no renewal
+        // landed (`renewals_lapse`), which leaves a renewal a third of the duration (5 s
+        // at the default) to get through a slow API server.
+        .with_grace(config.lease_duration_secs / 2)
         // One field manager per instance: the crate takes an orphaned Lease with a
         // server-side apply that is not forced, so a second instance's apply conflicts
         // (409) instead of silently overwriting the holder. A shared manager let both
@@ -161,14 +163,22 @@ async fn lead_then_run(
     tracing::info!("leading");
     let lost = CancellationToken::new();
     let controller_stop = CancellationToken::new();
+    let renewals = renewals_lapse(client.clone(), config);
+    let manager_task = task.abort_handle();
     let watch_lease = {
         let lost = lost.clone();
         let stop = controller_stop.clone();
         let shutdown = shutdown.clone();
         async move {
+            tokio::pin!(renewals);
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
+                    () = &mut renewals => {
+                        tracing::error!("the Lease was not renewed in time: stepping down");
+                        lost.cancel();
+                        break;
+                    }
                     changed = leader.changed() => {
                         if changed.is_err() || !*leader.borrow_and_update() {
                             lost.cancel();
@@ -176,6 +186,12 @@ async fn lead_then_run(
                         }
                     }
                 }
+            }
+            if lost.is_cancelled() {
+                // Not released: the Lease is another's now (releasing it, without a
+                // precondition, could clear the new holder), or unreachable; and the
+                // manager's retry backoff (up to 30 s) would hold this exit back.
+                manager_task.abort();
             }
             stop.cancel();
             // Dropping the receiver makes the manager release the Lease.
@@ -189,6 +205,52 @@ async fn lead_then_run(
         Err(RunError::LostLease)
     } else {
         Ok(())
+    }
+}
+
+/// Completes when this instance can no longer be sure it holds the Lease: another holder
+/// is recorded, or its last renewal is about to expire. kube-lease-manager reports a lost
+/// Lease only once it reads another holder: when its renewals fail (API errors,
+/// timeouts, a revoked permission) it retries with a backoff of up to 30 s and keeps
+/// saying "leader", while the other replicas take the expired Lease — two leaders.
+/// Stepping down a sixth of the duration before expiry, by this instance's own clock (the
+/// one that wrote `renewTime`), stops it before anyone else can take over.
+async fn renewals_lapse(client: Client, config: &Config) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use std::time::{Duration, SystemTime};
+
+    let leases: Api<Lease> = Api::namespaced(client, &config.lease_namespace);
+    let name = config.lease_name.clone();
+    let identity = config.pod_name.clone();
+    let duration = Duration::from_secs(config.lease_duration_secs);
+    // The holder renews half the duration before expiry (`with_grace`): step down a sixth
+    // before expiry, leaving the renewal a third of the duration to land.
+    let margin = duration / 6;
+    let poll = margin.max(Duration::from_millis(500));
+    // Just acquired: valid for a whole duration from about now.
+    let mut valid_until = SystemTime::now() + duration - margin;
+    loop {
+        let left = valid_until
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        tokio::time::sleep(left.min(poll)).await;
+        match leases.get_opt(&name).await {
+            Ok(Some(lease)) => {
+                let spec = lease.spec.unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(identity.as_str()) {
+                    return;
+                }
+                if let Some(renewed) = spec.renew_time {
+                    valid_until = SystemTime::from(renewed.0) + duration - margin;
+                }
+            }
+            Ok(None) => return,
+            // Cannot confirm: the last confirmed renewal still counts until it lapses.
+            Err(error) => tracing::warn!(%error, "cannot read the Lease"),
+        }
+        if SystemTime::now() >= valid_until {
+            return;
+        }
     }
 }
 

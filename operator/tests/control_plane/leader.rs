@@ -46,7 +46,7 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
             lease_name: "tessera-operator".into(),
             lease_namespace: namespace.clone(),
             pod_name: pod.into(),
-            // The default: renewals come `grace` (a third of it) before expiry, which leaves
+            // The default: renewals come `grace` (half of it) before expiry, which leaves
             // a loaded API server seconds to answer; takeover after a release is quick.
             lease_duration_secs: 15,
         };
@@ -160,4 +160,129 @@ async fn wait_until_repaired<T: std::fmt::Debug>(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Grants `user` `rules` in `namespace` (a Role and its RoleBinding, both named `name`).
+async fn grant(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    user: &str,
+    rules: serde_json::Value,
+) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PostParams;
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name }, "rules": rules,
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
+/// A leader whose Lease renewals fail (here its permission on Leases is revoked; in a
+/// cluster, API errors or timeouts) stops leading before its Lease expires, so that it
+/// never acts beside the replica that takes the expired Lease over. kube-lease-manager
+/// alone keeps reporting "leader" while its renewals fail.
+#[tokio::test]
+async fn a_leader_that_cannot_renew_its_lease_stops_before_the_lease_expires() {
+    let env = env().await;
+    let admin = env.client().unwrap();
+    let namespace = env.fresh_namespace("renew").await.unwrap();
+    let user = "operator-renew";
+    grant(
+        &admin,
+        &namespace,
+        "work",
+        user,
+        serde_json::json!([{
+            "apiGroups": ["", "apps", "policy", "networking.k8s.io", "events.k8s.io", "tessera.dev"],
+            "resources": ["*"], "verbs": ["*"],
+        }]),
+    )
+    .await;
+    grant(
+        &admin,
+        &namespace,
+        "lease",
+        user,
+        serde_json::json!([{
+            "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["*"],
+        }]),
+    )
+    .await;
+    let (port, _) = free_ports();
+    let lease_duration_secs = 12;
+    let config = tessera_operator::Config {
+        admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        watch_namespace: namespace.clone(),
+        leader_election: true,
+        lease_name: "tessera-operator".into(),
+        lease_namespace: namespace.clone(),
+        pod_name: "operator-a".into(),
+        lease_duration_secs,
+    };
+    let shutdown = service_kit::CancellationToken::new();
+    let mut task = tokio::spawn(tessera_operator::run_until(
+        env.impersonating(user, &["system:authenticated"]).unwrap(),
+        config,
+        shutdown.clone(),
+    ));
+    create_platform(&admin, &namespace).await;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while deployments.get_opt("demo-gateway").await.unwrap().is_none() {
+        assert!(
+            !task.is_finished(),
+            "the operator stopped: {:?}",
+            (&mut task).await
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader did not reconcile"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Its renewals now fail.
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &namespace)
+        .delete("lease", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(admin.clone(), &namespace);
+    // It stops within one Lease duration of its last renewal (plus time to notice).
+    let outcome = tokio::time::timeout(Duration::from_secs(lease_duration_secs + 10), &mut task)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("a leader that cannot renew its Lease kept leading past its expiry")
+        })
+        .unwrap();
+    let stopped_at = std::time::SystemTime::now();
+    assert!(
+        matches!(outcome, Err(tessera_operator::RunError::LostLease)),
+        "{outcome:?}"
+    );
+    // It stepped down before the Lease it held expired (nobody else could have taken it).
+    let spec = leases.get("tessera-operator").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("operator-a"));
+    let expiry = std::time::SystemTime::from(spec.renew_time.unwrap().0)
+        + Duration::from_secs(lease_duration_secs);
+    assert!(
+        stopped_at < expiry,
+        "stepped down only after the Lease expired"
+    );
+    shutdown.cancel();
 }
