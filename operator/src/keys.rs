@@ -302,7 +302,55 @@ mod tests {
         assert_eq!(policy.algorithm, tessera_keys::Algorithm::ES256);
         assert_eq!(policy.rotation_interval, Duration::from_secs(86_400));
         assert_eq!(policy.pre_publication, Duration::from_secs(120 + 120));
-        assert_eq!(policy.retirement, Duration::from_secs(600 + 120 + 60));
+        assert_eq!(policy.retirement, Duration::from_secs(600 + 120 + 120 + 60));
+    }
+
+    /// Identity keeps signing with the old key until the promotion reaches its pods (the
+    /// Secret's propagation), so the old key must stay published until a token signed
+    /// that late has expired, leeway included, however short the JWKS max-age.
+    #[test]
+    fn a_retired_key_outlives_the_tokens_signed_before_identity_saw_its_retirement() {
+        let mut p = platform(&serde_json::json!({
+            "issuer": "https://a", "accessTokenTtlSeconds": 60, "jwksMaxAgeSeconds": 0,
+            "keyPolicy": {"rotationIntervalSeconds": 3600}
+        }));
+        let start = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let first = step(&p, &Keyset::empty(), start, &mut tessera_keys::generate).unwrap();
+        p.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(ROTATE_KEYS_ANNOTATION.into(), "now".into());
+        let next = step(
+            &p,
+            &first.rotation.keyset,
+            start,
+            &mut tessera_keys::generate,
+        )
+        .unwrap();
+        let promoted_at = start + time::Duration::hours(1);
+        let promoted = step(
+            &p,
+            &next.rotation.keyset,
+            promoted_at,
+            &mut tessera_keys::generate,
+        )
+        .unwrap()
+        .rotation;
+        assert!(promoted.activated().is_some());
+        let retiring = promoted
+            .keyset
+            .keys
+            .iter()
+            .find(|key| key.state == tessera_keys::KeyState::Retiring)
+            .unwrap();
+        // The last token identity can sign with it: just before the promotion reaches it.
+        let last_token_expiry = promoted_at + PROPAGATION + Duration::from_secs(60);
+        assert!(
+            retiring.remove_after.unwrap() >= last_token_expiry + LEEWAY,
+            "removed at {:?}, a token it signed is valid until {}",
+            retiring.remove_after,
+            last_token_expiry + LEEWAY
+        );
     }
 
     #[test]

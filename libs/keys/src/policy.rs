@@ -15,7 +15,8 @@ pub struct KeyPolicy {
     /// lifetime of verifiers plus the time the keyset takes to reach every signer.
     pub pre_publication: Duration,
     /// How long a key stays published after it stopped signing: at least the longest
-    /// token lifetime plus the JWKS cache lifetime plus clock leeway.
+    /// token lifetime plus the JWKS cache lifetime plus clock leeway, plus the time the
+    /// demotion takes to reach every signer (which signs with the key until then).
     pub retirement: Duration,
 }
 
@@ -64,10 +65,13 @@ impl KeyPolicy {
 
     /// A policy derived from the facts that bound it (DESIGN.md §4):
     /// `pre_publication = jwks_cache + propagation` and
-    /// `retirement = token_lifetime + jwks_cache + leeway`.
+    /// `retirement = token_lifetime + jwks_cache + propagation + leeway`.
     ///
     /// `propagation` is how long a keyset change takes to reach every signer and JWKS
-    /// server (for a mounted Secret, the kubelet sync delay, about a minute).
+    /// server (for a mounted Secret, the kubelet sync delay, about a minute). It counts
+    /// in the retirement too: a signer that has not seen the promotion yet still signs
+    /// with the retiring key, and the removal can reach the JWKS servers sooner than the
+    /// promotion reached that signer.
     pub fn derived(
         algorithm: Algorithm,
         rotation_interval: Duration,
@@ -82,6 +86,7 @@ impl KeyPolicy {
             pre_publication: jwks_cache.saturating_add(propagation),
             retirement: token_lifetime
                 .saturating_add(jwks_cache)
+                .saturating_add(propagation)
                 .saturating_add(leeway),
         }
     }
@@ -106,7 +111,7 @@ mod tests {
         assert_eq!(policy.algorithm, Algorithm::ES256);
         assert_eq!(policy.rotation_interval, 24 * 60 * MINUTE);
         assert_eq!(policy.pre_publication, 6 * MINUTE);
-        assert_eq!(policy.retirement, 21 * MINUTE);
+        assert_eq!(policy.retirement, 22 * MINUTE);
         assert_eq!(policy.validate(), Ok(()));
     }
 }

@@ -106,13 +106,14 @@ async fn a_removed_key_stays_listed_in_the_key_history_up_to_the_policy_count() 
         "nothing removed yet"
     );
 
-    // Retirement: 600 s token lifetime + 300 s JWKS max-age + 60 s leeway.
-    scenario.clock.advance(Duration::from_secs(960));
+    // Retirement: 600 s token lifetime + 300 s JWKS max-age + 120 s propagation + 60 s
+    // leeway.
+    scenario.clock.advance(Duration::from_secs(1080));
     scenario.reconcile().await.0.unwrap();
     let history = scenario.status()["keyHistory"].clone();
     assert_eq!(history[0]["kid"], json!(first), "{history}");
     assert_eq!(history[0]["algorithm"], json!("EdDSA"));
-    assert_eq!(history[0]["removedAt"], json!("2026-11-25T12:23:00Z"));
+    assert_eq!(history[0]["removedAt"], json!("2026-11-25T12:25:00Z"));
     assert!(history[0]["retiringAt"].is_string() && history[0]["activatedAt"].is_string());
     let jwks = scenario.server.get("configmaps", "demo-jwks").unwrap();
     assert!(
@@ -130,7 +131,7 @@ async fn a_removed_key_stays_listed_in_the_key_history_up_to_the_policy_count() 
     // A second removal pushes the first out: history 1 keeps only the newest.
     let second = scenario.status()["activeKey"].as_str().unwrap().to_owned();
     rotate_once(&scenario, "two").await;
-    scenario.clock.advance(Duration::from_secs(960));
+    scenario.clock.advance(Duration::from_secs(1080));
     scenario.reconcile().await.0.unwrap();
     let history = scenario.status()["keyHistory"].as_array().unwrap().clone();
     assert_eq!(history.len(), 1, "{history:?}");
@@ -156,7 +157,7 @@ async fn a_stale_cached_platform_neither_loses_the_key_history_nor_rotates_again
     rotate_once(&scenario, "one").await;
     // The controller's cache still holds the platform as it was before the removal.
     let stale = scenario.platform();
-    scenario.clock.advance(Duration::from_secs(960));
+    scenario.clock.advance(Duration::from_secs(1080));
     scenario.reconcile().await.0.unwrap();
     let history = scenario.status()["keyHistory"].clone();
     let handled = scenario.status()["handledRotationRequest"].clone();

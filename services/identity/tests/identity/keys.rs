@@ -46,7 +46,7 @@ on_both_backends! {
     async fn standalone_rotation_publishes_the_next_key_before_use_and_keeps_the_old_one_until_its_tokens_expire(backend: Backend) {
         let clock = ManualClock::new(OffsetDateTime::now_utc());
         // Policy: interval 1 h; pre-publication = JWKS cache 10 s + propagation 5 s = 15 s;
-        // retirement = token lifetime 60 s + cache 10 s + leeway 5 s = 75 s.
+        // retirement = token lifetime 60 s + cache 10 s + propagation 5 s + leeway 5 s = 80 s.
         let args = ["--access-token-ttl-secs", "60", "--jwks-max-age-secs", "10", "--key-propagation-secs", "5",
                     "--clock-leeway-secs", "5", "--key-rotation-interval-secs", "3600"];
         let app = TestIdentity::start(Options { backend, args: &args, clock: Some(clock.clone()), ..Options::default() }).await;
@@ -79,7 +79,7 @@ on_both_backends! {
         assert!(debug["keys"][0]["thumbprint"].as_str().is_some_and(|t| t.len() == 43));
 
         // Once every token it signed has expired (plus cache and leeway), it is removed.
-        clock.advance(Duration::from_secs(76));
+        clock.advance(Duration::from_secs(81));
         wait_for_kids(&app, "the retired key to leave the JWKS", |kids| kids == [k2.clone()]).await;
         let audit = app.outbox().await;
         let key_changes = audit.iter().filter(|(s, _)| s == "tessera.audit.identity.key_state_changed").count();
