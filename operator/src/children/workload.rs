@@ -83,7 +83,7 @@ pub(crate) fn container_security() -> SecurityContext {
 pub(crate) fn children(
     cx: &Context<'_>,
     component: &Component,
-    _materials: &Materials,
+    materials: &Materials,
 ) -> Vec<Child> {
     let platform = cx.platform;
     let name = cx.object_name(component, "");
@@ -188,7 +188,24 @@ pub(crate) fn children(
         volumes.push(volume);
     }
 
-    let mut annotations = BTreeMap::from([(CONFIG_CHECKSUM.to_owned(), checksum(&settings.env))]);
+    // Env vars taken from a generated Secret never change in a running pod: the values
+    // count in the checksum, so a Secret created again (deleted by hand) rolls the pods
+    // that read it (identity's hot-reloaded client registry already has the new value).
+    // Hashed with the rest, never written out.
+    let mut checksummed = settings.env.clone();
+    if let Some(secret) = materials.client_secrets.get(&component.name()) {
+        checksummed.insert("\0generated:client_secret".into(), secret.clone());
+    }
+    if *component == Component::Identity {
+        checksummed.insert(
+            "\0generated:pepper".into(),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &materials.pepper,
+            ),
+        );
+    }
+    let mut annotations = BTreeMap::from([(CONFIG_CHECKSUM.to_owned(), checksum(&checksummed))]);
     annotations.insert("prometheus.io/scrape".into(), "true".into());
     annotations.insert("prometheus.io/port".into(), "9090".into());
     let container = Container {

@@ -341,3 +341,54 @@ async fn removing_an_onboarded_service_deletes_its_children() {
     // The built-in components stay.
     assert!(after.contains_key("Deployment/demo-gateway"));
 }
+
+/// The pod template's config checksum of Deployment `name`.
+async fn pod_checksum(deployments: &Api<Deployment>, name: &str) -> String {
+    deployments
+        .get(name)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|spec| spec.template.metadata)
+        .and_then(|meta| meta.annotations)
+        .and_then(|annotations| annotations.get("tessera.dev/config-checksum").cloned())
+        .expect("a config checksum")
+}
+
+/// A generated Secret deleted by hand is created again with new values; the components
+/// that read it from their environment (env vars from Secrets never change in a running
+/// pod) roll, or they would keep presenting the old client secret to identity, whose
+/// hot-reloaded client registry already holds the new one. Others do not roll.
+#[tokio::test]
+async fn a_regenerated_client_secret_rolls_the_component_that_uses_it() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("regen").await.unwrap();
+    create_platform(&client, &namespace).await;
+    let cx = context(client.clone());
+    reconcile_stored(&client, &namespace, &cx).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &namespace);
+    let gateway_before = pod_checksum(&deployments, "demo-gateway").await;
+    let profile_before = pod_checksum(&deployments, "demo-profile").await;
+    let secret_before = secrets.get("demo-gateway-client").await.unwrap().data;
+
+    secrets
+        .delete("demo-gateway-client", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile_stored(&client, &namespace, &cx).await;
+    let secret_after = secrets.get("demo-gateway-client").await.unwrap().data;
+    assert_ne!(secret_after, secret_before, "a new client secret");
+    assert_ne!(
+        pod_checksum(&deployments, "demo-gateway").await,
+        gateway_before,
+        "the gateway's pods keep the old client secret"
+    );
+    assert_eq!(
+        pod_checksum(&deployments, "demo-profile").await,
+        profile_before,
+        "a component with its own client secret rolled"
+    );
+}

@@ -294,35 +294,7 @@ async fn a_stale_reconcile_cannot_overwrite_a_newer_keyset() {
         reached: std::sync::Mutex::new(Some(reached_tx)),
         release: std::sync::Mutex::new(Some(release_rx)),
     };
-    let stale_namespace = namespace.clone();
-    let stale = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let client = env.client().unwrap();
-            let recorder = Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: MANAGER.into(),
-                    instance: None,
-                },
-            );
-            let cx = Arc::new(Context::new(
-                client.clone(),
-                recorder,
-                OperatorMetrics::default(),
-                Arc::new(gated),
-            ));
-            let platforms: Api<Platform> = Api::namespaced(client, &stale_namespace);
-            let stored = platforms.get("demo").await.unwrap();
-            tessera_operator::controller::reconcile(Arc::new(stored), cx)
-                .await
-                .map(drop)
-                .map_err(|error| error.to_string())
-        })
-    });
+    let stale = spawn_reconcile_on_its_own_thread(env, namespace.clone(), gated);
     tokio::task::spawn_blocking(move || reached_rx.recv_timeout(WAIT))
         .await
         .unwrap()
@@ -369,6 +341,43 @@ async fn a_stale_reconcile_cannot_overwrite_a_newer_keyset() {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let jwks = config_maps.get("demo-jwks").await.unwrap().data.unwrap();
     assert!(jwks["jwks.json"].contains(&signing), "{jwks:?}");
+}
+
+/// Reconciles the stored platform with a clock of its own on a thread (and runtime) of
+/// its own; the outcome, with the error as text.
+fn spawn_reconcile_on_its_own_thread(
+    env: &'static kube_testenv::TestEnv,
+    namespace: String,
+    clock: GatedClock,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = env.client().unwrap();
+            let recorder = Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: MANAGER.into(),
+                    instance: None,
+                },
+            );
+            let cx = Arc::new(Context::new(
+                client.clone(),
+                recorder,
+                OperatorMetrics::default(),
+                Arc::new(clock),
+            ));
+            let platforms: Api<Platform> = Api::namespaced(client, &namespace);
+            let stored = platforms.get("demo").await.unwrap();
+            tessera_operator::controller::reconcile(Arc::new(stored), cx)
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        })
+    })
 }
 
 async fn stored_keyset(client: &Client, namespace: &str) -> tessera_keys::Keyset {

@@ -162,7 +162,7 @@ async fn wait_until_repaired<T: std::fmt::Debug>(
     }
 }
 
-/// Grants `user` `rules` in `namespace` (a Role and its RoleBinding, both named `name`).
+/// Grants `user` `rules` in `namespace` (a `Role` and its `RoleBinding`, both named `name`).
 async fn grant(
     client: &kube::Client,
     namespace: &str,
