@@ -220,10 +220,13 @@ pub async fn login(
     let now = state.clock.now();
     let account_key = format!("account:{email}");
     let address_key = format!("address:{}", client_address(&state, peer, &headers));
+    // The address first: an attempt refused for its (exhausted) address must not use up
+    // one of the account's few attempts, or a locked-out address could keep locking any
+    // account without trying a single password.
     let throttled = state
-        .account_throttle
-        .try_acquire(&[&account_key], now)
-        .and_then(|()| state.address_throttle.try_acquire(&[&address_key], now));
+        .address_throttle
+        .try_acquire(&[&address_key], now)
+        .and_then(|()| state.account_throttle.try_acquire(&[&account_key], now));
     if let Err(locked) = throttled {
         let details = json!({ "reason": "locked" });
         state.audit.record_in_background(OutboxEvent::audit(

@@ -141,6 +141,32 @@ on_both_backends! {
         assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
+    async fn attempts_refused_for_their_locked_address_do_not_use_up_the_accounts_attempts(backend: Backend) {
+        // One attempt per account, twenty per address, in the window.
+        let app = TestIdentity::start(Options { backend, args: &["--login-max-failures", "1", "--trust-forwarded-for"], ..Options::default() }).await;
+        assert_eq!(app.signup("ida@example.com").await.status(), StatusCode::CREATED);
+        let login_from = |address: &'static str, email: &str, password: &str| {
+            app.http
+                .post(app.url("/v1/login"))
+                .header("x-forwarded-for", address)
+                .json(&json!({ "email": email, "password": password }))
+                .send()
+        };
+        // An address spends its attempts on other accounts...
+        for i in 0..20 {
+            let response = login_from("203.0.113.7", &format!("nobody{i}@example.com"), "wrong wrong wrong").await.expect("send");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+        // ...then is refused on ida's account, whose password it never got to try.
+        for _ in 0..3 {
+            let response = login_from("203.0.113.7", "ida@example.com", "wrong wrong wrong").await.expect("send");
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        // Ida, elsewhere, still has her attempt.
+        let response = login_from("198.51.100.1", "ida@example.com", PASSWORD).await.expect("send");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
     async fn signup_writes_the_registered_event_and_audit_record_to_the_outbox(backend: Backend) {
         let app = TestIdentity::on(backend).await;
         let user: Value = app.signup("hal@example.com").await.json().await.expect("json");
