@@ -6,6 +6,7 @@
 //! forwarded to a pooled, load-balanced, circuit-broken upstream ([`proxy`]).
 
 pub mod config;
+mod deadline;
 pub mod edge;
 pub mod proxy;
 pub mod ratelimit;

@@ -33,6 +33,8 @@ pub(crate) struct ResponseBody {
     /// The timer, armed only once the body has to wait: most bodies arrive with their
     /// headers and never need one (a timer per request showed in the profile).
     timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the body was polled before.
+    polled: bool,
     _in_flight: InFlight,
     checkin: Option<Checkin>,
 }
@@ -48,6 +50,7 @@ impl ResponseBody {
             inner,
             deadline: Instant::from_std(deadline),
             timer: None,
+            polled: false,
             _in_flight: in_flight,
             checkin,
         }
@@ -88,10 +91,17 @@ impl HttpBody for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if Instant::now() >= this.deadline {
+        // The first poll follows the response head, which arrived before the deadline
+        // (the first-byte timeout never reaches past it): no clock read for it.
+        if std::mem::replace(&mut this.polled, true) && Instant::now() >= this.deadline {
             return Poll::Ready(Some(Err(this.timed_out())));
         }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // An HTTP/1.1 body arrives through its connection, which this body drives (see
+        // `client/pool.rs`).
+        let polled = match &mut this.checkin {
+            Some(checkin) => checkin.poll_body(&mut this.inner, cx),
+            None => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         if polled.is_pending() {
             let deadline = this.deadline;
             let timer = this

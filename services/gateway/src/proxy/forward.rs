@@ -3,6 +3,8 @@
 //! to problem responses that never carry upstream details (those are logged).
 
 use std::error::Error as StdError;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,7 +38,10 @@ impl RequestBody {
             .size_hint()
             .upper()
             .is_some_and(|len| len <= MAX_RETRY_BODY as u64);
-        if may_retry && small {
+        if may_retry && body.is_end_stream() {
+            // Nothing to read (most requests): no collecting machinery.
+            Ok(Self::Buffered(Bytes::new()))
+        } else if may_retry && small {
             Ok(Self::Buffered(body::buffer(body, MAX_RETRY_BODY).await?))
         } else {
             let (body, slot) = body::watch(body);
@@ -66,6 +71,10 @@ impl RequestBody {
 }
 
 /// The result of one attempt.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the large variant is nearly every attempt's; boxing it would allocate per request"
+)]
 enum Attempt {
     /// With the pooled connection to return once the body is read (HTTP/1.1).
     Answered(Response<Incoming>, Option<Checkin>),
@@ -118,23 +127,24 @@ impl Upstream {
             Ok(permit) => permit,
             Err(wait) => return circuit_open(wait),
         };
-        let (response, failed) = self.exchange(request, ctx, started).await;
+        let (response, failed, ended) = self.exchange(request, ctx, started).await;
         // A failure of the client's own (an unreadable body) says nothing about the
         // upstream: the permit is dropped unrecorded.
         if let Some(failed) = failed {
-            permit.record(failed, Instant::now());
+            permit.record(failed, ended);
         }
         response
     }
 
-    /// Runs the attempts; returns the response and whether the upstream failed (`None`
-    /// when the outcome does not judge the upstream).
+    /// Runs the attempts; returns the response, whether the upstream failed (`None`
+    /// when the outcome does not judge the upstream) and when the last attempt ended
+    /// (one clock read serves the outlier, budget and breaker bookkeeping).
     async fn exchange(
         &self,
         mut request: Request<Body>,
         ctx: &ForwardContext,
         started: Instant,
-    ) -> (Response<Body>, Option<bool>) {
+    ) -> (Response<Body>, Option<bool>, Instant) {
         // Only a client connection that can be upgraded (HTTP/1.1 served with upgrades)
         // carries `OnUpgrade`; otherwise the upgrade headers are stripped like any
         // hop-by-hop header and the request goes through as a plain one.
@@ -149,24 +159,29 @@ impl Upstream {
         let may_retry = retry.attempts > 0 && is_idempotent(&parts.method);
         let mut body = match RequestBody::prepare(body, may_retry).await {
             Ok(body) => body,
-            Err(fault) => return (client_fault(fault, None, 0), None),
+            Err(fault) => return (client_fault(fault, None, 0), None, started),
         };
         self.budget.record_request(started);
         let deadline = super::after(started, self.config.timeouts.total);
+        // The first attempt starts at `started` (the request has only been prepared
+        // since); a retry reads the clock when the previous attempt ended.
+        let mut now = started;
 
         let mut tried: Vec<usize> = Vec::with_capacity(1);
         loop {
-            let now = Instant::now();
             let Some(index) = self.balancer.pick(&self.endpoints, &tried, now) else {
                 tracing::error!("upstream has no endpoints");
-                return (unavailable(None, 0), Some(true));
+                return (unavailable(None, 0), Some(true), now);
             };
             tried.push(index);
             // One reference count taken per attempt (it travels with the response
             // body); the endpoint is used through it.
             let in_flight = InFlight::new(Arc::clone(&self.endpoints[index]));
             let endpoint = in_flight.endpoint();
-            let headers = if body.replayable() {
+            let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
+            // The headers are copied only when another attempt may need them: not for
+            // a body that cannot be replayed, nor on the last attempt allowed.
+            let headers = if body.replayable() && attempts <= retry.attempts {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
@@ -175,16 +190,15 @@ impl Upstream {
                 build_request(&parts.method, &parts.uri, headers, body.for_attempt());
 
             let attempt = self
-                .attempt(endpoint, attempt_request, upgrade, deadline)
+                .attempt(endpoint, attempt_request, upgrade, now, deadline)
                 .await;
-            let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
             let target = endpoint.target().label().clone();
+            now = Instant::now();
 
             if let (Some(fault), false) = (body.fault(), matches!(attempt, Attempt::Answered(..))) {
-                return (client_fault(fault, Some(target), attempts), None);
+                return (client_fault(fault, Some(target), attempts), None, now);
             }
             let failed = attempt.failed();
-            let now = Instant::now();
             endpoint.record(
                 failed,
                 now,
@@ -220,28 +234,34 @@ impl Upstream {
                     unavailable(Some(target), attempts)
                 }
             };
-            return (response, Some(failed));
+            return (response, Some(failed), now);
         }
     }
 
-    /// Sends one attempt, waiting for the response headers at most the first-byte timeout
-    /// (less when the total deadline is nearer).
+    /// Sends one attempt starting `now`, waiting for the response headers at most the
+    /// first-byte timeout (less when the total deadline is nearer).
     async fn attempt(
         &self,
         endpoint: &Endpoint,
         request: Request<Body>,
         upgrade: bool,
+        now: Instant,
         deadline: Instant,
     ) -> Attempt {
-        let wait = self
-            .config
-            .timeouts
-            .first_byte
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let give_up = super::after(now, self.config.timeouts.first_byte).min(deadline);
         // Boxed where it is made, so the timeout wrapper moves a pointer, not the
         // connection-making future (several KiB).
-        let sent = Box::pin(self.client.send(endpoint.target(), request, upgrade));
-        match tokio::time::timeout(wait, sent).await {
+        let sent = Box::pin(self.client.send(endpoint.target(), request, upgrade, now));
+        let mut timed = pin!(tokio::time::timeout_at(give_up.into(), sent));
+        let waited = poll_fn(|cx| {
+            let polled = timed.as_mut().poll(cx);
+            if polled.is_pending() {
+                // The edge's request timer is not needed while this one waits.
+                crate::deadline::covered_until(give_up);
+            }
+            polled
+        });
+        match waited.await {
             Err(_) => Attempt::TimedOut,
             Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
             Ok(Err(error)) => Attempt::Broken(error),

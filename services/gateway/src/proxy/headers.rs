@@ -109,6 +109,9 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext, upg
     // passing `Expect` on would make the upstream send a second, unexpected one.
     headers.remove(header::EXPECT);
 
+    // Room for the five headers set below at once, instead of growing the map on the
+    // way.
+    headers.reserve(5);
     let client = client_value(ctx.client_addr);
     let forwarded_for = match ctx
         .forwarded_for
@@ -122,7 +125,13 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext, upg
         None => client,
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    match HeaderValue::from_str(ctx.proto) {
+    // The usual values without validating and copying them per request.
+    let proto = match ctx.proto {
+        "http" => Ok(HeaderValue::from_static("http")),
+        "https" => Ok(HeaderValue::from_static("https")),
+        other => HeaderValue::from_str(other),
+    };
+    match proto {
         Ok(proto) => headers.insert(X_FORWARDED_PROTO.clone(), proto),
         Err(_) => headers.remove(&X_FORWARDED_PROTO),
     };
