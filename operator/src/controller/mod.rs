@@ -214,7 +214,13 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
     prune(&client, platform, &namespace, &desired).await?;
 
     let (conditions, extra) = running_status(platform, &client, &namespace, &keyset, &step).await?;
-    patch_status(cx, platform, &conditions, extra).await?;
+    patch_status(
+        cx,
+        &without_removed_components(platform, &conditions),
+        &conditions,
+        extra,
+    )
+    .await?;
 
     let until_deadline = (step.rotation.next_deadline - cx.now()).max(time::Duration::SECOND);
     let wait = Duration::try_from(until_deadline)
@@ -242,6 +248,22 @@ async fn with_current_status(
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// `platform` without the `<Component>Ready` conditions of components it no longer has
+/// (`running` holds one for each it has): the status merge keeps conditions it is not
+/// given, which a degraded or paused pass relies on, so a removed onboarded service's
+/// condition would otherwise stay forever.
+fn without_removed_components(platform: &Platform, running: &[Cond]) -> Platform {
+    let mut platform = platform.clone();
+    if let Some(status) = platform.status.as_mut() {
+        status.conditions.retain(|c| {
+            c.type_ == "Ready"
+                || !c.type_.ends_with("Ready")
+                || running.iter().any(|r| r.type_ == c.type_)
+        });
+    }
+    platform
 }
 
 /// Conditions and key fields of a platform whose children are applied.

@@ -340,6 +340,17 @@ async fn removing_an_onboarded_service_deletes_its_children() {
     }
     // The built-in components stay.
     assert!(after.contains_key("Deployment/demo-gateway"));
+    // The status no longer reports on the removed service.
+    let conditions = platforms
+        .get("demo")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions;
+    let types: Vec<&str> = conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert!(!types.contains(&"OrdersReady"), "{types:?}");
+    assert!(types.contains(&"GatewayReady"), "{types:?}");
 }
 
 /// The pod template's config checksum of Deployment `name`.
