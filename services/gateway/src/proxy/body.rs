@@ -96,12 +96,7 @@ impl HttpBody for ResponseBody {
         if std::mem::replace(&mut this.polled, true) && Instant::now() >= this.deadline {
             return Poll::Ready(Some(Err(this.timed_out())));
         }
-        // An HTTP/1.1 body arrives through its connection, which this body drives (see
-        // `client/pool.rs`).
-        let polled = match &mut this.checkin {
-            Some(checkin) => checkin.poll_body(&mut this.inner, cx),
-            None => Pin::new(&mut this.inner).poll_frame(cx),
-        };
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if polled.is_pending() {
             let deadline = this.deadline;
             let timer = this

@@ -71,10 +71,6 @@ impl RequestBody {
 }
 
 /// The result of one attempt.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "the large variant is nearly every attempt's; boxing it would allocate per request"
-)]
 enum Attempt {
     /// With the pooled connection to return once the body is read (HTTP/1.1).
     Answered(Response<Incoming>, Option<Checkin>),

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::pool::{Lent, POOLS, pools_of};
+use super::pool::{POOLS, pools_of};
 use super::{SendError, Target, UpstreamClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,8 +29,11 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle time before TCP keep-alive probes start on upstream connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 impl UpstreamClient {
-    /// A new HTTP/1.1 connection to `target`, driven by whoever holds it (see `pool.rs`).
-    pub(super) async fn connect(&self, target: &Target) -> Result<Lent, SendError> {
+    /// A new HTTP/1.1 connection to `target`, its task spawned on this thread's runtime.
+    pub(super) async fn connect(
+        &self,
+        target: &Target,
+    ) -> Result<http1::SendRequest<Body>, SendError> {
         let timeout = self.connect_timeouts.get(&target.authority);
         let host = target.authority.host();
         // IPv6 literals come bracketed in an authority.
@@ -61,7 +64,12 @@ impl UpstreamClient {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|error| SendError::Connect(io::Error::other(error)))?;
-        Ok(Lent::new(sender, connection))
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
     }
 
     /// This thread's h2c client, built on first use.

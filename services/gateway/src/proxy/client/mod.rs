@@ -58,12 +58,11 @@ impl Default for ClientSettings {
 ///
 /// Connections are pooled per thread: each thread that forwards requests (one per core
 /// in the thread-per-core server, see `serve.rs`) keeps its own idle HTTP/1.1
-/// connections and its own h2c client (whose connection tasks it spawns on its own
-/// runtime), so a request and the upstream connection serving it never wake another
+/// connections and its own h2c client, and spawns their connection tasks on its own
+/// runtime, so a request and the upstream connection serving it never wake another
 /// thread. HTTP/1.1 uses hyper's bare client connections with this small pool instead of
 /// hyper-util's pooled client, whose shared pool and background tasks cost more than
-/// the forwarding itself; they have no task of their own either: the request using one
-/// polls it (`pool.rs`).
+/// the forwarding itself.
 #[derive(Clone)]
 pub struct UpstreamClient {
     id: u64,
@@ -133,7 +132,7 @@ impl UpstreamClient {
         request
             .headers_mut()
             .insert(header::HOST, target.host.clone());
-        self.send_http1(target, request, upgrade, now).await
+        self.send_http1(target, request, now).await
     }
 
     /// HTTP/1.1 on a pooled connection when one is idle, on a new one otherwise. A pooled
@@ -143,40 +142,33 @@ impl UpstreamClient {
         &self,
         target: &Target,
         mut request: Request<Body>,
-        upgrade: bool,
         now: Instant,
     ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
-        while let Some(mut lent) = self.checkout(&target.authority, now) {
-            // A connection returned right after its previous response may need one more
-            // poll before it takes the next request. One still busy beyond that (an
-            // upstream that answered before reading the whole request body, which is
-            // still being sent) is closed rather than waited for.
-            if !lent.is_ready() {
-                match tokio::time::timeout(POOLED_READY_WAIT, lent.ready()).await {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => continue,
+        while let Some(mut sender) = self.checkout(&target.authority, now) {
+            // A connection returned right after its previous response may need its task
+            // to run once more before it takes the next request. One still busy beyond
+            // that (an upstream that answered before reading the whole request body,
+            // which is still being sent) is closed rather than waited for.
+            if !sender.is_ready() {
+                match tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => continue,
                 }
             }
-            if upgrade {
-                lent.spawn_driver();
-            }
-            match lent.send(request).await {
-                Ok(response) => return Ok((response, Some(self.checkin(target, lent)))),
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, Some(self.checkin(target, sender)))),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(SendError::Http(error.into_error())),
                 },
             }
         }
-        let mut lent = self.connect(target).await?;
-        if upgrade {
-            lent.spawn_driver();
-        }
-        let response = lent
-            .send(request)
+        let mut sender = self.connect(target).await?;
+        let response = sender
+            .send_request(request)
             .await
-            .map_err(|error| SendError::Http(error.into_error()))?;
-        Ok((response, Some(self.checkin(target, lent))))
+            .map_err(SendError::Http)?;
+        Ok((response, Some(self.checkin(target, sender))))
     }
 }
 
