@@ -213,33 +213,12 @@ async fn refresh(state: &AppState, presented: &str) -> Result<Response, TokenErr
     }
     let now = state.clock.now();
     let hash = crate::secrets::sha256(presented);
-    let (child, child_hash) = new_refresh_token();
-    let grace = i64::try_from(state.settings.refresh_grace.as_secs()).unwrap_or(0);
-    let unix = now.unix_timestamp();
-    let outcome = db::refresh::rotate(
-        &state.pool,
-        &hash,
-        &child_hash,
-        unix,
-        unix + refresh_ttl_secs(state),
-        grace,
-        |user, family| {
-            OutboxEvent::audit(
-                AuditAction::RefreshReuseDetected,
-                user,
-                &json!({ "family_id": family }),
-                now,
-            )
-        },
-    )
-    .await?;
-    let user_id = match outcome {
-        Rotation::Rotated { user_id } | Rotation::GraceReuse { user_id } => user_id,
-        Rotation::ReuseDetected { user_id, family_id } => {
-            tracing::warn!(%user_id, %family_id, "refresh token reuse detected; family revoked");
-            return Err(OAuthError::invalid_grant().into());
-        }
-        Rotation::Invalid => return Err(OAuthError::invalid_grant().into()),
+    // Everything that can fail happens before the token is spent: the access token is
+    // signed and its audit record written in the rotation's transaction. A 5xx then
+    // leaves the presented token as it was, so a retry after the reuse grace is not
+    // taken for theft.
+    let Some(user_id) = db::refresh::user_of(&state.pool, &hash).await? else {
+        return Err(OAuthError::invalid_grant().into());
     };
     let user = db::users::by_id(&state.pool, &user_id)
         .await?
@@ -257,16 +236,36 @@ async fn refresh(state: &AppState, presented: &str) -> Result<Response, TokenErr
         "kid": issued.kid,
         "roles": user.roles,
     });
-    state
-        .audit
-        .record(OutboxEvent::audit(
-            AuditAction::TokenIssued,
-            &user.id,
-            &details,
-            now,
-        ))
-        .await
-        .map_err(|e| ApiError::internal("audit", e))?;
+    let record = OutboxEvent::audit(AuditAction::TokenIssued, &user.id, &details, now);
+    let (child, child_hash) = new_refresh_token();
+    let grace = i64::try_from(state.settings.refresh_grace.as_secs()).unwrap_or(0);
+    let unix = now.unix_timestamp();
+    let outcome = db::refresh::rotate(
+        &state.pool,
+        &hash,
+        &child_hash,
+        unix,
+        unix + refresh_ttl_secs(state),
+        grace,
+        &[record],
+        |user, family| {
+            OutboxEvent::audit(
+                AuditAction::RefreshReuseDetected,
+                user,
+                &json!({ "family_id": family }),
+                now,
+            )
+        },
+    )
+    .await?;
+    match outcome {
+        Rotation::Rotated { .. } | Rotation::GraceReuse { .. } => {}
+        Rotation::ReuseDetected { user_id, family_id } => {
+            tracing::warn!(%user_id, %family_id, "refresh token reuse detected; family revoked");
+            return Err(OAuthError::invalid_grant().into());
+        }
+        Rotation::Invalid => return Err(OAuthError::invalid_grant().into()),
+    }
     Ok(no_store(Json(TokenResponse {
         access_token: issued.access_token,
         token_type: "Bearer",

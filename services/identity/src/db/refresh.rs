@@ -81,8 +81,24 @@ macro_rules! revoke_family {
     }};
 }
 
-/// Presents `hash`; on success stores `child_hash` as its replacement (same family).
-/// `reuse_event` is written when reuse is detected.
+/// The user a stored token (spent or not) belongs to.
+pub async fn user_of(pool: &Pool, hash: &[u8]) -> Result<Option<String>, sqlx::Error> {
+    with_pool!(pool, |p| {
+        sqlx::query_scalar("SELECT user_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(p)
+            .await
+    })
+}
+
+/// Presents `hash`; on success stores `child_hash` as its replacement (same family) and
+/// writes `issued` (the records of what the caller hands out for it) in the same
+/// transaction, so that nothing can fail once the token is spent. `reuse_event` is
+/// written when reuse is detected.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one transaction's inputs; a struct would only rename them"
+)]
 pub async fn rotate(
     pool: &Pool,
     hash: &[u8],
@@ -90,6 +106,7 @@ pub async fn rotate(
     now: i64,
     expires_at: i64,
     grace_secs: i64,
+    issued: &[OutboxEvent],
     reuse_event: impl FnOnce(&str, &str) -> OutboxEvent,
 ) -> Result<Rotation, sqlx::Error> {
     with_pool!(pool, |p| {
@@ -147,6 +164,7 @@ pub async fn rotate(
             expires_at,
         };
         insert_on!(tx, replacement)?;
+        insert_events!(tx, issued)?;
         tx.commit().await?;
         Ok(if grace {
             Rotation::GraceReuse { user_id }

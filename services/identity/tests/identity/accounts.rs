@@ -89,6 +89,25 @@ on_both_backends! {
         assert!(audit.iter().any(|(s, _)| s == "tessera.audit.identity.refresh_reuse_detected"), "{audit:?}");
     }
 
+    async fn a_refresh_that_failed_before_answering_can_be_retried_after_the_grace_window(backend: Backend) {
+        let clock = manual_clock();
+        let app = TestIdentity::start(Options { backend, clock: Some(clock.clone()), ..Options::default() }).await;
+        let first = app.user_tokens("dee@example.com").await;
+        let r1 = first["refresh_token"].as_str().expect("r1").to_owned();
+        // The audit record of the refreshed token cannot be written for a moment.
+        outbox_table(&app, true).await;
+        let failed = app.refresh(&r1).await;
+        assert!(failed.status().is_server_error(), "{}", failed.status());
+        outbox_table(&app, false).await;
+        // The client retries later than the reuse grace: the failed exchange did not spend
+        // its token, so this is no reuse and the family lives.
+        clock.advance(Duration::from_secs(31));
+        let retried = app.refresh(&r1).await;
+        assert_eq!(retried.status(), StatusCode::OK);
+        let audit = app.outbox().await;
+        assert!(!audit.iter().any(|(s, _)| s == "tessera.audit.identity.refresh_reuse_detected"), "{audit:?}");
+    }
+
     async fn a_concurrent_refresh_within_the_grace_window_gets_tokens_too(backend: Backend) {
         let clock = manual_clock();
         let app = TestIdentity::start(Options { backend, clock: Some(clock.clone()), ..Options::default() }).await;
@@ -186,4 +205,19 @@ on_both_backends! {
         assert!(subjects.contains(&"tessera.audit.identity.login_succeeded"), "{subjects:?}");
         assert!(!outbox.iter().any(|(_, e)| e.to_string().contains(PASSWORD)), "a password reached the outbox");
     }
+}
+
+/// Takes identity's outbox table away (`away`) or puts it back: a fault the service cannot
+/// tell from a database outage.
+async fn outbox_table(app: &TestIdentity, away: bool) {
+    let statement = if away {
+        "ALTER TABLE outbox RENAME TO outbox_away"
+    } else {
+        "ALTER TABLE outbox_away RENAME TO outbox"
+    };
+    service_kit::with_pool!(&app.state.pool, |p| sqlx::query(statement)
+        .execute(p)
+        .await
+        .map(drop))
+    .expect("rename");
 }
