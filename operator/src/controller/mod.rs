@@ -206,6 +206,10 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
         return Ok(Action::await_change());
     }
 
+    if let Some(message) = lost_keyset(platform, &secrets).await? {
+        return degrade(cx, platform, "KeysetMissing", message).await;
+    }
+
     let materials_and_keys = materials(platform, cx, &secrets, &namespace).await?;
     let (materials, keyset, step) = materials_and_keys;
 
@@ -227,6 +231,33 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
         .unwrap_or(RESYNC)
         .min(RESYNC);
     Ok(Action::requeue(wait))
+}
+
+/// Why the keyset must not be created now, if so: the status lists keys (the platform had
+/// a keyset) but the Secret is gone, and no rotation is requested. A new keyset would be
+/// the in-place regeneration DESIGN.md §4 rules out: every token signed with the old keys
+/// stops verifying, and the new key signs without pre-publication. Restoring the Secret
+/// or requesting a rotation (`tessera.dev/rotate-keys`) resolves it.
+async fn lost_keyset(platform: &Platform, secrets: &Api<Secret>) -> Result<Option<String>, Error> {
+    let listed: Vec<&str> = platform
+        .status
+        .as_ref()
+        .map(|s| s.keys.iter().map(|k| k.kid.as_str()).collect())
+        .unwrap_or_default();
+    if listed.is_empty() || keys::pending_rotation_request(platform).is_some() {
+        return Ok(None);
+    }
+    let name = children::keyset_secret_name(platform);
+    if secrets.get_opt(&name).await?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the keyset Secret {name} holding keys {} is missing: restore it, or set the \
+         annotation {} to a new value to start a new keyset (tokens signed with the old \
+         keys then stop verifying)",
+        listed.join(", "),
+        crate::crd::ROTATE_KEYS_ANNOTATION
+    )))
 }
 
 /// `platform` with the status stored now. The controller's cached copy can lag behind

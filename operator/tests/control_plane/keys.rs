@@ -386,3 +386,80 @@ async fn stored_keyset(client: &Client, namespace: &str) -> tessera_keys::Keyset
     let secret = secrets.get("demo-identity-keyset").await.unwrap();
     tessera_keys::Keyset::from_json(&secret.data.unwrap()["keyset.json"].0).unwrap()
 }
+
+/// A keyset Secret deleted while its keys are in use is not silently replaced by a new
+/// keyset (every token signed with the old keys would stop verifying, and the new key
+/// would sign unpublished): the platform is `Degraded` until the Secret is restored or a
+/// rotation is requested, which starts a fresh keyset.
+#[tokio::test]
+async fn a_deleted_keyset_is_not_regenerated_until_a_rotation_is_requested() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("lost-keyset").await.unwrap();
+    crate::create_platform(&client, &namespace).await;
+    let cx = crate::context(client.clone());
+    reconcile_stored(&client, &namespace, &cx).await;
+    let old = stored_keyset(&client, &namespace).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &namespace);
+    secrets
+        .delete("demo-identity-keyset", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+
+    reconcile_stored(&client, &namespace, &cx).await;
+    assert!(
+        secrets
+            .get_opt("demo-identity-keyset")
+            .await
+            .unwrap()
+            .is_none(),
+        "a new keyset replaced the deleted one"
+    );
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let status = platforms.get("demo").await.unwrap().status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "KeysetMissing")
+    );
+    assert!(
+        degraded.message.contains("demo-identity-keyset"),
+        "{degraded:?}"
+    );
+
+    platforms
+        .patch(
+            "demo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({
+                "metadata": { "annotations": { "tessera.dev/rotate-keys": "new keyset" } }
+            })),
+        )
+        .await
+        .unwrap();
+    reconcile_stored(&client, &namespace, &cx).await;
+    let new = stored_keyset(&client, &namespace).await;
+    assert_ne!(
+        new.active().map(|k| &k.kid),
+        old.active().map(|k| &k.kid),
+        "a fresh keyset"
+    );
+    let status = platforms.get("demo").await.unwrap().status.unwrap();
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == "False"),
+        "{:?}",
+        status.conditions
+    );
+    assert_eq!(
+        status.handled_rotation_request.as_deref(),
+        Some("new keyset")
+    );
+}
