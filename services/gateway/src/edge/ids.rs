@@ -10,6 +10,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID, is_acceptable_request_id};
 use service_kit::trace_context;
@@ -108,8 +109,15 @@ fn new_request_id(random: &[u8]) -> HeaderValue {
     let random: [u8; 10] = random[..10].try_into().expect("ten random bytes");
     let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid.hyphenated().encode_lower(&mut text);
-    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+    uuid.hyphenated().encode_lower(&mut text);
+    shared_value(text)
+}
+
+/// `text` (visible ASCII made here) as a header value in one allocation that its clones
+/// share: the ids are cloned into the upstream request and the response, and a value
+/// made from a copied slice allocates once more on its first clone.
+fn shared_value<const N: usize>(text: [u8; N]) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).expect("ids are valid header values")
 }
 
 /// The trace id and sampled flag of a valid version-00 `traceparent`, as the kit parses
@@ -126,7 +134,7 @@ fn traceparent(trace_id: &[u8; 16], span_id: [u8; 8], sampled: bool) -> HeaderVa
     if sampled {
         text[54] = b'1';
     }
-    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+    shared_value(text)
 }
 
 #[cfg(test)]

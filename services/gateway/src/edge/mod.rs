@@ -155,13 +155,43 @@ impl Gateway {
 /// absolute request target. The header's own value is reused when it already has that
 /// form (the common case), so nothing is copied.
 fn request_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
-    if let Some(value) = request.headers().get(HOST)
-        && value
+    if let Some(value) = request.headers().get(HOST) {
+        if value
             .to_str()
             .is_ok_and(|h| h.bytes().all(|b| !b.is_ascii_uppercase() && b != b':'))
-    {
-        return Some(value.clone());
+        {
+            return Some(value.clone());
+        }
+        // `host:port` (most clients of a gateway on another port than 80): the last
+        // `Host` normalised on this thread is reused, the requests of a connection
+        // (and mostly of a deployment) all name the same.
+        if let Ok(Some(cached)) = LAST_HOST.try_with(|last| {
+            last.borrow()
+                .as_ref()
+                .filter(|(raw, _)| **raw == *value.as_bytes())
+                .map(|(_, host)| host.clone())
+        }) {
+            return Some(cached);
+        }
+        let host = normalised_host(request)?;
+        let _ = LAST_HOST.try_with(|last| {
+            *last.borrow_mut() = Some((value.as_bytes().into(), host.clone()));
+        });
+        return Some(host);
     }
+    normalised_host(request)
+}
+
+thread_local! {
+    /// The last `Host` header value normalised on this thread (copied, so hyper's read
+    /// buffer is not held) and its normalised value.
+    static LAST_HOST: std::cell::RefCell<Option<(Box<[u8]>, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The host from `Host` or the request target, lowercase, without port, as a header
+/// value whose clones share one allocation.
+fn normalised_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
     let host = request
         .headers()
         .get(HOST)
@@ -174,7 +204,7 @@ fn request_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
             host
         }
     });
-    HeaderValue::from_str(&name.to_ascii_lowercase()).ok()
+    HeaderValue::from_maybe_shared(Bytes::from_owner(name.to_ascii_lowercase().into_bytes())).ok()
 }
 
 async fn route_request<B>(

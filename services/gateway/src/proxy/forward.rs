@@ -70,6 +70,42 @@ impl RequestBody {
     }
 }
 
+/// The endpoints one request's attempts used, in order: a few without allocating
+/// (requests are tried once or twice).
+#[derive(Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    /// All of them once there are more than `inline` holds.
+    spilled: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, index: usize) {
+        if self.spilled.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = index;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spilled.push(index);
+        }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
 /// The result of one attempt.
 enum Attempt {
     /// With the pooled connection to return once the body is read (HTTP/1.1).
@@ -163,9 +199,9 @@ impl Upstream {
         // since); a retry reads the clock when the previous attempt ended.
         let mut now = started;
 
-        let mut tried: Vec<usize> = Vec::with_capacity(1);
+        let mut tried = Tried::default();
         loop {
-            let Some(index) = self.balancer.pick(&self.endpoints, &tried, now) else {
+            let Some(index) = self.balancer.pick(&self.endpoints, tried.as_slice(), now) else {
                 tracing::error!("upstream has no endpoints");
                 return (unavailable(None, 0), Some(true), now);
             };
@@ -337,4 +373,20 @@ fn chain(error: &(dyn StdError + 'static)) -> String {
         cause = error.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tried;
+
+    #[test]
+    fn tried_endpoints_keep_their_order_beyond_the_inline_ones() {
+        let mut tried = Tried::default();
+        assert!(tried.as_slice().is_empty());
+        for index in [3, 1, 4, 1, 5, 9] {
+            tried.push(index);
+        }
+        assert_eq!(tried.as_slice(), &[3, 1, 4, 1, 5, 9]);
+        assert_eq!(tried.len(), 6);
+    }
 }
