@@ -194,12 +194,14 @@ async fn lead_then_run(
                 manager_task.abort();
             }
             stop.cancel();
-            // Dropping the receiver makes the manager release the Lease.
-            drop(leader);
+            leader
         }
     };
     let controller = run_controller(client, config, metrics, controller_stop.clone());
-    tokio::join!(watch_lease, controller);
+    let (leader, ()) = tokio::join!(watch_lease, controller);
+    // Only now, with the in-flight reconciles finished: dropping the receiver makes the
+    // manager release the Lease, and the next leader may start at once.
+    drop(leader);
     let _ = task.await;
     if lost.is_cancelled() {
         Err(RunError::LostLease)
