@@ -3,7 +3,7 @@
 //! and then tells every caller its event is durable. Under load a batch holds many events
 //! for the cost of one commit; when idle an event is written at once.
 
-use service_kit::{CancellationToken, Pool};
+use service_kit::Pool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db;
@@ -28,18 +28,17 @@ pub struct AuditLog {
 pub struct AuditError;
 
 impl AuditLog {
-    /// Starts the writer task; it stops when `shutdown` fires and the queue is drained.
-    pub fn spawn(pool: Pool, shutdown: CancellationToken) -> Self {
+    /// Starts the writer task; it stops once every handle is dropped and the queue is
+    /// drained. Not at shutdown: the requests the server drains then still record (a
+    /// closed writer failed every login in flight when a pod was stopped).
+    pub fn spawn(pool: Pool) -> Self {
         let (queue, mut receiver) = mpsc::channel::<Pending>(QUEUE);
         tokio::spawn(async move {
             let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
             loop {
-                let first = tokio::select! {
-                    biased;
-                    item = receiver.recv() => item,
-                    () = shutdown.cancelled() => { receiver.close(); receiver.recv().await }
+                let Some(first) = receiver.recv().await else {
+                    break;
                 };
-                let Some(first) = first else { break };
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
                     match receiver.try_recv() {

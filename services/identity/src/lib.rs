@@ -192,7 +192,7 @@ pub fn build(
         runtime.clock.clone(),
     );
     let key_manager = keys::KeyManager::new(verifier_keys, verifier.clone());
-    let audit = audit::AuditLog::spawn(pool.clone(), shutdown.clone());
+    let audit = audit::AuditLog::spawn(pool.clone());
     start_key_source(
         config,
         &runtime,

@@ -108,6 +108,34 @@ on_both_backends! {
         assert!(!audit.iter().any(|(s, _)| s == "tessera.audit.identity.refresh_reuse_detected"), "{audit:?}");
     }
 
+    async fn a_login_in_flight_when_shutdown_begins_is_still_answered(backend: Backend) {
+        let app = TestIdentity::on(backend).await;
+        assert_eq!(app.signup("eve@example.com").await.status(), StatusCode::CREATED);
+        // The request is under way (its body half sent) when the shutdown begins: the
+        // server drains it, and its audit record must still be written.
+        let body = json!({ "email": "eve@example.com", "password": PASSWORD }).to_string().into_bytes();
+        let (head, tail) = body.split_at(10);
+        let (chunks, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        chunks.send(Ok(head.to_vec())).await.expect("queue");
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|chunk| (chunk, receiver))
+        });
+        let request = app
+            .http
+            .post(app.url("/v1/login"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send();
+        let pending = tokio::spawn(request);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        chunks.send(Ok(tail.to_vec())).await.expect("queue");
+        drop(chunks);
+        let response = pending.await.expect("join").expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
     async fn a_concurrent_refresh_within_the_grace_window_gets_tokens_too(backend: Backend) {
         let clock = manual_clock();
         let app = TestIdentity::start(Options { backend, clock: Some(clock.clone()), ..Options::default() }).await;
