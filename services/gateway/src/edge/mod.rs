@@ -295,7 +295,7 @@ where
         host,
         ids: ids.clone(),
     };
-    let mut response = route.upstream.forward(request, &forward).await;
+    let mut response = route.upstream.forward_unmarked(request, &forward).await;
     for (policy, decision) in shown {
         apply_headers(response.headers_mut(), policy, &decision);
     }

@@ -17,7 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use super::balance::{Endpoint, InFlight};
 use super::body::{self, BodyFault, FaultSlot, ResponseBody};
 use super::client::{Checkin, SendError};
-use super::outcome::{circuit_open, client_fault, finish, timed_out, unavailable};
+use super::outcome::{circuit_open, client_fault, finish, relayed, timed_out, unavailable};
 use super::{ForwardContext, Upstream, headers, websocket};
 
 /// Largest request body buffered so the request can be retried: 64 KiB holds any JSON
@@ -154,12 +154,33 @@ impl Upstream {
     /// answer for the upstream. Every response carries an
     /// [`UpstreamOutcome`](super::UpstreamOutcome) extension.
     pub async fn forward(&self, request: Request<Body>, ctx: &ForwardContext) -> Response<Body> {
+        self.forward_with(request, ctx, true).await
+    }
+
+    /// [`Upstream::forward`] for the gateway's data path, which reads no outcome: a
+    /// response relayed from the upstream carries no [`UpstreamOutcome`](super::UpstreamOutcome)
+    /// (its extension map is three allocations and ~1k instructions per request,
+    /// bench/README.md, gateway, session 5); the gateway's own answers still do.
+    pub(crate) async fn forward_unmarked(
+        &self,
+        request: Request<Body>,
+        ctx: &ForwardContext,
+    ) -> Response<Body> {
+        self.forward_with(request, ctx, false).await
+    }
+
+    async fn forward_with(
+        &self,
+        request: Request<Body>,
+        ctx: &ForwardContext,
+        mark: bool,
+    ) -> Response<Body> {
         let started = Instant::now();
         let permit = match self.breaker.admit(started) {
             Ok(permit) => permit,
             Err(wait) => return circuit_open(wait),
         };
-        let (response, failed, ended) = self.exchange(request, ctx, started).await;
+        let (response, failed, ended) = self.exchange(request, ctx, started, mark).await;
         // A failure of the client's own (an unreadable body) says nothing about the
         // upstream: the permit is dropped unrecorded.
         if let Some(failed) = failed {
@@ -176,6 +197,7 @@ impl Upstream {
         mut request: Request<Body>,
         ctx: &ForwardContext,
         started: Instant,
+        mark: bool,
     ) -> (Response<Body>, Option<bool>, Instant) {
         // Only a client connection that can be upgraded (HTTP/1.1 served with upgrades)
         // carries `OnUpgrade`; otherwise the upgrade headers are stripped like any
@@ -256,6 +278,7 @@ impl Upstream {
                     in_flight,
                     &target,
                     attempts,
+                    mark,
                 ),
                 Attempt::TimedOut => {
                     tracing::warn!(endpoint = %target, "upstream timed out");
@@ -316,6 +339,7 @@ impl Upstream {
         in_flight: InFlight,
         target: &Arc<str>,
         attempts: u32,
+        mark: bool,
     ) -> Response<Body> {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -338,7 +362,11 @@ impl Upstream {
         let (mut parts, incoming) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         let body = Body::new(ResponseBody::new(incoming, deadline, in_flight, checkin));
-        finish(parts, body, Some(target.clone()), attempts, None)
+        if mark {
+            finish(parts, body, Some(target.clone()), attempts, None)
+        } else {
+            relayed(parts, body)
+        }
     }
 }
 

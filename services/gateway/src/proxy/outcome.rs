@@ -12,8 +12,9 @@ use service_kit::Problem;
 
 use super::body::BodyFault;
 
-/// What happened upstream; added to every response's extensions for access logs and
-/// metrics.
+/// What happened upstream; added to the extensions of every response
+/// [`Upstream::forward`](super::Upstream::forward) returns, for callers that log or count
+/// it (the gateway's own data path reads none and skips it on relayed responses).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamOutcome {
     /// The endpoint of the last attempt, `None` when none was made.
@@ -41,6 +42,13 @@ pub(crate) fn finish(
         attempts,
         error,
     });
+    Response::from_parts(parts, body)
+}
+
+/// Rebuilds a response from upstream parts with fresh extensions, without the outcome.
+pub(crate) fn relayed(mut parts: http::response::Parts, body: Body) -> Response<Body> {
+    parts.version = Version::default();
+    parts.extensions = Extensions::new();
     Response::from_parts(parts, body)
 }
 
