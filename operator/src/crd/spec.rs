@@ -300,7 +300,9 @@ pub struct KeyPolicySpec {
     #[schemars(range(min = 1, max = 31_536_000))]
     pub pre_publication_seconds: Option<u32>,
     /// How long a retired key stays published; default = access-token lifetime + JWKS
-    /// max-age + 60 s clock leeway. At least the access-token lifetime.
+    /// max-age + 120 s for the demotion to reach identity's pods + 60 s clock leeway. At
+    /// least the access-token lifetime; a value below the default can remove a key while
+    /// tokens identity signed with it are still valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 31_536_000))]
     pub retirement_seconds: Option<u32>,
