@@ -96,7 +96,14 @@ impl Edge {
         } else {
             answered.instrument(span.clone()).await
         };
-        let mut response = problem_for_bare_errors(response).await;
+        // Only errors are reshaped: a success skips the future (and the moves of the
+        // response into and out of it).
+        let mut response =
+            if response.status().is_client_error() || response.status().is_server_error() {
+                problem_for_bare_errors(response).await
+            } else {
+                response
+            };
         drop(in_flight);
         let status = response.status().as_u16();
         let route = route.unwrap_or_else(|| Arc::clone(&UNMATCHED));
