@@ -198,7 +198,7 @@ pub struct DeliveryArgs {
     pub delivery_workers: u32,
 
     /// Seconds a job stays claimed while being sent; a job still `sending` after that
-    /// (its process died) is sent again. Keep it above the SMTP and provider timeouts.
+    /// (its process died) is sent again. A running send renews it every third.
     #[arg(long, env = "TESSERA_DELIVERY_LEASE_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub delivery_lease_secs: u64,

@@ -108,6 +108,8 @@ enum Step {
     Delivered,
     Skipped(String),
     Failed(SendError),
+    /// The job's lease ran out before the send and another worker claimed it.
+    Lost,
 }
 
 impl Delivery {
@@ -154,9 +156,19 @@ impl Delivery {
     /// One attempt at `job`, recorded.
     pub async fn deliver(&self, job: ClaimedJob) {
         let started_at = self.now_ms();
-        let step = self.attempt(&job).await;
+        // The lease is renewed while the attempt runs: a rate-limit wait or a slow server
+        // (lettre's timeout bounds each SMTP command, not the whole send) may outlast it,
+        // and another worker would then claim the job and send it a second time.
+        let step = tokio::select! {
+            step = self.attempt(&job) => step,
+            never = self.keep_lease(&job) => match never {},
+        };
         let finished_at = self.now_ms();
         let (outcome, detail, next) = match step {
+            Step::Lost => {
+                tracing::warn!(job = %job.id, "job was taken over by another worker before it was sent (lease expired)");
+                return;
+            }
             Step::Delivered => ("delivered", None, Next::Final("delivered")),
             Step::Skipped(reason) => ("skipped", Some(reason), Next::Final("skipped")),
             Step::Failed(SendError::Transient(reason)) => {
@@ -205,6 +217,35 @@ impl Delivery {
                 tracing::error!(job = %job.id, %error, "cannot record a delivery attempt");
             }
         }
+    }
+
+    /// Extends the job's lease every third of its length until dropped; stops renewing
+    /// (and never completes) once the job turns out to be someone else's.
+    async fn keep_lease(&self, job: &ClaimedJob) -> std::convert::Infallible {
+        let every = self.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.renew_lease(job).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                // The next renewal may work; the lease still has two thirds to run.
+                Err(error) => {
+                    tracing::warn!(job = %job.id, %error, "cannot renew a delivery lease");
+                }
+            }
+        }
+        std::future::pending().await
+    }
+
+    async fn renew_lease(&self, job: &ClaimedJob) -> Result<bool, sqlx::Error> {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        jobs::renew(
+            &self.pool,
+            &job.id,
+            job.attempts,
+            self.now_ms().saturating_add(lease_ms),
+        )
+        .await
     }
 
     fn failure_event(&self, job: &ClaimedJob, reason: &str) -> OutboxMessage {
@@ -273,6 +314,11 @@ impl Delivery {
             Err(error) => return Step::Failed(SendError::Permanent(error.to_string())),
         };
         route.pacer.wait().await;
+        // Last check before the message leaves: a job another worker took over (this
+        // one's renewals failed) must not be sent by both.
+        if let Ok(false) = self.renew_lease(job).await {
+            return Step::Lost;
+        }
         let message = Outgoing {
             job_id: job.id.clone(),
             to,

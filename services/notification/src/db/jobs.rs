@@ -73,6 +73,28 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// Extends this worker's claim on a job to `lease_until` (unix ms) while an attempt runs.
+/// `false`: the job is no longer this worker's (its lease ran out and another took it).
+pub async fn renew(
+    pool: &Pool,
+    job_id: &str,
+    attempt: i64,
+    lease_until: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = with_pool!(pool, |p| {
+        sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND status = 'sending' AND attempts = $3",
+        )
+        .bind(lease_until)
+        .bind(job_id)
+        .bind(attempt)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(updated == 1)
+}
+
 /// Where a job goes after an attempt.
 #[derive(Debug, Clone)]
 pub enum Next {

@@ -1,13 +1,13 @@
 //! SMTP faults: a server refusing for a while (4xx) is retried until it accepts; one
 //! refusing for good (5xx) fails the job at once, publishes `delivery.failed`, and is
-//! not tried again.
+//! not tried again. A send slower than the lease is not taken over and sent again.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::support::{Stack, on_both_backends, profile};
+use crate::support::{Options, Stack, on_both_backends, profile};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -46,5 +46,24 @@ on_both_backends! {
         // The retry schedule is 0.3 s: give it time to (wrongly) try again.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(stack.smtp.stats().await, (0, 1), "exactly one attempt");
+    }
+
+    async fn a_send_that_outlasts_the_lease_is_not_taken_over_and_sent_again(backend: Backend) {
+        let stack = Stack::start(Options {
+            backend,
+            args: vec!["--delivery-lease-secs".into(), "1".into()],
+            ..Options::default()
+        })
+        .await;
+        // The server answers DATA after 3 s: three lease lengths, well within the SMTP
+        // timeout (30 s per command). Idle workers poll every 250 ms for expired leases.
+        stack.smtp.delay(3000).await;
+        stack
+            .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
+            .await;
+        stack.mails(1, WITHIN).await;
+        // A second worker that took the job over would be holding its DATA answer now.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(stack.smtp.messages().len(), 1, "the welcome email is sent once");
     }
 }
