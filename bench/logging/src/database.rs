@@ -4,23 +4,36 @@
 use anyhow::Context as _;
 use service_kit::{Database, DatabaseUrl};
 
-use crate::Args;
 use crate::data::hex;
 
-/// A fresh database of `backend`, or `None` when PostgreSQL is not configured.
+/// A fresh database of `backend` (`postgres` on the server at `postgres`, the shared
+/// test server's URL or a throwaway cluster's), or `None` when PostgreSQL is not
+/// configured.
 pub(crate) async fn database_url(
     backend: &str,
-    args: &Args,
+    postgres: Option<&str>,
     dir: &tempfile::TempDir,
 ) -> anyhow::Result<Option<String>> {
-    Ok(match backend {
-        "sqlite" => Some(format!(
+    Ok(match (backend, postgres) {
+        ("sqlite", _) => Some(format!(
             "sqlite:{}",
             dir.path().join(format!("{}.db", hex(6))).display()
         )),
-        _ if args.postgres_url.is_some() => Some(testkit::fresh_postgres_database().await),
-        _ => None,
+        (_, Some(admin_url)) => Some(fresh_postgres(admin_url).await?),
+        (_, None) => None,
     })
+}
+
+/// Creates a database with a random name on the server of `admin_url`.
+async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
+    let name = format!("bench_{}", hex(12));
+    let pool = sqlx::PgPool::connect(admin_url).await?;
+    // The name is hex digits generated above: formatting it in is safe.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(testkit::database_url_with_name(admin_url, &name))
 }
 
 /// Deletes the database at `url` (the SQLite file and its WAL, or the PostgreSQL

@@ -86,7 +86,7 @@ pub(crate) async fn preload(
 pub(crate) async fn query_latency(url: &str, backend: &str, records: usize) -> anyhow::Result<()> {
     let database = open(url, &[]).await?;
     let store = Store::new(database.pool().clone());
-    let parallel = if backend == "postgres" { 2 } else { 1 };
+    let parallel = store.parallel_writes();
     let (traces, requests) = preload(&store, records, parallel).await?;
     if let service_kit::Pool::Postgres(pool) = database.pool() {
         sqlx::raw_sql("ANALYZE log_records").execute(pool).await?;
