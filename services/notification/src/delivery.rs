@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use service_kit::{CancellationToken, Clock, Pool};
 use tessera_events::{Event, OutboxMessage, RelayHandle};
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
 use crate::channel::{Channel, ChannelKind, Outgoing, SendError};
 use crate::db::jobs::{self, Attempt, ClaimedJob, Next};
@@ -117,11 +118,12 @@ impl Delivery {
         i64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
     }
 
-    /// Starts `workers` delivery loops; they stop with `shutdown` after the send at hand.
-    pub fn spawn(&self, workers: u32, shutdown: &CancellationToken) {
+    /// Starts `workers` delivery loops on `tracker`; they stop with `shutdown` after the
+    /// send at hand (await the tracker before the process exits).
+    pub fn spawn(&self, workers: u32, shutdown: &CancellationToken, tracker: &TaskTracker) {
         for _ in 0..workers {
             let (delivery, stop) = (self.clone(), shutdown.clone());
-            tokio::spawn(async move { delivery.work(stop).await });
+            tracker.spawn(async move { delivery.work(stop).await });
         }
     }
 

@@ -33,6 +33,7 @@ use service_kit::{CancellationToken, Clock, Database, Listeners, Pool, Service, 
 use tessera_auth::{ClientCredentials, HttpJwks, Verifier};
 use tessera_events::{Bus, EventMetrics, JetStreamBus, Relay};
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
 use crate::channel::file::FileChannel;
 use crate::channel::smtp::{SmtpChannel, SmtpSettings};
@@ -81,6 +82,29 @@ pub enum StartError {
 pub struct Notification {
     pub service: Service,
     pub state: AppState,
+    /// The delivery workers: await [`Workers::stopped`] after the server stopped, before
+    /// the process exits, so a send in progress is finished and recorded.
+    pub workers: Workers,
+}
+
+/// The delivery workers (and the task that starts them once the migrations ran).
+#[derive(Debug, Clone, Default)]
+pub struct Workers(TaskTracker);
+
+impl Workers {
+    /// Waits until every worker stopped after `shutdown`: each finishes and records the
+    /// send at hand (a send killed by the process exit may have reached the server
+    /// without being recorded, and is sent again once its lease runs out). Gives up
+    /// after `limit`.
+    pub async fn stopped(self, limit: Duration) {
+        self.0.close();
+        if tokio::time::timeout(limit, self.0.wait()).await.is_err() {
+            tracing::warn!(
+                limit_ms = limit.as_millis(),
+                "delivery workers still sending at exit; those jobs are sent again after their lease"
+            );
+        }
+    }
 }
 
 /// `Name: value` → the header name and its (secret) value.
@@ -298,11 +322,13 @@ pub fn build(
     );
     let (prune_pool, prune_clock) = (pool.clone(), clock.clone());
     let key_ttl = i64::try_from(delivery_cfg.idempotency_ttl_secs).unwrap_or(i64::MAX);
-    tokio::spawn(async move {
+    let workers_handle = Workers::default();
+    let tracked = workers_handle.0.clone();
+    workers_handle.0.spawn(async move {
         migrated.wait_migrated().await;
         if migrated.is_migrated() {
             relay.spawn(stop.clone());
-            delivery.spawn(workers, &stop);
+            delivery.spawn(workers, &stop, &tracked);
             spawn_pruning(prune_pool, prune_clock, key_ttl, stop);
         }
     });
@@ -322,7 +348,11 @@ pub fn build(
     bus.add_readiness_check(service.readiness());
     database.add_readiness_check(service.readiness());
     verifier.add_readiness_check(service.readiness());
-    Ok(Notification { service, state })
+    Ok(Notification {
+        service,
+        state,
+        workers: workers_handle,
+    })
 }
 
 /// Runs notification on `listeners` until `shutdown`, on NATS JetStream.
@@ -351,7 +381,10 @@ pub async fn run_shipping_logs(
     if let Some(shipper) = &shipper {
         shipper.register_metrics(notification.service.metrics());
     }
+    let lease = Duration::from_secs(config.delivery.delivery_lease_secs);
     notification.service.serve(listeners, shutdown).await;
+    // After the lease, another replica sends the job anyway: waiting longer helps nobody.
+    notification.workers.stopped(lease).await;
     Ok(())
 }
 

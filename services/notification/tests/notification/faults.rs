@@ -1,6 +1,7 @@
 //! Faults: NATS stopped while profiles are created (every welcome email still arrives,
 //! once), and notification killed mid-delivery (nothing lost; only messages the SMTP
-//! server was already receiving may arrive twice, with the same `Message-ID`).
+//! server was already receiving may arrive twice, with the same `Message-ID`), and
+//! notification stopped (SIGTERM) mid-delivery finishing the send before it exits.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -169,5 +170,40 @@ async fn notification_killed_mid_delivery_loses_no_email_and_duplicates_only_tho
     assert!(
         copies <= names.len() + 2,
         "only the two messages in flight may repeat: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn notification_stopped_mid_delivery_finishes_the_send_before_it_exits() {
+    let stack = Stack::start(Options {
+        backend: Backend::Postgres,
+        notification: false,
+        ..Options::default()
+    })
+    .await;
+    let (public, admin) = (free_port(), free_port());
+    let mut running = start_binary(&stack, public, admin).await;
+    // The server holds the message 4 s; SIGTERM arrives while the worker waits in DATA.
+    stack.smtp.delay(4000).await;
+    sign_up_with_profiles(&stack, &["ada"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(stack.smtp.messages().is_empty(), "nothing answered yet");
+    let pid = running.id().expect("pid").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(signalled.success());
+    let status = tokio::time::timeout(WITHIN, running.wait())
+        .await
+        .expect("notification exits after SIGTERM")
+        .expect("exit status");
+    assert!(status.success(), "{status}");
+    // Exiting mid-send would leave the job `sending`: sent again after its lease,
+    // although the server may already have accepted it.
+    assert_eq!(
+        stack.smtp.messages().len(),
+        1,
+        "the send in progress was finished before the process exited"
     );
 }
