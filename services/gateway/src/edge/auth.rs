@@ -10,14 +10,13 @@ use super::{Gateway, problem};
 use crate::routes::Route;
 use crate::routes::file::AuthSpec;
 
-/// Applies the route's auth policy. Every route refuses requests carrying more than one
-/// credential (token smuggling); protected routes verify the token.
-pub(super) async fn authenticate(
+/// Refuses a request carrying more than one credential (token smuggling), on every
+/// route; synchronous, so public routes need no authentication future at all.
+pub(super) fn one_credential(
     gateway: &Gateway,
-    route: &Route,
     headers: &http::HeaderMap,
     uri: &Uri,
-) -> Result<Option<Principal>, Response> {
+) -> Result<(), Response> {
     let credentials = headers.get_all(AUTHORIZATION).iter().count();
     let in_query = uri.query().is_some_and(|q| {
         q.split('&')
@@ -31,11 +30,24 @@ pub(super) async fn authenticate(
             "Send one credential, in one Authorization header.",
         ));
     }
+    Ok(())
+}
+
+/// Applies the route's auth policy. Every route refuses requests carrying more than one
+/// credential (token smuggling); protected routes verify the token.
+pub(super) async fn authenticate(
+    gateway: &Gateway,
+    route: &Route,
+    headers: &http::HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Principal>, Response> {
+    one_credential(gateway, headers, uri)?;
     let required_roles = match &route.auth {
         AuthSpec::Public => return Ok(None),
         AuthSpec::Authenticated => None,
         AuthSpec::Roles(roles) => Some(roles),
     };
+
     if !gateway.verifier.is_ready() {
         // Until the first JWKS load succeeds nobody can be verified: that is our outage,
         // not the client's fault, so 503 rather than 401.

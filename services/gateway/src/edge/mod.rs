@@ -27,6 +27,7 @@ pub use metrics::GatewayMetrics;
 
 use crate::proxy::{ForwardContext, RequestIds};
 use crate::ratelimit::{Decision, Limiter, RatePolicy, apply_headers};
+use crate::routes::file::AuthSpec;
 use crate::routes::{Route, Routes};
 
 /// Request headers that look like identity assertions. Upstreams verify the token
@@ -234,10 +235,17 @@ where
         return response;
     }
 
-    let principal = match auth::authenticate(gateway, route, request.headers(), request.uri()).await
-    {
-        Ok(principal) => principal,
-        Err(response) => return response,
+    // A public route needs only the credential check, not the authentication future.
+    let principal = if matches!(route.auth, AuthSpec::Public) {
+        if let Err(response) = auth::one_credential(gateway, request.headers(), request.uri()) {
+            return response;
+        }
+        None
+    } else {
+        match auth::authenticate(gateway, route, request.headers(), request.uri()).await {
+            Ok(principal) => principal,
+            Err(response) => return response,
+        }
     };
     strip_identity_headers(request.headers_mut());
 
