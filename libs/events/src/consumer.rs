@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::{HeaderMap, header};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{StreamExt, future};
 use service_kit::CancellationToken;
 
 use crate::handler::{Dispatch, Router};
@@ -142,14 +142,28 @@ async fn consume(
         .await
         .map_err(|e| consumer_error(&e))?;
     tracing::info!(consumer = %config.name, "event consumer running");
+    // A stream error (missed heartbeats while NATS is away) ends the intake, but the
+    // handlers already running finish: `try_for_each_concurrent` would drop them halfway.
+    let mut failure = None;
     messages
         .take_until(shutdown.cancelled())
-        .map_err(|e| consumer_error(&e))
-        .try_for_each_concurrent(concurrency, |message| async move {
-            deliver(bus, config, router, metrics, message).await;
-            Ok(())
+        .scan((), |(), item| {
+            future::ready(match item {
+                Ok(message) => Some(message),
+                Err(error) => {
+                    failure = Some(consumer_error(&error));
+                    None
+                }
+            })
         })
-        .await
+        .for_each_concurrent(concurrency, |message| {
+            deliver(bus, config, router, metrics, message)
+        })
+        .await;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 async fn deliver(

@@ -324,3 +324,42 @@ async fn a_consumer_and_relay_resume_after_the_broker_returns_and_deliver_every_
     assert_eq!(db.unsent().await, 0);
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_running_when_the_broker_goes_away_is_not_cut_off() {
+    let mut nats = PrivateNats::start().await;
+    let bus = private_bus(&nats.url()).await;
+    let started = Arc::new(AtomicU32::new(0));
+    let finished = Arc::new(AtomicU32::new(0));
+    let (begun, done) = (started.clone(), finished.clone());
+    // A handler whose effect is not in the inbox's transaction (an HTTP call, a mail):
+    // once started it must be allowed to finish, not be dropped halfway.
+    let router = Router::new().on(move |_: Received<Thing>| {
+        let (begun, done) = (begun.clone(), done.clone());
+        async move {
+            begun.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(14)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let stop = CancellationToken::new();
+    bus.consume(fast("steady", 5), router, EventMetrics::new(), stop.clone());
+    publish(&bus, &thing("a", 0)).await;
+    testkit::eventually(Duration::from_secs(20), "the handler started", || {
+        let started = started.clone();
+        async move { (started.load(Ordering::SeqCst) == 1).then_some(()) }
+    })
+    .await;
+    // The pull stream reports the lost connection (missed heartbeats) while the handler
+    // still runs.
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the handler that was running finished"
+    );
+    nats.resume().await;
+    stop.cancel();
+}
