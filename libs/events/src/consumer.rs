@@ -180,7 +180,15 @@ async fn deliver(
         )
     });
     let name = config.name.as_str();
-    let reason = match router.dispatch(&message.payload, attempt).await {
+    // Tells the server the handler still works on it, so a handler slower than
+    // `ack_wait` is not redelivered (run twice at once, and counted towards
+    // `max_deliver` until the server gives up without a dead letter).
+    let every = (config.ack_wait / 3).max(Duration::from_millis(100));
+    let dispatched = tokio::select! {
+        dispatched = router.dispatch(&message.payload, attempt) => dispatched,
+        never = in_progress(&message, every) => match never {},
+    };
+    let reason = match dispatched {
         Dispatch::Done => {
             metrics.count(name, "handled");
             ack(&message, AckKind::Ack).await;
@@ -230,6 +238,20 @@ async fn deliver(
         Err(error) => {
             tracing::warn!(consumer = name, %error, "could not dead-letter an event; will retry");
             ack(&message, AckKind::Nak(Some(config.delay_after(1)))).await;
+        }
+    }
+}
+
+/// Sends a progress acknowledgement every `every` (never returns; dropped when the
+/// handler is done).
+async fn in_progress(
+    message: &async_nats::jetstream::Message,
+    every: Duration,
+) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(error) = message.ack_with(AckKind::Progress).await {
+            tracing::debug!(%error, "could not extend an event's ack wait");
         }
     }
 }

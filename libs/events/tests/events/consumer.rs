@@ -363,3 +363,35 @@ async fn a_handler_running_when_the_broker_goes_away_is_not_cut_off() {
     nats.resume().await;
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_handler_slower_than_the_ack_wait_is_not_redelivered_while_it_runs() {
+    let bus = private_bus(&nats_url()).await;
+    let started = Arc::new(AtomicU32::new(0));
+    let begun = started.clone();
+    let router = Router::new().on(move |_: Received<Thing>| {
+        let begun = begun.clone();
+        async move {
+            begun.fetch_add(1, Ordering::SeqCst);
+            // Longer than the 5 s ack wait of `fast`.
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            Ok(())
+        }
+    });
+    let metrics = EventMetrics::new();
+    let stop = CancellationToken::new();
+    bus.consume(fast("patient", 5), router, metrics.clone(), stop.clone());
+    publish(&bus, &thing("a", 0)).await;
+    testkit::eventually(Duration::from_secs(30), "the event handled", || {
+        let metrics = metrics.clone();
+        async move { (metrics.consumed("patient", "handled") >= 1).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the server waited for the running handler instead of delivering again"
+    );
+    stop.cancel();
+}
