@@ -5,11 +5,11 @@
 //! A row is acknowledged to the relay (and so marked sent) only when every subscriber
 //! whose subjects match has handled it, found no handler for its type, or dead-lettered
 //! it. A subscriber asking for a retry fails the publish: the row stays in the outbox and
-//! the relay delivers it again later (to every subscriber; their inboxes make the repeat
-//! harmless). After `max_deliver` attempts, or for a malformed event, the event is
+//! the relay delivers it again later to every subscriber that has not dead-lettered it
+//! (their inboxes make the repeat harmless). After `max_deliver` attempts, or for a malformed event, the event is
 //! dead-lettered: logged, counted, and kept in [`InProcessBus::dead_letters`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
@@ -56,6 +56,9 @@ struct Inner {
     subscribers: RwLock<Vec<Arc<Subscriber>>>,
     started: AtomicBool,
     attempts: Mutex<HashMap<(String, String), Attempts>>,
+    /// (subscriber, event) pairs dead-lettered while the row waits for another
+    /// subscriber: not delivered to them again (handled ones are, their inbox absorbs it).
+    finished: Mutex<HashSet<(String, String)>>,
     dead_letters: Mutex<Vec<DeadLetter>>,
 }
 
@@ -129,6 +132,14 @@ impl InProcessBus {
             );
     }
 
+    fn finish(&self, consumer: &str, id: &str) {
+        self.inner
+            .finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((consumer.to_owned(), id.to_owned()));
+    }
+
     fn forget(&self, consumer: &str, id: &str) {
         self.inner
             .attempts
@@ -168,6 +179,15 @@ impl InProcessBus {
         message: &OutboxMessage,
     ) -> Result<(), String> {
         let name = subscriber.config.name.as_str();
+        if self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(name.to_owned(), message.id.clone()))
+        {
+            return Ok(());
+        }
         let Some(attempt) = self.next_attempt(name, &message.id) else {
             return Err(format!("{name}: waiting before the next attempt"));
         };
@@ -196,6 +216,7 @@ impl InProcessBus {
             Dispatch::Rejected(reason) => format!("rejected by the handler: {reason}"),
         };
         self.dead_letter(subscriber, message, reason, attempt);
+        self.finish(name, &message.id);
         Ok(())
     }
 }
@@ -232,6 +253,12 @@ impl Sink for InProcessBus {
                 }
             }
             if failures.is_empty() {
+                // Acknowledged: the row is marked sent and never comes again.
+                self.inner
+                    .finished
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|(_, id)| id != &message.id);
                 Ok(())
             } else {
                 Err(PublishError(failures.join("; ")))

@@ -177,3 +177,47 @@ async fn the_in_process_bus_dead_letters_failing_and_malformed_events_and_skips_
     assert_eq!(metrics.consumed("mailer", "dead_lettered"), 2);
     assert_eq!(metrics.consumed("mailer", "handled"), 1);
 }
+
+#[tokio::test]
+async fn a_subscriber_dead_letters_an_event_once_while_another_retries_it() {
+    let db = database(Backend::Sqlite).await;
+    let bus = InProcessBus::new();
+    let metrics = EventMetrics::new();
+    let alpha = Router::new()
+        .on(|_: Received<Thing>| async { Err(HandlerError::reject("alpha never takes it")) });
+    // beta fails three times before it handles the event: the row is relayed four times.
+    let failures = Arc::new(AtomicU32::new(0));
+    let counted = failures.clone();
+    let beta = Router::new().on(move |_: Received<Thing>| {
+        let counted = counted.clone();
+        async move {
+            if counted.fetch_add(1, Ordering::SeqCst) < 3 {
+                return Err(HandlerError::retry("not yet"));
+            }
+            Ok(())
+        }
+    });
+    bus.subscribe(config("alpha", 1000), alpha, metrics.clone());
+    bus.subscribe(config("beta", 1000), beta, metrics.clone());
+    bus.start();
+    let stop = CancellationToken::new();
+    let relay = Relay::new(db.pool.clone(), Arc::new(bus.clone())).with_config(quick());
+    let wake = relay.handle();
+    relay.spawn(stop.clone());
+    db.commit(&[thing("a", 0)]).await;
+    wake.notify();
+    testkit::eventually(Duration::from_secs(10), "the event relayed", || {
+        let db = &db;
+        async move { (db.unsent().await == 0).then_some(()) }
+    })
+    .await;
+    assert!(failures.load(Ordering::SeqCst) >= 4, "beta was retried");
+    let dead: Vec<_> = bus
+        .dead_letters()
+        .into_iter()
+        .filter(|d| d.consumer == "alpha")
+        .collect();
+    assert_eq!(dead.len(), 1, "alpha gave up once: {dead:?}");
+    assert_eq!(metrics.consumed("alpha", "dead_lettered"), 1);
+    stop.cancel();
+}
