@@ -286,13 +286,13 @@ pub(crate) fn index_variants(backend: &str) -> Vec<(&'static str, Vec<&'static s
             ],
         ),
         (
-            "hash-key indexes USING hash instead of B-tree",
+            "hash-key indexes as B-trees (before session 5)",
             vec![
                 "DROP INDEX log_records_trace_key",
                 "DROP INDEX log_records_request_key",
-                "CREATE INDEX log_records_trace_key ON log_records USING hash (trace_key) \
+                "CREATE INDEX log_records_trace_key ON log_records (trace_key) \
                  WHERE trace_key IS NOT NULL",
-                "CREATE INDEX log_records_request_key ON log_records USING hash (request_key) \
+                "CREATE INDEX log_records_request_key ON log_records (request_key) \
                  WHERE request_key IS NOT NULL",
             ],
         ),
