@@ -204,7 +204,7 @@ impl Delivery {
             outcome,
             detail,
         };
-        match jobs::finish(&self.pool, &attempt, &next).await {
+        match self.record(&job, &attempt, &next).await {
             Ok(true) => {
                 if matches!(next, Next::Failed(_)) {
                     tracing::warn!(job = %job.id, channel, reason = ?attempt.detail, "delivery failed for good");
@@ -217,6 +217,33 @@ impl Delivery {
             // The lease runs out and the job is attempted again: at least once.
             Err(error) => {
                 tracing::error!(job = %job.id, %error, "cannot record a delivery attempt");
+            }
+        }
+    }
+
+    /// Records the attempt; while the database refuses, tries again as long as the job
+    /// is still this worker's (a delivered message recorded late is better than one sent
+    /// again when the lease runs out).
+    async fn record(
+        &self,
+        job: &ClaimedJob,
+        attempt: &Attempt<'_>,
+        next: &Next,
+    ) -> Result<bool, sqlx::Error> {
+        let pause = ERROR_PAUSE.min(self.lease / 3);
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            let error = match jobs::finish(&self.pool, attempt, next).await {
+                Err(error) => error,
+                done => return done,
+            };
+            tracing::warn!(job = %job.id, %error, "cannot record a delivery attempt; retrying");
+            tokio::time::sleep(pause).await;
+            match self.renew_lease(job).await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => return Ok(false),
+                Err(_) if renewed.elapsed() >= self.lease => return Err(error),
+                Err(_) => {}
             }
         }
     }

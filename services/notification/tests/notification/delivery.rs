@@ -1,6 +1,7 @@
 //! SMTP faults: a server refusing for a while (4xx) is retried until it accepts; one
 //! refusing for good (5xx) fails the job at once, publishes `delivery.failed`, and is
-//! not tried again. A send slower than the lease is not taken over and sent again.
+//! not tried again. A send slower than the lease is not taken over and sent again, and
+//! one whose record fails at first is recorded late rather than sent again.
 
 use std::time::Duration;
 
@@ -66,4 +67,60 @@ on_both_backends! {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(stack.smtp.messages().len(), 1, "the welcome email is sent once");
     }
+}
+
+/// The notification database of `stack` (PostgreSQL), as the test's own pool.
+async fn notification_database(stack: &Stack) -> sqlx::PgPool {
+    let url = stack
+        .notification_args
+        .windows(2)
+        .find(|pair| pair[0] == "--database-url")
+        .map(|pair| pair[1].clone())
+        .expect("--database-url");
+    sqlx::PgPool::connect(&url)
+        .await
+        .expect("notification database")
+}
+
+#[tokio::test]
+async fn a_delivered_message_whose_record_fails_at_first_is_recorded_not_sent_again() {
+    let stack = Stack::start(Options {
+        backend: testkit::Backend::Postgres,
+        args: vec!["--delivery-lease-secs".into(), "2".into()],
+        ..Options::default()
+    })
+    .await;
+    let db = notification_database(&stack).await;
+    stack.smtp.delay(1500).await;
+    stack
+        .user_with_profile(
+            "ada@example.com",
+            &profile("Ada", "ada@example.com", "en", None, true),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // While the server holds DATA, the attempts table goes away: the attempt cannot be
+    // recorded when the server accepts the mail. It comes back 2 s later.
+    sqlx::query("ALTER TABLE attempts RENAME TO attempts_away")
+        .execute(&db)
+        .await
+        .expect("rename");
+    stack.mails(1, WITHIN).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sqlx::query("ALTER TABLE attempts_away RENAME TO attempts")
+        .execute(&db)
+        .await
+        .expect("rename back");
+    // Past the 2 s lease and a second 1.5 s send.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        stack.smtp.messages().len(),
+        1,
+        "the welcome email is sent once"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs")
+        .fetch_one(&db)
+        .await
+        .expect("job");
+    assert_eq!(status, "delivered");
 }
