@@ -151,6 +151,19 @@ impl Started {
     }
 }
 
+impl Started {
+    /// Runs `after` once the server has stopped, before the service counts as stopped
+    /// (work that must finish before the process exits).
+    fn then(mut self, after: impl Future<Output = ()> + Send + 'static) -> Self {
+        let serve = self.serve;
+        self.serve = Box::pin(async move {
+            serve.await;
+            after.await;
+        });
+        self
+    }
+}
+
 /// Serves `started` among `tasks`, counting it in the all-in-one's readiness.
 fn launch(tessera: &Service, tasks: &mut JoinSet<()>, started: Started) -> Running {
     add_readiness(tessera.readiness(), started.running.name, started.readiness);

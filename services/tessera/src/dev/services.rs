@@ -153,7 +153,11 @@ pub(super) async fn start_notification(
     };
     let notification = tessera_notification::build(&config, runtime, shutdown)
         .context("notification cannot start")?;
-    Started::new("notification", notification.service, listeners, shutdown)
+    // As the binary does: a send at hand is finished and recorded before the process
+    // exits (bounded by the lease, after which the job is another worker's anyway).
+    let lease = std::time::Duration::from_secs(config.delivery.delivery_lease_secs);
+    let workers = notification.workers.stopped(lease);
+    Ok(Started::new("notification", notification.service, listeners, shutdown)?.then(workers))
 }
 
 /// Logging on `listeners` (bound first, see [`DevArgs::bind_logging`]), chaining the audit
