@@ -143,7 +143,9 @@ impl Phone {
 }
 
 /// A contact email address: one `@`, a non-empty local part, a dotted domain (stored in
-/// lower case), no whitespace. Deliverability is the mail server's business.
+/// lower case), no whitespace, and an address notification's mail library (lettre) can
+/// put in a `To:` header — otherwise the welcome mail would fail for good after the
+/// profile was stored. Deliverability is the mail server's business.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -158,10 +160,11 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !address.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !valid {
+        let domain = domain.to_ascii_lowercase();
+        if !valid || lettre::Address::new(local, &domain).is_err() {
             return Err(FieldError::Email);
         }
-        Ok(Self(format!("{local}@{}", domain.to_ascii_lowercase())))
+        Ok(Self(format!("{local}@{domain}")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -244,8 +247,19 @@ mod tests {
             "ada@localhost",
             "a da@example.com",
             "ada@.com",
+            // Syntax lettre refuses in a mailbox: notification could never send to them.
+            "a,b@example.com",
+            "a\"b@example.com",
+            "<a>@example.com",
         ] {
             assert_eq!(Email::parse(bad), Err(FieldError::Email), "{bad}");
+        }
+        for good in [
+            "first.last+tag@example.co.uk",
+            "o'brien@example.ie",
+            "user_name-1@sub.example.org",
+        ] {
+            assert_eq!(Email::parse(good).unwrap().as_str(), good);
         }
     }
 }
