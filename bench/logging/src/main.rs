@@ -171,7 +171,13 @@ async fn ingestion(
                     continue;
                 };
                 let before = load_average();
-                let wal_before = wal_stats(target.postgres.as_deref()).await?;
+                // WAL and checkpoints are the PostgreSQL server's: none for SQLite rows.
+                let server = if target.backend == "postgres" {
+                    target.postgres.as_deref()
+                } else {
+                    None
+                };
+                let wal_before = wal_stats(server).await?;
                 let cpu0 = target.cpu();
                 let limit = storage_limit(&limit_url, args.records, args.limit_batch, &[]).await?;
                 let cpu1 = target.cpu();
@@ -184,22 +190,22 @@ async fn ingestion(
                 let cpu2 = target.cpu();
                 let per = |a: f64, b: f64| per_record(1e6 * (b - a), args.records);
                 let cpu = format!(
-                    "{:.1} + {:.1} / {:.1} + {:.1}",
-                    per(cpu0.0, cpu1.0),
-                    per(cpu0.1, cpu1.1),
-                    per(cpu1.0, cpu2.0),
-                    per(cpu1.1, cpu2.1)
+                    "{} + {} / {} + {}",
+                    micros(per(cpu0.0, cpu1.0)),
+                    micros(per(cpu0.1, cpu1.1)),
+                    micros(per(cpu1.0, cpu2.0)),
+                    micros(per(cpu1.1, cpu2.1))
                 );
                 let runs = if with_otlp { 2 } else { 1 };
                 // Each run ends with a DROP DATABASE, which forces a checkpoint: not
                 // counted.
-                let wal = match (wal_before, wal_stats(target.postgres.as_deref()).await?) {
+                let wal = match (wal_before, wal_stats(server).await?) {
                     (Some((b0, c0)), Some((b1, c1))) => format!(
                         "{} B, {} checkpoints",
                         (b1 - b0) / (runs * i64::try_from(args.records)?),
-                        c1 - c0 - 2
+                        (c1 - c0 - runs).max(0)
                     ),
-                    _ => String::new(),
+                    _ => "—".to_owned(),
                 };
                 println!(
                     "| {} | {} | {limit:.0} | {otlp:.0} | {:.0} % | {read_p99:.1} | {cpu} | {wal} | {before} → {} |",
@@ -251,10 +257,10 @@ async fn index_costs(
             let rate = storage_limit(&url, args.records, args.limit_batch, &sql).await?;
             let cpu1 = target.cpu();
             println!(
-                "| {} | {name} | {rate:.0} | {:.1} + {:.1} | {} |",
+                "| {} | {name} | {rate:.0} | {} + {} | {} |",
                 target.label,
-                per_record(1e6 * (cpu1.0 - cpu0.0), args.records),
-                per_record(1e6 * (cpu1.1 - cpu0.1), args.records),
+                micros(per_record(1e6 * (cpu1.0 - cpu0.0), args.records)),
+                micros(per_record(1e6 * (cpu1.1 - cpu0.1), args.records)),
                 load_average()
             );
         }
@@ -277,6 +283,16 @@ async fn wal_stats(admin_url: Option<&str>) -> anyhow::Result<Option<(i64, i64)>
     .await?;
     pool.close().await;
     Ok(Some(row))
+}
+
+/// Microseconds with one decimal, or `—` where nothing was measured (no throwaway
+/// cluster to read PostgreSQL's CPU time from, or SQLite).
+fn micros(value: f64) -> String {
+    if value.is_nan() {
+        "—".to_owned()
+    } else {
+        format!("{value:.1}")
+    }
 }
 
 /// `amount` per record.
