@@ -37,28 +37,10 @@ pub struct Config {
     #[arg(long, env = "TESSERA_ROUTES_FILE", value_name = "FILE")]
     pub routes_file: PathBuf,
 
-    /// Identity's JWKS URL, e.g. `http://identity:8080/.well-known/jwks.json`.
-    #[arg(long, env = "TESSERA_JWKS_URL", value_name = "URL")]
-    pub jwks_url: String,
-
-    /// The token issuer (`iss`) to accept.
-    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
-    pub issuer: String,
-
-    /// Audiences accepted in `aud`, comma-separated.
-    #[arg(
-        long,
-        env = "TESSERA_AUDIENCES",
-        value_delimiter = ',',
-        default_value = "tessera"
-    )]
-    pub audiences: Vec<String>,
-
-    /// How long fetched keys are used before the JWKS is fetched again, in seconds. Keep
-    /// it at or below identity's `--jwks-max-age-secs`.
-    #[arg(long, env = "TESSERA_JWKS_REFRESH_SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub jwks_refresh_secs: u64,
+    /// `--jwks-url`, `--issuer`, `--audiences`, `--jwks-refresh-secs`: how access tokens
+    /// are checked (the same flags as every service's).
+    #[command(flatten)]
+    pub auth: tessera_auth::AuthArgs,
 
     /// Networks of proxies in front of the gateway (e.g. the ingress), comma-separated
     /// CIDRs. Only from these is `X-Forwarded-For` believed.

@@ -20,7 +20,7 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use service_kit::log_shipping::{Shipper, TokenSource};
 use service_kit::{CancellationToken, Clock, HttpSettings, Listeners, Service, SystemClock};
-use tessera_auth::{ClientCredentials, HttpJwks, Verifier, VerifierConfig};
+use tessera_auth::{ClientCredentials, HttpJwks, Verifier};
 
 use crate::config::{Config, LimiterBackend};
 use crate::edge::{Gateway, GatewayMetrics};
@@ -77,11 +77,9 @@ pub async fn build(
     )?;
     routes.spawn_watch(shutdown.clone());
 
-    let mut verifier_config = VerifierConfig::new(config.issuer.clone(), config.audiences.clone());
-    verifier_config.refresh_interval = Duration::from_secs(config.jwks_refresh_secs);
     let verifier = Verifier::with_clock(
-        verifier_config,
-        Arc::new(HttpJwks::new(config.jwks_url.clone())),
+        config.auth.verifier_config(),
+        Arc::new(HttpJwks::new(config.auth.jwks_url.clone())),
         clock.clone(),
     );
     verifier.spawn_refresh(shutdown.clone());
@@ -121,16 +119,7 @@ pub async fn build(
             // reference count is cheaper than the gateway's eight.
             .with_state(Arc::new(gateway.clone())),
     );
-    service.readiness().add("jwks", move || {
-        let ready = verifier.is_ready();
-        async move {
-            if ready {
-                Ok(())
-            } else {
-                Err("identity's keys not loaded yet".to_owned())
-            }
-        }
-    });
+    verifier.add_readiness_check(service.readiness());
     Ok(Built {
         service,
         gateway,

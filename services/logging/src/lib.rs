@@ -183,16 +183,7 @@ pub fn build(
         consumer::subscribe(bus, &state.audit, events, shutdown);
     }
     if !config.auth.insecure_disable_auth {
-        service.readiness().add("keys", move || {
-            let ready = verifier.is_ready();
-            async move {
-                if ready {
-                    Ok(())
-                } else {
-                    Err("verification keys not loaded yet".to_owned())
-                }
-            }
-        });
+        verifier.add_readiness_check(service.readiness());
     }
     Ok(Logging { service, state })
 }
