@@ -26,22 +26,7 @@ async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles(
     let env = env().await;
     let client = env.client().unwrap();
     let namespace = env.fresh_namespace("rotation").await.unwrap();
-    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
-    let platform: Platform = serde_json::from_value(json!({
-        "apiVersion": "tessera.dev/v1alpha1",
-        "kind": "Platform",
-        "metadata": { "name": "demo" },
-        "spec": { "identity": {
-            "issuer": "https://api.example.com",
-            "accessTokenTtlSeconds": 60,
-            "keyPolicy": { "rotationIntervalSeconds": 600 },
-        } },
-    }))
-    .unwrap();
-    platforms
-        .create(&PostParams::default(), &platform)
-        .await
-        .unwrap();
+    let platforms = create_rotating_platform(&client, &namespace).await;
     let clock = ManualClock::new(OffsetDateTime::now_utc());
     let recorder = Recorder::new(
         client.clone(),
@@ -241,22 +226,7 @@ async fn a_stale_reconcile_cannot_overwrite_a_newer_keyset() {
     let env = env().await;
     let client = env.client().unwrap();
     let namespace = env.fresh_namespace("stale-keyset").await.unwrap();
-    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
-    let platform: Platform = serde_json::from_value(json!({
-        "apiVersion": "tessera.dev/v1alpha1",
-        "kind": "Platform",
-        "metadata": { "name": "demo" },
-        "spec": { "identity": {
-            "issuer": "https://api.example.com",
-            "accessTokenTtlSeconds": 60,
-            "keyPolicy": { "rotationIntervalSeconds": 600 },
-        } },
-    }))
-    .unwrap();
-    platforms
-        .create(&PostParams::default(), &platform)
-        .await
-        .unwrap();
+    let platforms = create_rotating_platform(&client, &namespace).await;
     let start = OffsetDateTime::now_utc();
     let clock = ManualClock::new(start);
     let recorder = Recorder::new(
@@ -462,4 +432,26 @@ async fn a_deleted_keyset_is_not_regenerated_until_a_rotation_is_requested() {
         status.handled_rotation_request.as_deref(),
         Some("new keyset")
     );
+}
+
+/// Creates Platform `demo` in `namespace` with 60 s access tokens and a 10-minute
+/// rotation interval (several cycles fit a test on a manual clock).
+async fn create_rotating_platform(client: &Client, namespace: &str) -> Api<Platform> {
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), namespace);
+    let platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": {
+            "issuer": "https://api.example.com",
+            "accessTokenTtlSeconds": 60,
+            "keyPolicy": { "rotationIntervalSeconds": 600 },
+        } },
+    }))
+    .unwrap();
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+    platforms
 }
