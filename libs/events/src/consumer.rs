@@ -84,7 +84,15 @@ pub(crate) async fn run(
             return;
         }
         match consume(&bus, &config, &router, &metrics, &shutdown).await {
-            Ok(()) => return,
+            Ok(()) if shutdown.is_cancelled() => return,
+            // The pull stream ended without an error (its subscription closed): without
+            // a restart the service would consume nothing while its readiness stays green.
+            // Not provoked in a test: async-nats 0.51 reports an error first in every
+            // case tried (consumer deleted, broker gone).
+            Ok(()) => {
+                tracing::warn!(consumer = %config.name, retry_in_ms = backoff.as_millis(),
+                    "event consumer's stream ended; starting again");
+            }
             Err(error) => {
                 tracing::warn!(consumer = %config.name, %error, retry_in_ms = backoff.as_millis(),
                     "event consumer interrupted; starting again");
