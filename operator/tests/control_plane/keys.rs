@@ -6,17 +6,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::json;
 use service_kit::{Clock as _, ManualClock};
 use tessera_operator::Platform;
-use tessera_operator::children::MANAGER;
-use tessera_operator::controller::Context;
 use tessera_operator::crd::PlatformStatus;
-use tessera_operator::metrics::OperatorMetrics;
 use time::OffsetDateTime;
 
-use crate::{WAIT, env, reconcile_stored};
+use crate::{WAIT, context_with_clock, env, reconcile_stored};
 
 /// Several rotation cycles on a manual clock (30 s steps, 10-minute interval, 60 s
 /// tokens): at every step exactly one key is active (status and keyset agree), and the
@@ -28,19 +24,7 @@ async fn key_rotation_keeps_every_live_tokens_key_published_over_several_cycles(
     let namespace = env.fresh_namespace("rotation").await.unwrap();
     let platforms = create_rotating_platform(&client, &namespace).await;
     let clock = ManualClock::new(OffsetDateTime::now_utc());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: None,
-        },
-    );
-    let cx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        OperatorMetrics::default(),
-        Arc::new(clock.clone()),
-    ));
+    let cx = context_with_clock(client.clone(), Arc::new(clock.clone()));
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let ttl = Duration::from_secs(60);
     // (kid, expiry) of a token signed at each step by the then active key.
@@ -229,19 +213,7 @@ async fn a_stale_reconcile_cannot_overwrite_a_newer_keyset() {
     let platforms = create_rotating_platform(&client, &namespace).await;
     let start = OffsetDateTime::now_utc();
     let clock = ManualClock::new(start);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: None,
-        },
-    );
-    let cx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        OperatorMetrics::default(),
-        Arc::new(clock.clone()),
-    ));
+    let cx = context_with_clock(client.clone(), Arc::new(clock.clone()));
     // The first key, then a manual rotation request.
     reconcile_stored(&client, &namespace, &cx).await;
     platforms
@@ -327,19 +299,7 @@ fn spawn_reconcile_on_its_own_thread(
             .unwrap();
         runtime.block_on(async move {
             let client = env.client().unwrap();
-            let recorder = Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: MANAGER.into(),
-                    instance: None,
-                },
-            );
-            let cx = Arc::new(Context::new(
-                client.clone(),
-                recorder,
-                OperatorMetrics::default(),
-                Arc::new(clock),
-            ));
+            let cx = context_with_clock(client.clone(), Arc::new(clock));
             let platforms: Api<Platform> = Api::namespaced(client, &namespace);
             let stored = platforms.get("demo").await.unwrap();
             tessera_operator::controller::reconcile(Arc::new(stored), cx)

@@ -30,6 +30,16 @@ async fn reconciles(admin: std::net::SocketAddr) -> f64 {
         .sum()
 }
 
+/// Waits until the instance at `admin` has counted a reconcile; fails with `what` after
+/// [`WAIT`].
+async fn wait_for_reconciles(admin: std::net::SocketAddr, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reconciles(admin).await == 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Two operator instances with leader election: only the Lease holder reconciles; when
 /// it stops, the other takes the Lease and repairs drift.
 #[tokio::test]
@@ -91,14 +101,7 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
         };
     // The Deployment appears mid-reconcile; the count when that reconcile finishes, which
     // takes a while when the API server is slow.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while reconciles(leader).await == 0.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the leader's reconciles are not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_reconciles(leader, "the leader's reconciles are not counted").await;
     // Give a follower that ignored the Lease time to act before checking it did not.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -112,14 +115,7 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
     hand_edit_replicas(&client, &namespace, 7).await;
     wait_until_repaired(&deployments, &mut follower_task).await;
     // The repair lands before that reconcile finishes and is counted.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while reconciles(follower).await == 0.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new leader's reconciles are not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_reconciles(follower, "the new leader's reconciles are not counted").await;
     let holder = leases
         .get("tessera-operator")
         .await

@@ -79,6 +79,11 @@ async fn env() -> &'static TestEnv {
 }
 
 fn context(client: Client) -> Arc<Context> {
+    context_with_clock(client, Arc::new(SystemClock))
+}
+
+/// A controller context reading time from `clock` (a manual one steps rotations).
+fn context_with_clock(client: Client, clock: Arc<dyn service_kit::Clock>) -> Arc<Context> {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -90,7 +95,7 @@ fn context(client: Client) -> Arc<Context> {
         client,
         recorder,
         OperatorMetrics::default(),
-        Arc::new(SystemClock),
+        clock,
     ))
 }
 
