@@ -10,11 +10,11 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::balance::InFlight;
-use super::client::Checkin;
+use super::client::UpstreamBody;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -24,11 +24,11 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 #[error("the upstream response exceeded the total timeout")]
 pub(crate) struct BodyTimeout;
 
-/// An upstream response body, cut at the total deadline. Once read to its end, its
-/// HTTP/1.1 connection goes back to the pool.
+/// An upstream response body, cut at the total deadline. (Its HTTP/1.1 connection goes
+/// back to the pool once the inner body was read to its end.)
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     deadline: Instant,
     /// The timer, armed only once the body has to wait: most bodies arrive with their
     /// headers and never need one (a timer per request showed in the profile).
@@ -36,15 +36,13 @@ pub(crate) struct ResponseBody {
     /// Whether the body was polled before.
     polled: bool,
     _in_flight: InFlight,
-    checkin: Option<Checkin>,
 }
 
 impl ResponseBody {
     pub(crate) fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         deadline: std::time::Instant,
         in_flight: InFlight,
-        checkin: Option<Checkin>,
     ) -> Self {
         Self {
             inner,
@@ -52,33 +50,14 @@ impl ResponseBody {
             timer: None,
             polled: false,
             _in_flight: in_flight,
-            checkin,
         }
     }
 
-    fn timed_out(&mut self) -> BoxError {
+    /// The rest of the body is abandoned (its connection is closed when the body is
+    /// dropped).
+    fn timed_out() -> BoxError {
         tracing::warn!("upstream response body cut at the total timeout");
-        // The rest of the body is abandoned: the connection cannot be reused.
-        self.checkin = None;
         Box::new(BodyTimeout)
-    }
-
-    /// Returns the connection to the pool: the body is complete, so the connection is
-    /// free for the next request.
-    fn release(&mut self) {
-        if let Some(checkin) = self.checkin.take() {
-            checkin.release();
-        }
-    }
-}
-
-impl Drop for ResponseBody {
-    /// A body with nothing to read (`Content-Length: 0`, `HEAD`, 204) may be dropped
-    /// without ever being polled; its connection is still reusable.
-    fn drop(&mut self) {
-        if self.inner.is_end_stream() {
-            self.release();
-        }
     }
 }
 
@@ -94,7 +73,7 @@ impl HttpBody for ResponseBody {
         // The first poll follows the response head, which arrived before the deadline
         // (the first-byte timeout never reaches past it): no clock read for it.
         if std::mem::replace(&mut this.polled, true) && Instant::now() >= this.deadline {
-            return Poll::Ready(Some(Err(this.timed_out())));
+            return Poll::Ready(Some(Err(Self::timed_out())));
         }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if polled.is_pending() {
@@ -103,17 +82,10 @@ impl HttpBody for ResponseBody {
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
             if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(Err(this.timed_out())));
+                return Poll::Ready(Some(Err(Self::timed_out())));
             }
         }
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            // An error leaves the connection unusable: dropping its sender closes it.
-            Poll::Ready(Some(Err(_))) => this.checkin = None,
-            _ => {}
-        }
-        polled.map_err(Into::into)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Body as _;
 use hyper::upgrade::OnUpgrade;
 
 use super::balance::{Endpoint, InFlight};
 use super::body::{self, BodyFault, FaultSlot, ResponseBody};
-use super::client::{Checkin, SendError};
+use super::client::{SendError, UpstreamBody};
 use super::outcome::{circuit_open, client_fault, finish, relayed, timed_out, unavailable};
 use super::{ForwardContext, Upstream, headers, websocket};
 
@@ -108,8 +108,7 @@ impl Tried {
 
 /// The result of one attempt.
 enum Attempt {
-    /// With the pooled connection to return once the body is read (HTTP/1.1).
-    Answered(Response<Incoming>, Option<Checkin>),
+    Answered(Response<UpstreamBody>),
     /// The request never reached the endpoint.
     ConnectFailed(SendError),
     /// The exchange broke after the request was (maybe partly) sent.
@@ -123,7 +122,7 @@ impl Attempt {
     /// A 500 is the application's answer to this request and does not count.
     fn failed(&self) -> bool {
         match self {
-            Self::Answered(response, _) => matches!(
+            Self::Answered(response) => matches!(
                 response.status(),
                 StatusCode::BAD_GATEWAY
                     | StatusCode::SERVICE_UNAVAILABLE
@@ -139,7 +138,7 @@ impl Attempt {
     fn retryable(&self) -> bool {
         match self {
             Self::ConnectFailed(_) => true,
-            Self::Answered(response, _) => matches!(
+            Self::Answered(response) => matches!(
                 response.status(),
                 StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
             ),
@@ -233,18 +232,19 @@ impl Upstream {
             let in_flight = InFlight::new(Arc::clone(&self.endpoints[index]));
             let endpoint = in_flight.endpoint();
             let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
-            // The headers are copied only when another attempt may need them: not for
-            // a body that cannot be replayed, nor on the last attempt allowed.
-            let headers = if body.replayable() && attempts <= retry.attempts {
-                parts.headers.clone()
-            } else {
-                std::mem::take(&mut parts.headers)
-            };
-            let attempt_request =
-                build_request(&parts.method, &parts.uri, headers, body.for_attempt());
-
+            // Another attempt may need the request again: not for a body that cannot be
+            // replayed, nor after the last attempt allowed.
+            let keep_parts = body.replayable() && attempts <= retry.attempts;
             let attempt = self
-                .attempt(endpoint, attempt_request, upgrade, now, deadline)
+                .attempt(
+                    endpoint,
+                    &mut parts,
+                    body.for_attempt(),
+                    keep_parts,
+                    upgrade,
+                    now,
+                    deadline,
+                )
                 .await;
             let target = endpoint.target().label().clone();
             now = Instant::now();
@@ -270,9 +270,8 @@ impl Upstream {
             }
 
             let response = match attempt {
-                Attempt::Answered(response, checkin) => self.relay(
+                Attempt::Answered(response) => self.relay(
                     response,
-                    checkin,
                     client_upgrade,
                     deadline,
                     in_flight,
@@ -295,10 +294,16 @@ impl Upstream {
 
     /// Sends one attempt starting `now`, waiting for the response headers at most the
     /// first-byte timeout (less when the total deadline is nearer).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private step of exchange, which owns every argument"
+    )]
     async fn attempt(
         &self,
         endpoint: &Endpoint,
-        request: Request<Body>,
+        parts: &mut http::request::Parts,
+        body: Body,
+        keep_parts: bool,
         upgrade: bool,
         now: Instant,
         deadline: Instant,
@@ -306,7 +311,11 @@ impl Upstream {
         let give_up = super::after(now, self.config.timeouts.first_byte).min(deadline);
         // Boxed where it is made, so the timeout wrapper moves a pointer, not the
         // connection-making future (several KiB).
-        let sent = Box::pin(self.client.send(endpoint.target(), request, upgrade, now));
+        let sent =
+            Box::pin(
+                self.client
+                    .send(endpoint.target(), parts, body, keep_parts, upgrade, now),
+            );
         let mut timed = pin!(tokio::time::timeout_at(give_up.into(), sent));
         let waited = poll_fn(|cx| {
             let polled = timed.as_mut().poll(cx);
@@ -320,7 +329,7 @@ impl Upstream {
             Err(_) => Attempt::TimedOut,
             Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
             Ok(Err(error)) => Attempt::Broken(error),
-            Ok(Ok((response, checkin))) => Attempt::Answered(response, checkin),
+            Ok(Ok(response)) => Attempt::Answered(response),
         }
     }
 
@@ -332,8 +341,7 @@ impl Upstream {
     )]
     fn relay(
         &self,
-        mut response: Response<Incoming>,
-        checkin: Option<Checkin>,
+        mut response: Response<UpstreamBody>,
         client_upgrade: Option<OnUpgrade>,
         deadline: Instant,
         in_flight: InFlight,
@@ -346,8 +354,6 @@ impl Upstream {
                 tracing::warn!(endpoint = %target, "upstream switched protocols unasked");
                 return unavailable(Some(target.clone()), attempts);
             };
-            // The upgraded connection leaves the pool for good.
-            drop(checkin);
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::splice(
                 client_upgrade,
@@ -361,26 +367,13 @@ impl Upstream {
         }
         let (mut parts, incoming) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        let body = Body::new(ResponseBody::new(incoming, deadline, in_flight, checkin));
+        let body = Body::new(ResponseBody::new(incoming, deadline, in_flight));
         if mark {
             finish(parts, body, Some(target.clone()), attempts, None)
         } else {
             relayed(parts, body)
         }
     }
-}
-
-fn build_request(
-    method: &Method,
-    uri: &http::Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Request<Body> {
-    let mut request = Request::new(body);
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri.clone();
-    *request.headers_mut() = headers;
-    request
 }
 
 /// Methods RFC 9110 defines as idempotent that APIs use; only these are retried.

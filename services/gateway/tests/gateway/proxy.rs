@@ -1,12 +1,13 @@
 //! Upstream forwarding against real HTTP servers on loopback: header rewriting, load
 //! balancing, outlier ejection, the circuit breaker, retries and their budget, timeouts,
-//! h2c, WebSocket pass-through and streaming. The modules under `proxy/` hold the
+//! h2c, WebSocket pass-through, streaming and the HTTP/1.1 wire format. The modules under `proxy/` hold the
 //! upstream servers and the scenarios.
 
 mod resilience;
 mod servers;
 mod streaming;
 mod traffic;
+mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

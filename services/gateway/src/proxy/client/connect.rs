@@ -1,5 +1,6 @@
-//! Making upstream connections: bare HTTP/1.1 connections for the per-thread pool, and
-//! the h2c client with a per-authority connect timeout.
+//! Making upstream connections: TCP connections for the per-thread HTTP/1.1 pool
+//! (`h1.rs` speaks on them), hyper connections for upgrades, and the h2c client, all
+//! with a per-authority connect timeout.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,11 +30,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle time before TCP keep-alive probes start on upstream connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 impl UpstreamClient {
-    /// A new HTTP/1.1 connection to `target`, its task spawned on this thread's runtime.
-    pub(super) async fn connect(
-        &self,
-        target: &Target,
-    ) -> Result<http1::SendRequest<Body>, SendError> {
+    /// A new TCP connection to `target` for HTTP/1.1, within its connect timeout.
+    pub(super) async fn connect(&self, target: &Target) -> Result<TcpStream, SendError> {
         let timeout = self.connect_timeouts.get(&target.authority);
         let host = target.authority.host();
         // IPv6 literals come bracketed in an authority.
@@ -57,10 +55,17 @@ impl UpstreamClient {
         // Detects pooled connections whose peer vanished without a FIN.
         let _ = socket2::SockRef::from(&stream)
             .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
-        // One flattened `write` per request instead of `writev` (see the server side in
-        // `serve.rs`).
+        Ok(stream)
+    }
+
+    /// A new hyper HTTP/1.1 connection to `target` for an upgrade (WebSocket), its task
+    /// spawned on this thread's runtime. Upgraded connections are never pooled.
+    pub(super) async fn connect_upgradable(
+        &self,
+        target: &Target,
+    ) -> Result<http1::SendRequest<Body>, SendError> {
+        let stream = self.connect(target).await?;
         let (sender, connection) = http1::Builder::new()
-            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|error| SendError::Connect(io::Error::other(error)))?;

@@ -1,31 +1,34 @@
 //! The connection pools every upstream shares: keep-alive HTTP/1.1 for `http://`
 //! endpoints and HTTP/2 with prior knowledge for `h2c://` endpoints, one set per thread,
-//! with each endpoint's connect timeout. `pool.rs` holds the per-thread HTTP/1.1 pool,
-//! `connect.rs` how connections are made, `target.rs` the parsed endpoint addresses.
+//! with each endpoint's connect timeout. `h1.rs` is the HTTP/1.1 client of the data
+//! path, `pool.rs` its per-thread pool, `connect.rs` how connections are made (hyper's
+//! for upgrades and h2c), `target.rs` the parsed endpoint addresses.
 
 mod connect;
+mod h1;
 mod pool;
 mod target;
 
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use http::{Request, Response, Version, header};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http::{Request, Response, Version, header, request};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
-pub(crate) use pool::Checkin;
 pub(crate) use target::Target;
 
 use connect::ConnectTimeouts;
+use h1::{Connection, RequestHead};
 use target::Protocol;
 
-/// Longest wait for a pooled connection to become ready for its next request before a
-/// fresh one is used instead.
-const POOLED_READY_WAIT: Duration = Duration::from_millis(50);
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Tuning of the shared pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,74 +104,104 @@ impl UpstreamClient {
             .insert(target.authority.to_string(), timeout);
     }
 
-    /// Sends `request` (its URI is the path and query) to `target`. Upgrades always use
-    /// HTTP/1.1: `Upgrade` does not exist in HTTP/2 (RFC 8441's extended CONNECT is not
-    /// supported), and h2c servers built on hyper's auto builder speak both.
-    ///
-    /// An HTTP/1.1 answer comes with its connection's [`Checkin`]: hand it to the
-    /// response body, which returns the connection to the pool once the body was read
-    /// to its end.
+    /// Sends the request made of `parts` (its URI is the path and query) and `body` to
+    /// `target`. Plain HTTP/1.1 goes out on this thread's pool with `h1.rs`, which only
+    /// borrows `parts`; upgrades use hyper's HTTP/1.1 (`Upgrade` does not exist in
+    /// HTTP/2, RFC 8441's extended CONNECT is not supported, and h2c servers built on
+    /// hyper's auto builder speak both) and h2c hyper-util's client, which consume a
+    /// request: they get a copy of the headers when `keep_parts` says the caller may send
+    /// `parts` again, and the headers themselves otherwise.
     pub(crate) async fn send(
         &self,
         target: &Target,
-        mut request: Request<Body>,
+        parts: &mut request::Parts,
+        body: Body,
+        keep_parts: bool,
         upgrade: bool,
         now: Instant,
-    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
-        let http2 = target.protocol == Protocol::H2c && !upgrade;
-        if http2 {
-            let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            *request.uri_mut() = target.uri_for(path_and_query)?;
-            *request.version_mut() = Version::HTTP_2;
-            // HTTP/2 carries the authority in `:authority`, taken from the URI.
-            request.headers_mut().remove(header::HOST);
-            let client = self.h2c_client();
-            return Ok((client.request(request).await?, None));
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if target.protocol == Protocol::Http1 && !upgrade {
+            let head = RequestHead {
+                method: &parts.method,
+                uri: &parts.uri,
+                headers: &parts.headers,
+            };
+            let conn = match self.checkout(&target.authority, now) {
+                Some(conn) => conn,
+                None => Box::new(Connection::new(self.connect(target).await?)),
+            };
+            let response = conn
+                .send(target, head, body, self.checkin(target))
+                .await
+                .map_err(SendError::Exchange)?;
+            return Ok(response.map(UpstreamBody::Http1));
         }
-        if let Some(uri) = target.origin_form(request.uri())? {
-            *request.uri_mut() = uri;
+        let headers = if keep_parts {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.headers_mut() = headers;
+        if upgrade {
+            *request.uri_mut() = target
+                .origin_form(&parts.uri)?
+                .unwrap_or_else(|| parts.uri.clone());
+            request
+                .headers_mut()
+                .insert(header::HOST, target.host.clone());
+            let mut sender = self.connect_upgradable(target).await?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(SendError::Http)?;
+            return Ok(response.map(UpstreamBody::Hyper));
         }
-        *request.version_mut() = Version::HTTP_11;
-        request
-            .headers_mut()
-            .insert(header::HOST, target.host.clone());
-        self.send_http1(target, request, now).await
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        *request.uri_mut() = target.uri_for(path_and_query)?;
+        *request.version_mut() = Version::HTTP_2;
+        // HTTP/2 carries the authority in `:authority`, taken from the URI.
+        request.headers_mut().remove(header::HOST);
+        let client = self.h2c_client();
+        Ok(client.request(request).await?.map(UpstreamBody::Hyper))
+    }
+}
+
+/// An upstream's response body: read by `h1.rs` on the data path, by hyper for h2c and
+/// upgrades.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    Http1(h1::ResponseBody),
+    Hyper(Incoming),
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
     }
 
-    /// HTTP/1.1 on a pooled connection when one is idle, on a new one otherwise. A pooled
-    /// connection found closed before the request went out is skipped, as hyper-util
-    /// does; once the request was sent, a failure is the caller's to judge.
-    async fn send_http1(
-        &self,
-        target: &Target,
-        mut request: Request<Body>,
-        now: Instant,
-    ) -> Result<(Response<Incoming>, Option<Checkin>), SendError> {
-        while let Some(mut sender) = self.checkout(&target.authority, now) {
-            // A connection returned right after its previous response may need its task
-            // to run once more before it takes the next request. One still busy beyond
-            // that (an upstream that answered before reading the whole request body,
-            // which is still being sent) is closed rather than waited for.
-            if !sender.is_ready() {
-                match tokio::time::timeout(POOLED_READY_WAIT, sender.ready()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => continue,
-                }
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, Some(self.checkin(target, sender)))),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(SendError::Http(error.into_error())),
-                },
-            }
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Http1(body) => body.is_end_stream(),
+            Self::Hyper(body) => body.is_end_stream(),
         }
-        let mut sender = self.connect(target).await?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(SendError::Http)?;
-        Ok((response, Some(self.checkin(target, sender))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Http1(body) => body.size_hint(),
+            Self::Hyper(body) => body.size_hint(),
+        }
     }
 }
 
@@ -195,6 +228,10 @@ pub(crate) enum SendError {
     #[error("cannot connect: {0}")]
     Connect(io::Error),
     /// The HTTP/1.1 exchange failed after the request was (maybe partly) sent.
+    #[error("HTTP/1.1 exchange failed: {0}")]
+    Exchange(io::Error),
+    /// hyper's HTTP/1.1 exchange (an upgrade) failed after the request was (maybe
+    /// partly) sent.
     #[error(transparent)]
     Http(hyper::Error),
     /// The h2c client failed.
@@ -208,7 +245,7 @@ impl SendError {
         match self {
             Self::Connect(_) => true,
             Self::Client(error) => error.is_connect(),
-            Self::Uri(_) | Self::Http(_) => false,
+            Self::Uri(_) | Self::Exchange(_) | Self::Http(_) => false,
         }
     }
 }

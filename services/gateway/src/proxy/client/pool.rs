@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::uri::Authority;
-use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 
 use super::connect::Connector;
+use super::h1::Connection;
 use super::{Target, UpstreamClient};
 
 thread_local! {
@@ -45,7 +45,7 @@ pub(super) struct ThreadPools {
 
 /// An idle HTTP/1.1 connection.
 struct Idle {
-    sender: http1::SendRequest<Body>,
+    conn: Box<Connection>,
     since: Instant,
 }
 
@@ -53,11 +53,7 @@ impl UpstreamClient {
     /// The most recently used idle connection to `authority` on this thread (its socket
     /// and buffers are the warmest), dropping closed and expired ones on the way.
     /// `now` is the time of the attempt (no clock read of its own).
-    pub(super) fn checkout(
-        &self,
-        authority: &Authority,
-        now: Instant,
-    ) -> Option<http1::SendRequest<Body>> {
+    pub(super) fn checkout(&self, authority: &Authority, now: Instant) -> Option<Box<Connection>> {
         let idle_timeout = self.settings.pool_idle_timeout;
         POOLS
             .try_with(|pools| {
@@ -65,10 +61,10 @@ impl UpstreamClient {
                 let (_, pools) = pools.iter_mut().find(|(client, _)| *client == self.id)?;
                 let (_, idle) = pools.http1.iter_mut().find(|(a, _)| a == authority)?;
                 while let Some(entry) = idle.pop_back() {
-                    if !entry.sender.is_closed()
-                        && now.saturating_duration_since(entry.since) < idle_timeout
+                    if now.saturating_duration_since(entry.since) < idle_timeout
+                        && entry.conn.is_usable()
                     {
-                        return Some(entry.sender);
+                        return Some(entry.conn);
                     }
                 }
                 None
@@ -77,31 +73,30 @@ impl UpstreamClient {
             .flatten()
     }
 
-    pub(super) fn checkin(&self, target: &Target, sender: http1::SendRequest<Body>) -> Checkin {
+    /// Where a connection to `target` goes back after its exchange.
+    pub(super) fn checkin(&self, target: &Target) -> Checkin {
         Checkin {
             client: self.id,
             authority: target.authority.clone(),
             max_idle: self.settings.max_idle_per_endpoint,
             idle_timeout: self.settings.pool_idle_timeout,
-            sender,
         }
     }
 }
 
-/// A pooled HTTP/1.1 connection lent to one exchange. [`Checkin::release`] returns it to
-/// the pool of the thread that calls it; dropping it instead closes the connection
-/// (its response was not read to the end, or it was upgraded).
+/// The pool an HTTP/1.1 connection lent to one exchange goes back to:
+/// [`Checkin::release`] returns it to that pool on the thread that calls it (a
+/// connection dropped instead is closed: its response was not read to the end).
 pub(crate) struct Checkin {
     client: u64,
     authority: Authority,
     max_idle: usize,
     idle_timeout: Duration,
-    sender: http1::SendRequest<Body>,
 }
 
 impl Checkin {
-    pub(crate) fn release(self) {
-        if self.sender.is_closed() || self.max_idle == 0 {
+    pub(super) fn release(self, conn: Box<Connection>) {
+        if self.max_idle == 0 {
             return;
         }
         let Self {
@@ -109,7 +104,6 @@ impl Checkin {
             authority,
             max_idle,
             idle_timeout,
-            sender,
         } = self;
         let _ = POOLS.try_with(|pools| {
             let mut pools = pools.borrow_mut();
@@ -130,7 +124,7 @@ impl Checkin {
             }) {
                 idle.pop_front();
             }
-            idle.push_back(Idle { sender, since: now });
+            idle.push_back(Idle { conn, since: now });
         });
     }
 }

@@ -25,7 +25,7 @@ pub(crate) struct Target {
     pub(super) protocol: Protocol,
     pub(super) authority: Authority,
     /// The endpoint's path without a trailing slash; empty for none.
-    base_path: String,
+    pub(super) base_path: String,
     pub(super) host: HeaderValue,
 }
 

@@ -1,0 +1,264 @@
+//! The HTTP/1.1 client on the wire: upstreams that write their answers byte for byte
+//! (chunked bodies with extensions and trailers, interim answers, bodies delimited by
+//! the close, broken framing, answers before the upload ends), and whether a
+//! connection is reused after each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::servers::echo;
+use super::{config, ctx, get, problem_code, request, text, upstream};
+
+/// A raw upstream: each connection it accepts is counted and handed to `serve`.
+struct Raw {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Raw {
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn raw<F, Fut>(serve: F) -> Raw
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(stream));
+        }
+    });
+    Raw { addr, connections }
+}
+
+/// Reads one request head (the tests' requests have no body); `None` at the end of the
+/// stream.
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// An upstream answering every request on a connection with `answer`, closing the
+/// connection after each answer when `close` says so.
+async fn answering(answer: &'static [u8], close: bool) -> Raw {
+    raw(move |mut stream| async move {
+        while read_head(&mut stream).await.is_some() {
+            if stream.write_all(answer).await.is_err() || close {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_chunked_answer_with_extensions_and_trailers_arrives_whole_on_one_reused_connection() {
+    let upstream_server = answering(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 999\r\n\r\n\
+          5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: 1\r\n\r\n",
+        false,
+    )
+    .await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    for _ in 0..3 {
+        let response = get(&upstream, "/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        // The length beside `chunked` does not describe the decoded body.
+        assert!(response.headers().get("content-length").is_none());
+        assert!(response.headers().get("transfer-encoding").is_none());
+        assert_eq!(text(response).await, "hello world");
+    }
+    assert_eq!(upstream_server.connections(), 1);
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped_for_the_final_one() {
+    let upstream_server = answering(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n\
+          HTTP/1.1 201 Created\r\ncontent-length: 7\r\n\r\ncreated",
+        false,
+    )
+    .await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    let response = get(&upstream, "/").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(response.headers().get("link").is_none());
+    assert_eq!(text(response).await, "created");
+}
+
+#[tokio::test]
+async fn an_answer_delimited_by_the_close_is_read_to_its_end_and_its_connection_not_reused() {
+    let upstream_server = answering(b"HTTP/1.0 200 OK\r\n\r\nuntil the end", true).await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    for _ in 0..2 {
+        assert_eq!(text(get(&upstream, "/").await).await, "until the end");
+    }
+    assert_eq!(upstream_server.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_head_answer_keeps_its_length_and_has_no_body() {
+    let upstream_server =
+        answering(b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n", false).await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    for _ in 0..2 {
+        let response = upstream
+            .forward(request(Method::HEAD, "/", Body::empty()), &ctx())
+            .await;
+        assert_eq!(response.headers()["content-length"], "1234");
+        assert_eq!(text(response).await, "");
+    }
+    assert_eq!(upstream_server.connections(), 1);
+}
+
+#[tokio::test]
+async fn broken_framing_from_the_upstream_is_a_502() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: -2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        let upstream_server = answering(answer, false).await;
+        let upstream = upstream(config(&[upstream_server.addr]));
+        let response = get(&upstream, "/").await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{answer:?}");
+        assert_eq!(problem_code(response).await, "upstream_unavailable");
+    }
+}
+
+#[tokio::test]
+async fn a_body_cut_short_by_the_upstream_fails_the_response_instead_of_ending_it() {
+    let upstream_server = answering(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+        true,
+    )
+    .await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    let response = get(&upstream, "/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body()).await;
+    assert!(body.is_err(), "a truncated body must not look complete");
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_while_idle_is_not_used() {
+    // Keep-alive answers, but the upstream closes every connection right after.
+    let upstream_server = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    for _ in 0..3 {
+        assert_eq!(text(get(&upstream, "/").await).await, "ok");
+        // Time for the upstream's FIN to arrive before the next request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(upstream_server.connections(), 3);
+}
+
+#[tokio::test]
+async fn an_answer_before_the_upload_ends_is_relayed_and_the_connection_closed() {
+    // The upstream refuses after the head and never reads the body, which never ends.
+    let upstream_server = raw(|mut stream| async move {
+        if read_head(&mut stream).await.is_some() {
+            let _ = stream
+                .write_all(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo much")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    let endless = Body::from_stream(futures_util::stream::unfold(0u8, |n| async move {
+        if n > 0 {
+            std::future::pending::<()>().await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from_static(b"first part")),
+            n + 1,
+        ))
+    }));
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        upstream.forward(request(Method::POST, "/upload", endless), &ctx()),
+    )
+    .await
+    .expect("the early answer is relayed without waiting for the body");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(text(response).await, "too much");
+    // The next request cannot share the connection whose upload was abandoned.
+    let _ = get(&upstream, "/").await;
+    assert_eq!(upstream_server.connections(), 2);
+}
+
+#[tokio::test]
+async fn bodies_of_unknown_length_go_chunked_and_sized_ones_with_their_length() {
+    let backend = echo().await;
+    let upstream = upstream(config(&[backend.addr]));
+    let parts = [Bytes::from(vec![1u8; 70_000]), Bytes::from_static(b"tail")];
+    let streamed = Body::from_stream(futures_util::stream::iter(
+        parts.map(Ok::<_, std::io::Error>),
+    ));
+    let report: Value = serde_json::from_str(
+        &text(
+            upstream
+                .forward(request(Method::POST, "/stream", streamed), &ctx())
+                .await,
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(report["body_len"], 70_004, "{report}");
+    assert_eq!(report["headers"]["transfer-encoding"][0], "chunked");
+    assert!(report["headers"].get("content-length").is_none());
+
+    let sized: Value = serde_json::from_str(
+        &text(
+            upstream
+                .forward(request(Method::PUT, "/sized", vec![2u8; 300]), &ctx())
+                .await,
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(sized["body_len"], 300);
+    assert_eq!(sized["headers"]["content-length"][0], "300");
+
+    // An empty POST says so; an empty GET carries no length at all.
+    let empty_post: Value = serde_json::from_str(
+        &text(
+            upstream
+                .forward(request(Method::POST, "/empty", Body::empty()), &ctx())
+                .await,
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(empty_post["headers"]["content-length"][0], "0");
+    let plain_get: Value =
+        serde_json::from_str(&text(get(&upstream, "/").await).await).expect("JSON");
+    assert!(plain_get["headers"].get("content-length").is_none());
+    assert!(plain_get["headers"].get("transfer-encoding").is_none());
+}
