@@ -16,7 +16,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::balance::{Endpoint, InFlight};
 use super::body::{self, BodyFault, FaultSlot, ResponseBody};
-use super::client::{SendError, UpstreamBody};
+use super::client::{Outgoing, SendError, UpstreamBody};
 use super::outcome::{circuit_open, client_fault, finish, relayed, timed_out, unavailable};
 use super::{ForwardContext, Upstream, headers, websocket};
 
@@ -206,7 +206,8 @@ impl Upstream {
         .then(|| hyper::upgrade::on(&mut request));
         let upgrade = client_upgrade.is_some();
         let (mut parts, body) = request.into_parts();
-        headers::prepare_request(&mut parts.headers, ctx, upgrade);
+        headers::strip_request(&mut parts.headers, upgrade);
+        let forwarding = headers::Forwarding::new(ctx);
 
         let retry = &self.config.retry;
         let may_retry = retry.attempts > 0 && is_idempotent(&parts.method);
@@ -234,17 +235,14 @@ impl Upstream {
             let attempts = u32::try_from(tried.len()).unwrap_or(u32::MAX);
             // Another attempt may need the request again: not for a body that cannot be
             // replayed, nor after the last attempt allowed.
-            let keep_parts = body.replayable() && attempts <= retry.attempts;
+            let outgoing = Outgoing {
+                parts: &mut parts,
+                forwarding: &forwarding,
+                keep_parts: body.replayable() && attempts <= retry.attempts,
+                upgrade,
+            };
             let attempt = self
-                .attempt(
-                    endpoint,
-                    &mut parts,
-                    body.for_attempt(),
-                    keep_parts,
-                    upgrade,
-                    now,
-                    deadline,
-                )
+                .attempt(endpoint, outgoing, body.for_attempt(), now, deadline)
                 .await;
             let target = endpoint.target().label().clone();
             now = Instant::now();
@@ -294,28 +292,18 @@ impl Upstream {
 
     /// Sends one attempt starting `now`, waiting for the response headers at most the
     /// first-byte timeout (less when the total deadline is nearer).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one private step of exchange, which owns every argument"
-    )]
     async fn attempt(
         &self,
         endpoint: &Endpoint,
-        parts: &mut http::request::Parts,
+        outgoing: Outgoing<'_>,
         body: Body,
-        keep_parts: bool,
-        upgrade: bool,
         now: Instant,
         deadline: Instant,
     ) -> Attempt {
         let give_up = super::after(now, self.config.timeouts.first_byte).min(deadline);
         // Boxed where it is made, so the timeout wrapper moves a pointer, not the
         // connection-making future (several KiB).
-        let sent =
-            Box::pin(
-                self.client
-                    .send(endpoint.target(), parts, body, keep_parts, upgrade, now),
-            );
+        let sent = Box::pin(self.client.send(endpoint.target(), outgoing, body, now));
         let mut timed = pin!(tokio::time::timeout_at(give_up.into(), sent));
         let waited = poll_fn(|cx| {
             let polled = timed.as_mut().poll(cx);

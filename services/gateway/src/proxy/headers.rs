@@ -103,7 +103,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Prepares a client request's headers for the upstream: hop-by-hop headers stripped,
 /// `X-Forwarded-*`, `X-Request-Id` and `traceparent` set from `ctx`. `Host` is set per
 /// attempt (it depends on the endpoint).
+#[cfg(test)]
 pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext, upgrade: bool) {
+    strip_request(headers, upgrade);
+    Forwarding::new(ctx).apply(headers);
+}
+
+/// Removes what no upstream gets: hop-by-hop headers, `Expect` and `Forwarded`. The
+/// headers [`Forwarding`] sets are left for it to replace.
+pub(crate) fn strip_request(headers: &mut HeaderMap, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
     // One look at the request's few names instead of two hashed removals that nearly
     // never find anything.
@@ -117,45 +125,82 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, ctx: &ForwardContext, upg
     if expect {
         headers.remove(header::EXPECT);
     }
-
-    // Room for the five headers set below at once, instead of growing the map on the
-    // way.
-    headers.reserve(5);
-    let client = client_value(ctx.client_addr);
-    let forwarded_for = match ctx
-        .forwarded_for
-        .as_deref()
-        .map(str::trim)
-        .filter(|chain| !chain.is_empty())
-    {
-        Some(chain) => {
-            HeaderValue::from_str(&format!("{chain}, {}", ctx.client_addr)).unwrap_or(client)
-        }
-        None => client,
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    // The usual values without validating and copying them per request.
-    let proto = match ctx.proto {
-        "http" => Ok(HeaderValue::from_static("http")),
-        "https" => Ok(HeaderValue::from_static("https")),
-        other => HeaderValue::from_str(other),
-    };
-    match proto {
-        Ok(proto) => headers.insert(X_FORWARDED_PROTO.clone(), proto),
-        Err(_) => headers.remove(&X_FORWARDED_PROTO),
-    };
-    match &ctx.host {
-        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
-        None => headers.remove(&X_FORWARDED_HOST),
-    };
     // RFC 7239's `Forwarded` is not set by the gateway; a client-sent one is a claim
     // nobody checked, so it must not reach upstreams that might believe it.
     if forwarded {
         headers.remove(header::FORWARDED);
     }
+}
 
-    headers.insert(X_REQUEST_ID.clone(), ctx.ids.request_id.clone());
-    headers.insert(TRACEPARENT.clone(), ctx.ids.traceparent.clone());
+/// The headers the gateway sets on every forwarded request from what it knows, in place
+/// of any value the client sent: `X-Forwarded-For` (the trusted chain plus the client),
+/// `X-Forwarded-Proto`, `X-Forwarded-Host` (removed when unknown), `X-Request-Id` and
+/// `traceparent`. The HTTP/1.1 client writes them straight into the request head and
+/// skips the client's; hyper's clients get them set in the header map.
+pub(crate) struct Forwarding {
+    values: [(&'static HeaderName, Option<HeaderValue>); 5],
+}
+
+impl Forwarding {
+    pub(crate) fn new(ctx: &ForwardContext) -> Self {
+        let client = client_value(ctx.client_addr);
+        let forwarded_for = match ctx
+            .forwarded_for
+            .as_deref()
+            .map(str::trim)
+            .filter(|chain| !chain.is_empty())
+        {
+            Some(chain) => {
+                HeaderValue::from_str(&format!("{chain}, {}", ctx.client_addr)).unwrap_or(client)
+            }
+            None => client,
+        };
+        // The usual values without validating and copying them per request.
+        let proto = match ctx.proto {
+            "http" => Some(HeaderValue::from_static("http")),
+            "https" => Some(HeaderValue::from_static("https")),
+            other => HeaderValue::from_str(other).ok(),
+        };
+        Self {
+            values: [
+                (&X_FORWARDED_FOR, Some(forwarded_for)),
+                (&X_FORWARDED_PROTO, proto),
+                (&X_FORWARDED_HOST, ctx.host.clone()),
+                (&X_REQUEST_ID, Some(ctx.ids.request_id.clone())),
+                (&TRACEPARENT, Some(ctx.ids.traceparent.clone())),
+            ],
+        }
+    }
+
+    /// Whether `name` is one of the headers set here (the client's value is not sent).
+    pub(crate) fn replaces(name: &HeaderName) -> bool {
+        // Lengths first: most names differ from all five in length.
+        match name.as_str().len() {
+            11 => *name == TRACEPARENT,
+            12 => *name == X_REQUEST_ID,
+            15 => *name == X_FORWARDED_FOR,
+            16 => *name == X_FORWARDED_HOST,
+            17 => *name == X_FORWARDED_PROTO,
+            _ => false,
+        }
+    }
+
+    /// The headers to send, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.values
+            .iter()
+            .filter_map(|(name, value)| value.as_ref().map(|value| (*name, value)))
+    }
+
+    /// Sets the headers in `headers`, removing the client's values of those not set.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.values {
+            match value {
+                Some(value) => headers.insert(*name, value.clone()),
+                None => headers.remove(*name),
+            };
+        }
+    }
 }
 
 thread_local! {
@@ -320,6 +365,47 @@ mod tests {
         );
         assert!(!headers.contains_key("forwarded"));
         assert!(!headers.contains_key("expect"));
+    }
+
+    #[test]
+    fn the_forwarding_headers_replace_exactly_the_client_s_values_of_their_names() {
+        for name in [
+            "x-forwarded-for",
+            "X-Forwarded-Proto",
+            "x-forwarded-host",
+            "x-request-id",
+            "traceparent",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            assert!(Forwarding::replaces(&name), "{name}");
+        }
+        for name in [
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "tracestate",
+            "x-request-ids",
+            "host",
+            "forwarded",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            assert!(!Forwarding::replaces(&name), "{name}");
+        }
+        // Without a known host, no `X-Forwarded-Host` is sent at all.
+        let mut ctx = ctx(IpAddr::V6(Ipv6Addr::LOCALHOST), None);
+        ctx.host = None;
+        let sent: Vec<_> = Forwarding::new(&ctx)
+            .iter()
+            .map(|(name, _)| name.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-request-id",
+                "traceparent"
+            ]
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::pool::Checkin;
 use super::target::Target;
-use crate::proxy::headers::connection_has;
+use crate::proxy::headers::{Forwarding, connection_has};
 
 /// Largest response head (status line and headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -72,6 +72,8 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) method: &'a Method,
     pub(crate) uri: &'a Uri,
     pub(crate) headers: &'a HeaderMap,
+    /// Written after `headers`, whose values for the same names are left out.
+    pub(crate) forwarding: &'a Forwarding,
 }
 
 impl Connection {
@@ -317,7 +319,8 @@ enum Uploaded {
 }
 
 /// Writes the request line and headers: origin form under the endpoint's base path,
-/// the endpoint's `Host`, the body's own framing in place of any the request had.
+/// the endpoint's `Host`, the forwarding headers and the body's own framing in place of
+/// any the request had.
 fn encode_head(
     buf: &mut Vec<u8>,
     target: &Target,
@@ -334,13 +337,13 @@ fn encode_head(
     buf.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     buf.extend_from_slice(target.host.as_bytes());
     buf.extend_from_slice(b"\r\n");
-    for (name, value) in head.headers {
-        if name == header::HOST
-            || name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-        {
-            continue;
-        }
+    let sent = head.headers.iter().filter(|(name, _)| {
+        *name != header::HOST
+            && *name != header::CONTENT_LENGTH
+            && *name != header::TRANSFER_ENCODING
+            && !Forwarding::replaces(name)
+    });
+    for (name, value) in sent.chain(head.forwarding.iter()) {
         buf.extend_from_slice(name.as_str().as_bytes());
         buf.extend_from_slice(b": ");
         buf.extend_from_slice(value.as_bytes());

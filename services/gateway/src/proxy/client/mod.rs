@@ -24,6 +24,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
 pub(crate) use target::Target;
 
+use super::headers::Forwarding;
 use connect::ConnectTimeouts;
 use h1::{Connection, RequestHead};
 use target::Protocol;
@@ -104,27 +105,31 @@ impl UpstreamClient {
             .insert(target.authority.to_string(), timeout);
     }
 
-    /// Sends the request made of `parts` (its URI is the path and query) and `body` to
-    /// `target`. Plain HTTP/1.1 goes out on this thread's pool with `h1.rs`, which only
+    /// Sends the request made of `outgoing` and `body` to `target`. Plain HTTP/1.1 goes out on this thread's pool with `h1.rs`, which only
     /// borrows `parts`; upgrades use hyper's HTTP/1.1 (`Upgrade` does not exist in
     /// HTTP/2, RFC 8441's extended CONNECT is not supported, and h2c servers built on
     /// hyper's auto builder speak both) and h2c hyper-util's client, which consume a
-    /// request: they get a copy of the headers when `keep_parts` says the caller may send
-    /// `parts` again, and the headers themselves otherwise.
+    /// request: they get a copy of the headers when the caller may send the parts again,
+    /// and the headers themselves otherwise.
     pub(crate) async fn send(
         &self,
         target: &Target,
-        parts: &mut request::Parts,
+        outgoing: Outgoing<'_>,
         body: Body,
-        keep_parts: bool,
-        upgrade: bool,
         now: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        let Outgoing {
+            parts,
+            forwarding,
+            keep_parts,
+            upgrade,
+        } = outgoing;
         if target.protocol == Protocol::Http1 && !upgrade {
             let head = RequestHead {
                 method: &parts.method,
                 uri: &parts.uri,
                 headers: &parts.headers,
+                forwarding,
             };
             let conn = match self.checkout(&target.authority, now) {
                 Some(conn) => conn,
@@ -144,6 +149,7 @@ impl UpstreamClient {
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
         *request.headers_mut() = headers;
+        forwarding.apply(request.headers_mut());
         if upgrade {
             *request.uri_mut() = target
                 .origin_form(&parts.uri)?
@@ -166,6 +172,19 @@ impl UpstreamClient {
         let client = self.h2c_client();
         Ok(client.request(request).await?.map(UpstreamBody::Hyper))
     }
+}
+
+/// One attempt's request besides its body.
+pub(crate) struct Outgoing<'a> {
+    /// The forwarded request's parts (its URI is the path and query), kept by the caller
+    /// for a retry.
+    pub(crate) parts: &'a mut request::Parts,
+    /// The gateway's own headers.
+    pub(crate) forwarding: &'a Forwarding,
+    /// Whether the caller may send `parts` again.
+    pub(crate) keep_parts: bool,
+    /// A WebSocket upgrade (always over hyper's HTTP/1.1).
+    pub(crate) upgrade: bool,
 }
 
 /// An upstream's response body: read by `h1.rs` on the data path, by hyper for h2c and
