@@ -37,21 +37,33 @@ impl Ids {
         rand::fill(&mut random[..]);
         let (span_part, rest) = random.split_at(8);
         let (trace_part, uuid_part) = rest.split_at(16);
-        let request_id = headers
+        let caller_id = headers
             .get(&X_REQUEST_ID)
-            .filter(|v| v.to_str().is_ok_and(is_acceptable_request_id))
-            .cloned()
-            .unwrap_or_else(|| new_request_id(uuid_part));
+            .filter(|v| v.to_str().is_ok_and(is_acceptable_request_id));
         let (trace_id, sampled) = headers
             .get(&TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
             .unwrap_or_else(|| (nonzero(trace_part), true));
         let span_id: [u8; 8] = nonzero(span_part);
+        let traceparent = traceparent(&trace_id, span_id, sampled);
+        let (request_id, traceparent) = if let Some(id) = caller_id {
+            (id.clone(), shared_value(traceparent))
+        } else {
+            // Both made here: one allocation their values (and all their clones) share.
+            let mut both = [0_u8; UUID_LEN + TRACEPARENT_LEN];
+            both[..UUID_LEN].copy_from_slice(&new_request_id(uuid_part));
+            both[UUID_LEN..].copy_from_slice(&traceparent);
+            let both = Bytes::from_owner(both);
+            (
+                header_value(both.slice(..UUID_LEN)),
+                header_value(both.slice(UUID_LEN..)),
+            )
+        };
         Self {
             upstream: RequestIds {
                 request_id,
-                traceparent: traceparent(&trace_id, span_id, sampled),
+                traceparent,
             },
             trace_id,
             span_id,
@@ -98,9 +110,14 @@ fn nonzero<const N: usize>(random: &[u8]) -> [u8; N] {
     id
 }
 
+/// Length of a hyphenated UUID.
+const UUID_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
+/// Length of a version-00 `traceparent`.
+const TRACEPARENT_LEN: usize = 55;
+
 /// A fresh hyphenated UUIDv7 (time-ordered) with the random bits `random` (10 bytes)
 /// from the thread-local generator, not a `getrandom` system call per request.
-fn new_request_id(random: &[u8]) -> HeaderValue {
+fn new_request_id(random: &[u8]) -> [u8; UUID_LEN] {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
@@ -108,16 +125,20 @@ fn new_request_id(random: &[u8]) -> HeaderValue {
         });
     let random: [u8; 10] = random[..10].try_into().expect("ten random bytes");
     let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    let mut text = [0_u8; UUID_LEN];
     uuid.hyphenated().encode_lower(&mut text);
-    shared_value(text)
+    text
 }
 
 /// `text` (visible ASCII made here) as a header value in one allocation that its clones
 /// share: the ids are cloned into the upstream request and the response, and a value
 /// made from a copied slice allocates once more on its first clone.
 fn shared_value<const N: usize>(text: [u8; N]) -> HeaderValue {
-    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).expect("ids are valid header values")
+    header_value(Bytes::from_owner(text))
+}
+
+fn header_value(bytes: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes).expect("ids are valid header values")
 }
 
 /// The trace id and sampled flag of a valid version-00 `traceparent`, as the kit parses
@@ -127,14 +148,14 @@ fn parse_traceparent(header: &str) -> Option<([u8; 16], bool)> {
 }
 
 /// `00-<trace id>-<span id>-<flags>`: the callee's parent is the gateway's span.
-fn traceparent(trace_id: &[u8; 16], span_id: [u8; 8], sampled: bool) -> HeaderValue {
+fn traceparent(trace_id: &[u8; 16], span_id: [u8; 8], sampled: bool) -> [u8; TRACEPARENT_LEN] {
     let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
     encode(trace_id, &mut text[3..35]);
     encode(&span_id, &mut text[36..52]);
     if sampled {
         text[54] = b'1';
     }
-    shared_value(text)
+    text
 }
 
 #[cfg(test)]

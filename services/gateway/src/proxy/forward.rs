@@ -353,9 +353,9 @@ impl Upstream {
             headers::strip_hop_by_hop(&mut parts.headers, true);
             return finish(parts, Body::empty(), Some(target.clone()), attempts, None);
         }
-        let (mut parts, incoming) = response.into_parts();
+        let (mut parts, upstream_body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        let body = Body::new(ResponseBody::new(incoming, deadline, in_flight));
+        let body = Body::new(ResponseBody::new(upstream_body, deadline, in_flight));
         if mark {
             finish(parts, body, Some(target.clone()), attempts, None)
         } else {

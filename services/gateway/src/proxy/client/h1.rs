@@ -406,7 +406,9 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[usize; 4]>) -> io::Result<Opt
         ]
     }));
     let head = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for what the gateway adds to the response (`X-Request-Id`, rate-limit and
+    // CORS headers) without growing the map.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     for &[name_start, name_end, value_start, value_end] in spans.iter() {
         let name = HeaderName::from_bytes(&head[name_start..name_end])
             .map_err(|_| invalid("invalid response header name"))?;

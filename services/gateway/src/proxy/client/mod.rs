@@ -105,12 +105,9 @@ impl UpstreamClient {
             .insert(target.authority.to_string(), timeout);
     }
 
-    /// Sends the request made of `outgoing` and `body` to `target`. Plain HTTP/1.1 goes out on this thread's pool with `h1.rs`, which only
-    /// borrows `parts`; upgrades use hyper's HTTP/1.1 (`Upgrade` does not exist in
-    /// HTTP/2, RFC 8441's extended CONNECT is not supported, and h2c servers built on
-    /// hyper's auto builder speak both) and h2c hyper-util's client, which consume a
-    /// request: they get a copy of the headers when the caller may send the parts again,
-    /// and the headers themselves otherwise.
+    /// Sends the request made of `outgoing` and `body` to `target`. Plain HTTP/1.1 goes
+    /// out on this thread's pool with `h1.rs`, which only borrows the request's parts;
+    /// upgrades and h2c go through hyper ([`UpstreamClient::send_with_hyper`]).
     pub(crate) async fn send(
         &self,
         target: &Target,
@@ -118,29 +115,45 @@ impl UpstreamClient {
         body: Body,
         now: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        if target.protocol != Protocol::Http1 || outgoing.upgrade {
+            // Boxed: the common path's future stays small (it is moved into a box per
+            // request; bench/README.md, gateway, session 6).
+            return Box::pin(self.send_with_hyper(target, outgoing, body)).await;
+        }
+        let head = RequestHead {
+            method: &outgoing.parts.method,
+            uri: &outgoing.parts.uri,
+            headers: &outgoing.parts.headers,
+            forwarding: outgoing.forwarding,
+        };
+        let conn = match self.checkout(&target.authority, now) {
+            Some(conn) => conn,
+            None => Box::new(Connection::new(Box::pin(self.connect(target)).await?)),
+        };
+        let response = conn
+            .send(target, head, body, self.checkin(target))
+            .await
+            .map_err(SendError::Exchange)?;
+        Ok(response.map(UpstreamBody::Http1))
+    }
+
+    /// Upgrades over hyper's HTTP/1.1 (`Upgrade` does not exist in HTTP/2, RFC 8441's
+    /// extended CONNECT is not supported, and h2c servers built on hyper's auto builder
+    /// speak both), h2c over hyper-util's client. Both consume a request: they get a
+    /// copy of the headers when the caller may send the parts again, and the headers
+    /// themselves otherwise.
+    async fn send_with_hyper(
+        &self,
+        target: &Target,
+        outgoing: Outgoing<'_>,
+        body: Body,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let Outgoing {
             parts,
             forwarding,
             keep_parts,
             upgrade,
         } = outgoing;
-        if target.protocol == Protocol::Http1 && !upgrade {
-            let head = RequestHead {
-                method: &parts.method,
-                uri: &parts.uri,
-                headers: &parts.headers,
-                forwarding,
-            };
-            let conn = match self.checkout(&target.authority, now) {
-                Some(conn) => conn,
-                None => Box::new(Connection::new(self.connect(target).await?)),
-            };
-            let response = conn
-                .send(target, head, body, self.checkin(target))
-                .await
-                .map_err(SendError::Exchange)?;
-            return Ok(response.map(UpstreamBody::Http1));
-        }
         let headers = if keep_parts {
             parts.headers.clone()
         } else {
