@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::pool::{POOLS, pools_of};
+use super::pool::with_pools;
 use super::{SendError, Target, UpstreamClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -99,15 +99,8 @@ impl UpstreamClient {
                 .http2_keep_alive_timeout(Duration::from_secs(10))
                 .build(connector)
         };
-        POOLS
-            .try_with(|pools| {
-                pools_of(&mut pools.borrow_mut(), self.id)
-                    .h2c
-                    .get_or_insert_with(build)
-                    .clone()
-            })
-            // Only while this thread is exiting: a client of its own then.
-            .unwrap_or_else(|_| build())
+        with_pools(|pools| pools.of(self.id).h2c.get_or_insert_with(build).clone())
+            .unwrap_or_else(build)
     }
 }
 

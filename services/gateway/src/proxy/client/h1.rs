@@ -42,8 +42,8 @@ use crate::proxy::headers::{Forwarding, connection_has};
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines in a response head (hyper's default too).
 const MAX_HEADERS: usize = 100;
-/// Most trailer lines after a chunked response body.
-const MAX_TRAILERS: usize = 32;
+/// Most trailer lines after a chunked response body (hyper's limit too).
+const MAX_TRAILERS: usize = 100;
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Read buffer room made before a read when less than half of it is left.
@@ -103,6 +103,12 @@ impl Connection {
 
     /// Sends a request and reads the head of its answer. The returned response's body
     /// owns the connection and hands it to `home` once it was read to its end.
+    ///
+    /// An answer may come before the whole request body was sent: a streaming upstream
+    /// answers while it reads, a refusing one before. The upload then goes on beside
+    /// the response body (unless the answer closes the connection), and the connection
+    /// is not reused. An answer already received is also the answer when a write fails
+    /// (an upstream that refused and closed without reading resets the upload).
     pub(crate) async fn send(
         mut self: Box<Self>,
         target: &Target,
@@ -113,16 +119,30 @@ impl Connection {
         let framing = RequestFraming::of(head.method, &body);
         self.write.clear();
         encode_head(&mut self.write, target, &head, framing);
-        let mut upload = Upload {
+        let mut upload = Some(Upload {
             body: (framing != RequestFraming::Empty).then_some(body),
             framing,
             sent: 0,
             written: 0,
-        };
-        let (answer, uploaded) = match poll_fn(|cx| self.poll_upload(&mut upload, cx)).await? {
-            Uploaded::Done => (poll_fn(|cx| self.poll_head(cx)).await?, true),
-            Uploaded::Answered(answer) => (answer, false),
-        };
+        });
+        let answer = poll_fn(|cx| {
+            if let Some(sending) = upload.as_mut() {
+                match self.poll_send(sending, cx) {
+                    Poll::Ready(Ok(())) => upload = None,
+                    Poll::Ready(Err(error)) => {
+                        upload = None;
+                        return match self.poll_head(cx) {
+                            Poll::Ready(Ok(answer)) => Poll::Ready(Ok((answer, false))),
+                            Poll::Ready(Err(_)) | Poll::Pending => Poll::Ready(Err(error)),
+                        };
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            let uploaded = upload.is_none();
+            self.poll_head(cx).map_ok(|answer| (answer, uploaded))
+        });
+        let (answer, uploaded) = answer.await?;
         let ResponseHead {
             status,
             version,
@@ -133,6 +153,8 @@ impl Connection {
             conn: Some(self),
             home: (keep_alive && uploaded).then_some(home),
             framing,
+            // RFC 9112 §9.6: a body the upstream closes the connection over is not sent.
+            upload: upload.filter(|_| keep_alive).map(Box::new),
         };
         if body.framing == Framing::Length(0) {
             body.finish();
@@ -144,14 +166,10 @@ impl Connection {
         Ok(response)
     }
 
-    /// Writes the request head and body. Body frames ready at once join the bytes
-    /// waiting to be written, so a small request goes out in one `write`. While the
-    /// upload waits (for the socket or the client's body), an answer arriving ends it.
-    fn poll_upload(
-        &mut self,
-        upload: &mut Upload,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Uploaded>> {
+    /// Writes the request head and body; ready once all of it is written. Body frames
+    /// ready at once join the bytes waiting to be written, so a small request goes out
+    /// in one `write`.
+    fn poll_send(&mut self, upload: &mut Upload, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             // Whether the body has nothing ready (its waker is registered).
             let mut body_waits = false;
@@ -181,10 +199,10 @@ impl Connection {
                 self.write.clear();
                 upload.written = 0;
                 if upload.body.is_none() {
-                    return Poll::Ready(Ok(Uploaded::Done));
+                    return Poll::Ready(Ok(()));
                 }
                 if body_waits {
-                    return self.poll_early_answer(cx);
+                    return Poll::Pending;
                 }
                 // The buffer was full: gather more of the body.
                 continue;
@@ -193,14 +211,9 @@ impl Connection {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => upload.written += n,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                Poll::Pending => return self.poll_early_answer(cx),
+                Poll::Pending => return Poll::Pending,
             }
         }
-    }
-
-    /// While the upload waits: an answer that is already complete ends it.
-    fn poll_early_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Uploaded>> {
-        self.poll_head(cx).map_ok(Uploaded::Answered)
     }
 
     /// Reads until a final response head is complete; interim (`1xx`) heads other than
@@ -309,13 +322,6 @@ impl Upload {
             RequestFraming::Length(_) | RequestFraming::Empty => Ok(()),
         }
     }
-}
-
-/// How far an upload got.
-enum Uploaded {
-    Done,
-    /// The upstream answered before the whole body was sent.
-    Answered(ResponseHead),
 }
 
 /// Writes the request line and headers: origin form under the endpoint's base path,
@@ -448,14 +454,24 @@ fn response_framing(
         .iter()
         .next_back()
     {
+        // RFC 9112 §6.1: an HTTP/1.0 message framed by a coding is faulty.
+        if version == Version::HTTP_10 {
+            return Err(invalid("Transfer-Encoding in an HTTP/1.0 response"));
+        }
         let chunked = codings
             .to_str()
             .ok()
             .and_then(|codings| codings.rsplit(',').next())
             .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        headers.remove(header::CONTENT_LENGTH);
+        // RFC 9112 §6.3: a length beside the coding is removed before forwarding, and
+        // such a message (a smuggling attempt, or a broken server) does not get to
+        // frame another one on this connection.
+        let smuggled_length = headers.remove(header::CONTENT_LENGTH).is_some();
         return Ok(if chunked {
-            (Framing::Chunked(Chunk::Size), keep_alive)
+            (
+                Framing::Chunked(Chunk::Size),
+                keep_alive && !smuggled_length,
+            )
         } else {
             (Framing::UntilClose, false)
         });
@@ -516,6 +532,9 @@ pub(crate) struct ResponseBody {
     /// Where the connection goes after the body; `None` when it is not to be reused.
     home: Option<Checkin>,
     framing: Framing,
+    /// The rest of a request body the upstream answered before it had all of it
+    /// (boxed: rare, and the body is moved about per response).
+    upload: Option<Box<Upload>>,
 }
 
 impl ResponseBody {
@@ -523,9 +542,14 @@ impl ResponseBody {
     /// (bytes beyond the answer mean the upstream does not speak HTTP/1.1 properly).
     fn finish(&mut self) {
         self.framing = Framing::Done;
-        if let (Some(conn), Some(home)) = (self.conn.take(), self.home.take())
+        self.upload = None;
+        if let (Some(mut conn), Some(home)) = (self.conn.take(), self.home.take())
             && conn.read.is_empty()
         {
+            // A large request body left a large buffer: idle connections keep little.
+            if conn.write.capacity() > 2 * MAX_GATHERED {
+                conn.write = Vec::new();
+            }
             home.release(conn);
         }
     }
@@ -534,6 +558,7 @@ impl ResponseBody {
     fn fail(&mut self, error: io::Error) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         self.home = None;
         self.conn = None;
+        self.upload = None;
         self.framing = Framing::Done;
         Poll::Ready(Some(Err(error)))
     }
@@ -566,6 +591,13 @@ impl HttpBody for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         let this = self.get_mut();
+        // An upload still going on moves on whenever the body is polled; if the
+        // upstream stops reading it, its answer may still complete.
+        if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut())
+            && !matches!(conn.poll_send(upload, cx), Poll::Pending)
+        {
+            this.upload = None;
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -598,71 +630,18 @@ impl HttpBody for ResponseBody {
                     }
                     return Poll::Ready(Some(Ok(Frame::data(conn.read.split().freeze()))));
                 }
-                Framing::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&conn.read) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        conn.read.advance(used);
-                        this.framing = Framing::Chunked(if size == 0 {
-                            Chunk::Trailers
-                        } else {
-                            Chunk::Data(size)
-                        });
+                Framing::Chunked(chunk) => match ready!(poll_chunked(conn, chunk, cx)) {
+                    Ok(ChunkStep::Next(next)) => this.framing = Framing::Chunked(next),
+                    Ok(ChunkStep::Data(data, next)) => {
+                        this.framing = Framing::Chunked(next);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    Ok(httparse::Status::Partial) if conn.read.len() > MAX_CHUNK_LINE => {
-                        return this.fail(invalid("a chunk-size line in the response is too long"));
+                    Ok(ChunkStep::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
                     }
-                    Ok(httparse::Status::Partial) => {
-                        if let Err(error) = ready!(poll_more(conn, cx)) {
-                            return this.fail(error);
-                        }
-                    }
-                    Err(_) => return this.fail(invalid("invalid chunk size in the response")),
+                    Err(error) => return this.fail(error),
                 },
-                Framing::Chunked(Chunk::Data(remaining)) => {
-                    let data = match ready!(Self::poll_data(conn, remaining, cx)) {
-                        Ok(data) => data,
-                        Err(error) => return this.fail(error),
-                    };
-                    let remaining = remaining - data.len() as u64;
-                    this.framing = Framing::Chunked(if remaining == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(remaining)
-                    });
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked(Chunk::DataEnd) => {
-                    if conn.read.len() < 2 {
-                        if let Err(error) = ready!(poll_more(conn, cx)) {
-                            return this.fail(error);
-                        }
-                        continue;
-                    }
-                    if &conn.read[..2] != b"\r\n" {
-                        return this
-                            .fail(invalid("a chunk in the response does not end with CRLF"));
-                    }
-                    conn.read.advance(2);
-                    this.framing = Framing::Chunked(Chunk::Size);
-                }
-                Framing::Chunked(Chunk::Trailers) => {
-                    let mut trailers = [httparse::EMPTY_HEADER; MAX_TRAILERS];
-                    match httparse::parse_headers(&conn.read, &mut trailers) {
-                        Ok(httparse::Status::Complete((used, _))) => {
-                            conn.read.advance(used);
-                            this.finish();
-                            return Poll::Ready(None);
-                        }
-                        Ok(httparse::Status::Partial) if conn.read.len() > MAX_HEAD => {
-                            return this.fail(invalid("the response trailers are too large"));
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            if let Err(error) = ready!(poll_more(conn, cx)) {
-                                return this.fail(error);
-                            }
-                        }
-                        Err(_) => return this.fail(invalid("invalid trailers in the response")),
-                    }
-                }
             }
         }
     }
@@ -698,6 +677,86 @@ fn poll_more(conn: &mut Connection, cx: &mut Context<'_>) -> Poll<io::Result<()>
         ))),
         Ok(_) => Poll::Ready(Ok(())),
         Err(error) => Poll::Ready(Err(error)),
+    }
+}
+
+/// What one step of a chunked body gave.
+enum ChunkStep {
+    /// Framing read; go on from the next state.
+    Next(Chunk),
+    /// Data, then the next state.
+    Data(Bytes, Chunk),
+    /// The last chunk and the trailers were read (the trailers are dropped).
+    End,
+}
+
+/// One step of decoding a chunked body from `chunk`, reading when what it needs is not
+/// buffered yet.
+fn poll_chunked(
+    conn: &mut Connection,
+    chunk: Chunk,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<ChunkStep>> {
+    loop {
+        match chunk {
+            // A size line must start with a digit: httparse reads an empty one as 0,
+            // the last chunk, which would end the body early.
+            Chunk::Size if conn.read.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                return Poll::Ready(Err(invalid("invalid chunk size in the response")));
+            }
+            Chunk::Size => match httparse::parse_chunk_size(&conn.read) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    conn.read.advance(used);
+                    let next = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                    return Poll::Ready(Ok(ChunkStep::Next(next)));
+                }
+                Ok(httparse::Status::Partial) if conn.read.len() > MAX_CHUNK_LINE => {
+                    return Poll::Ready(Err(invalid(
+                        "a chunk-size line in the response is too long",
+                    )));
+                }
+                Ok(httparse::Status::Partial) => ready!(poll_more(conn, cx))?,
+                Err(_) => return Poll::Ready(Err(invalid("invalid chunk size in the response"))),
+            },
+            Chunk::Data(remaining) => {
+                let data = ready!(ResponseBody::poll_data(conn, remaining, cx))?;
+                let remaining = remaining - data.len() as u64;
+                let next = if remaining == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(remaining)
+                };
+                return Poll::Ready(Ok(ChunkStep::Data(data, next)));
+            }
+            Chunk::DataEnd if conn.read.len() < 2 => ready!(poll_more(conn, cx))?,
+            Chunk::DataEnd => {
+                if &conn.read[..2] != b"\r\n" {
+                    return Poll::Ready(Err(invalid(
+                        "a chunk in the response does not end with CRLF",
+                    )));
+                }
+                conn.read.advance(2);
+                return Poll::Ready(Ok(ChunkStep::Next(Chunk::Size)));
+            }
+            Chunk::Trailers => {
+                let mut trailers = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+                match httparse::parse_headers(&conn.read, &mut trailers) {
+                    Ok(httparse::Status::Complete((used, _))) => {
+                        conn.read.advance(used);
+                        return Poll::Ready(Ok(ChunkStep::End));
+                    }
+                    Ok(httparse::Status::Partial) if conn.read.len() > MAX_HEAD => {
+                        return Poll::Ready(Err(invalid("the response trailers are too large")));
+                    }
+                    Ok(httparse::Status::Partial) => ready!(poll_more(conn, cx))?,
+                    Err(_) => return Poll::Ready(Err(invalid("invalid trailers in the response"))),
+                }
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The per-thread pool of idle HTTP/1.1 upstream connections: most recently used
-//! first, bounded per endpoint, expired after the idle timeout.
+//! first, bounded per endpoint, expired after the idle timeout, and swept every second
+//! while it holds any, so a connection the upstream closed (or that expired) is let go
+//! even when no request comes (nothing else reads an idle connection).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -14,23 +16,76 @@ use super::connect::Connector;
 use super::h1::Connection;
 use super::{Target, UpstreamClient};
 
+/// How often a thread's idle connections are checked.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 thread_local! {
-    /// This thread's pools, by client id. A thread serves one client (one gateway) and a
-    /// handful of endpoints, so the pools are short lists searched in order, cheaper
-    /// than hashing an id and an authority twice per request.
-    pub(super) static POOLS: RefCell<Vec<(u64, ThreadPools)>> = const { RefCell::new(Vec::new()) };
+    /// This thread's pools. Only this thread's requests use them; the lock (never
+    /// contended on the thread-per-core server) lets the sweeper task run wherever its
+    /// runtime puts it.
+    static POOLS: Arc<Mutex<Pools>> = Arc::new(Mutex::new(Pools::default()));
 }
 
-/// The pools of client `id` in `pools`, created when missing.
-pub(super) fn pools_of(pools: &mut Vec<(u64, ThreadPools)>, id: u64) -> &mut ThreadPools {
-    let index = pools
-        .iter()
-        .position(|(client, _)| *client == id)
-        .unwrap_or_else(|| {
-            pools.push((id, ThreadPools::default()));
-            pools.len() - 1
-        });
-    &mut pools[index].1
+/// Runs `f` on this thread's pools; `None` only while the thread is exiting.
+pub(super) fn with_pools<R>(f: impl FnOnce(&mut Pools) -> R) -> Option<R> {
+    POOLS.try_with(|pools| f(&mut lock(pools))).ok()
+}
+
+fn lock(pools: &Mutex<Pools>) -> MutexGuard<'_, Pools> {
+    pools.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One thread's pools, by client id. A thread serves one client (one gateway) and a
+/// handful of endpoints, so the pools are short lists searched in order, cheaper than
+/// hashing an id and an authority twice per request.
+#[derive(Default)]
+pub(super) struct Pools {
+    clients: Vec<(u64, ThreadPools)>,
+    /// Whether a sweeper task looks after these pools.
+    swept: bool,
+}
+
+impl Pools {
+    /// The pools of client `id`, created when missing.
+    pub(super) fn of(&mut self, id: u64) -> &mut ThreadPools {
+        let index = self
+            .clients
+            .iter()
+            .position(|(client, _)| *client == id)
+            .unwrap_or_else(|| {
+                self.clients.push((id, ThreadPools::default()));
+                self.clients.len() - 1
+            });
+        &mut self.clients[index].1
+    }
+
+    /// Drops the idle connections that expired or that the upstream closed; whether
+    /// any are left.
+    fn sweep(&mut self, now: Instant) -> bool {
+        let mut left = false;
+        for (_, client) in &mut self.clients {
+            let idle_timeout = client.idle_timeout;
+            for (_, idle) in &mut client.http1 {
+                idle.retain(|e| {
+                    now.saturating_duration_since(e.since) < idle_timeout && e.conn.is_usable()
+                });
+                left |= !idle.is_empty();
+            }
+        }
+        left
+    }
+}
+
+/// Checks `pools` every [`SWEEP_EVERY`] until they hold no idle connection.
+async fn sweep(pools: Arc<Mutex<Pools>>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let mut pools = lock(&pools);
+        if !pools.sweep(Instant::now()) {
+            pools.swept = false;
+            return;
+        }
+    }
 }
 
 /// One client's pools on one thread.
@@ -38,6 +93,8 @@ pub(super) fn pools_of(pools: &mut Vec<(u64, ThreadPools)>, id: u64) -> &mut Thr
 pub(super) struct ThreadPools {
     /// Idle HTTP/1.1 connections by endpoint authority, oldest first.
     http1: Vec<(Authority, VecDeque<Idle>)>,
+    /// The client's idle timeout (set with its first connection).
+    idle_timeout: Duration,
     /// The h2c client (hyper-util's, which multiplexes requests over one connection per
     /// endpoint).
     pub(super) h2c: Option<Client<Connector, Body>>,
@@ -55,22 +112,22 @@ impl UpstreamClient {
     /// `now` is the time of the attempt (no clock read of its own).
     pub(super) fn checkout(&self, authority: &Authority, now: Instant) -> Option<Box<Connection>> {
         let idle_timeout = self.settings.pool_idle_timeout;
-        POOLS
-            .try_with(|pools| {
-                let mut pools = pools.borrow_mut();
-                let (_, pools) = pools.iter_mut().find(|(client, _)| *client == self.id)?;
-                let (_, idle) = pools.http1.iter_mut().find(|(a, _)| a == authority)?;
-                while let Some(entry) = idle.pop_back() {
-                    if now.saturating_duration_since(entry.since) < idle_timeout
-                        && entry.conn.is_usable()
-                    {
-                        return Some(entry.conn);
-                    }
+        with_pools(|pools| {
+            let (_, pools) = pools
+                .clients
+                .iter_mut()
+                .find(|(client, _)| *client == self.id)?;
+            let (_, idle) = pools.http1.iter_mut().find(|(a, _)| a == authority)?;
+            while let Some(entry) = idle.pop_back() {
+                if now.saturating_duration_since(entry.since) < idle_timeout
+                    && entry.conn.is_usable()
+                {
+                    return Some(entry.conn);
                 }
-                None
-            })
-            .ok()
-            .flatten()
+            }
+            None
+        })
+        .flatten()
     }
 
     /// Where a connection to `target` goes back after its exchange.
@@ -105,9 +162,12 @@ impl Checkin {
             max_idle,
             idle_timeout,
         } = self;
-        let _ = POOLS.try_with(|pools| {
-            let mut pools = pools.borrow_mut();
-            let http1 = &mut pools_of(&mut pools, client).http1;
+        let _ = POOLS.try_with(|shared| {
+            let mut pools = lock(shared);
+            let pools = &mut *pools;
+            let client = pools.of(client);
+            client.idle_timeout = idle_timeout;
+            let http1 = &mut client.http1;
             let index = http1
                 .iter()
                 .position(|(a, _)| *a == authority)
@@ -125,6 +185,12 @@ impl Checkin {
                 idle.pop_front();
             }
             idle.push_back(Idle { conn, since: now });
+            if !pools.swept
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                pools.swept = true;
+                runtime.spawn(sweep(Arc::clone(shared)));
+            }
         });
     }
 }
