@@ -147,8 +147,10 @@ impl Connection {
             status,
             version,
             mut headers,
+            seen,
         } = answer;
-        let (framing, keep_alive) = response_framing(head.method, status, version, &mut headers)?;
+        let (framing, keep_alive) =
+            response_framing(head.method, status, version, &mut headers, seen)?;
         let mut body = ResponseBody {
             conn: Some(self),
             home: (keep_alive && uploaded).then_some(home),
@@ -371,6 +373,24 @@ struct ResponseHead {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    seen: Seen,
+}
+
+/// Which framing headers a response head has, noted while it is parsed so that the
+/// framing looks up only those present.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    connection: bool,
+    transfer_encoding: bool,
+    content_length: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        self.connection |= name == header::CONNECTION;
+        self.transfer_encoding |= name == header::TRANSFER_ENCODING;
+        self.content_length |= name == header::CONTENT_LENGTH;
+    }
 }
 
 /// Parses a response head at the start of `buf` and splits it off; `None` while it is
@@ -415,17 +435,20 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[usize; 4]>) -> io::Result<Opt
     // Room for what the gateway adds to the response (`X-Request-Id`, rate-limit and
     // CORS headers) without growing the map.
     let mut headers = HeaderMap::with_capacity(spans.len() + 4);
+    let mut seen = Seen::default();
     for &[name_start, name_end, value_start, value_end] in spans.iter() {
         let name = HeaderName::from_bytes(&head[name_start..name_end])
             .map_err(|_| invalid("invalid response header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
             .map_err(|_| invalid("invalid response header value"))?;
+        seen.note(&name);
         headers.append(name, value);
     }
     Ok(Some(ResponseHead {
         status,
         version,
         headers,
+        seen,
     }))
 }
 
@@ -437,8 +460,10 @@ fn response_framing(
     status: StatusCode,
     version: Version,
     headers: &mut HeaderMap,
+    seen: Seen,
 ) -> io::Result<(Framing, bool)> {
-    let keep_alive = version == Version::HTTP_11 && !connection_has(headers, "close");
+    let keep_alive =
+        version == Version::HTTP_11 && !(seen.connection && connection_has(headers, "close"));
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -449,10 +474,11 @@ fn response_framing(
             keep_alive && status != StatusCode::SWITCHING_PROTOCOLS,
         ));
     }
-    if let Some(codings) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
+    if seen.transfer_encoding
+        && let Some(codings) = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
     {
         // RFC 9112 §6.1: an HTTP/1.0 message framed by a coding is faulty.
         if version == Version::HTTP_10 {
@@ -477,7 +503,10 @@ fn response_framing(
         });
     }
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
+    let lengths = seen
+        .content_length
+        .then(|| headers.get_all(header::CONTENT_LENGTH));
+    for value in lengths.iter().flatten() {
         for part in value.to_str().unwrap_or("x").split(',') {
             let part = part.trim();
             let parsed = part

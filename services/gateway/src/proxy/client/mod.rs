@@ -126,7 +126,7 @@ impl UpstreamClient {
             headers: &outgoing.parts.headers,
             forwarding: outgoing.forwarding,
         };
-        let conn = match self.checkout(&target.authority, now) {
+        let conn = match self.checkout(target, now) {
             Some(conn) => conn,
             None => Box::new(Connection::new(Box::pin(self.connect(target)).await?)),
         };

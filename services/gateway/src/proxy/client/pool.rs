@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use http::uri::Authority;
 use hyper_util::client::legacy::Client;
 
 use super::connect::Connector;
@@ -37,7 +36,7 @@ fn lock(pools: &Mutex<Pools>) -> MutexGuard<'_, Pools> {
 
 /// One thread's pools, by client id. A thread serves one client (one gateway) and a
 /// handful of endpoints, so the pools are short lists searched in order, cheaper than
-/// hashing an id and an authority twice per request.
+/// hashing an id and an endpoint twice per request.
 #[derive(Default)]
 pub(super) struct Pools {
     clients: Vec<(u64, ThreadPools)>,
@@ -91,8 +90,8 @@ async fn sweep(pools: Arc<Mutex<Pools>>) {
 /// One client's pools on one thread.
 #[derive(Default)]
 pub(super) struct ThreadPools {
-    /// Idle HTTP/1.1 connections by endpoint authority, oldest first.
-    http1: Vec<(Authority, VecDeque<Idle>)>,
+    /// Idle HTTP/1.1 connections by endpoint (`Target::pool`), oldest first.
+    http1: Vec<(u64, VecDeque<Idle>)>,
     /// The client's idle timeout (set with its first connection).
     idle_timeout: Duration,
     /// The h2c client (hyper-util's, which multiplexes requests over one connection per
@@ -107,17 +106,20 @@ struct Idle {
 }
 
 impl UpstreamClient {
-    /// The most recently used idle connection to `authority` on this thread (its socket
+    /// The most recently used idle connection to `target` on this thread (its socket
     /// and buffers are the warmest), dropping closed and expired ones on the way.
     /// `now` is the time of the attempt (no clock read of its own).
-    pub(super) fn checkout(&self, authority: &Authority, now: Instant) -> Option<Box<Connection>> {
+    pub(super) fn checkout(&self, target: &Target, now: Instant) -> Option<Box<Connection>> {
         let idle_timeout = self.settings.pool_idle_timeout;
         with_pools(|pools| {
             let (_, pools) = pools
                 .clients
                 .iter_mut()
                 .find(|(client, _)| *client == self.id)?;
-            let (_, idle) = pools.http1.iter_mut().find(|(a, _)| a == authority)?;
+            let (_, idle) = pools
+                .http1
+                .iter_mut()
+                .find(|(key, _)| *key == target.pool)?;
             while let Some(entry) = idle.pop_back() {
                 if now.saturating_duration_since(entry.since) < idle_timeout
                     && entry.conn.is_usable()
@@ -134,7 +136,7 @@ impl UpstreamClient {
     pub(super) fn checkin(&self, target: &Target) -> Checkin {
         Checkin {
             client: self.id,
-            authority: target.authority.clone(),
+            pool: target.pool,
             max_idle: self.settings.max_idle_per_endpoint,
             idle_timeout: self.settings.pool_idle_timeout,
         }
@@ -146,7 +148,7 @@ impl UpstreamClient {
 /// connection dropped instead is closed: its response was not read to the end).
 pub(crate) struct Checkin {
     client: u64,
-    authority: Authority,
+    pool: u64,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -158,7 +160,7 @@ impl Checkin {
         }
         let Self {
             client,
-            authority,
+            pool,
             max_idle,
             idle_timeout,
         } = self;
@@ -170,9 +172,9 @@ impl Checkin {
             let http1 = &mut client.http1;
             let index = http1
                 .iter()
-                .position(|(a, _)| *a == authority)
+                .position(|(key, _)| *key == pool)
                 .unwrap_or_else(|| {
-                    http1.push((authority, VecDeque::new()));
+                    http1.push((pool, VecDeque::new()));
                     http1.len() - 1
                 });
             let idle = &mut http1[index].1;
@@ -198,7 +200,7 @@ impl Checkin {
 impl fmt::Debug for Checkin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkin")
-            .field("authority", &self.authority)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }

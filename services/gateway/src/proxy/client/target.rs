@@ -1,8 +1,9 @@
 //! An endpoint's address, parsed once: protocol, authority, base path and `Host` value,
 //! and the request targets built from them.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Uri};
@@ -24,6 +25,8 @@ pub(crate) struct Target {
     label: Arc<str>,
     pub(super) protocol: Protocol,
     pub(super) authority: Authority,
+    /// The authority's key in the connection pools (see [`pool_key`]).
+    pub(super) pool: u64,
     /// The endpoint's path without a trailing slash; empty for none.
     pub(super) base_path: String,
     pub(super) host: HeaderValue,
@@ -53,6 +56,7 @@ impl Target {
         Ok(Self {
             label: format!("{scheme}://{authority}{base_path}").into(),
             protocol,
+            pool: pool_key(&authority),
             authority,
             base_path,
             host,
@@ -109,6 +113,19 @@ impl Target {
                 .build()
         }
     }
+}
+
+/// The pool key of `authority`: one number per authority ever configured (names
+/// compared as `Authority` does, ignoring case), so that upstreams naming the same
+/// endpoint share its connections and the per-request pool lookups compare integers
+/// rather than host names.
+fn pool_key(authority: &Authority) -> u64 {
+    static KEYS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Mutex::default);
+    let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+    let next = keys.len() as u64;
+    *keys
+        .entry(authority.as_str().to_ascii_lowercase())
+        .or_insert(next)
 }
 
 impl fmt::Display for Target {
