@@ -365,7 +365,7 @@ impl Upstream {
 }
 
 /// Methods RFC 9110 defines as idempotent that APIs use; only these are retried.
-fn is_idempotent(method: &Method) -> bool {
+pub(super) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE

@@ -64,10 +64,13 @@ pub(crate) struct Connection {
     /// Where a parsed head's names and values lie in `read` (kept for its capacity:
     /// an array on the stack would be zeroed for every response).
     spans: Vec<[usize; 4]>,
+    /// Whether any byte of an answer to the current request arrived.
+    answered: bool,
 }
 
 /// The parts of a request the client sends besides its body, borrowed from the request
 /// being forwarded (a retry sends them again).
+#[derive(Clone, Copy)]
 pub(crate) struct RequestHead<'a> {
     pub(crate) method: &'a Method,
     pub(crate) uri: &'a Uri,
@@ -83,6 +86,7 @@ impl Connection {
             read: BytesMut::new(),
             write: Vec::new(),
             spans: Vec::new(),
+            answered: false,
         }
     }
 
@@ -115,8 +119,9 @@ impl Connection {
         head: RequestHead<'_>,
         body: Body,
         home: Checkin,
-    ) -> io::Result<Response<ResponseBody>> {
+    ) -> Result<Response<ResponseBody>, Failed> {
         let framing = RequestFraming::of(head.method, &body);
+        self.answered = false;
         self.write.clear();
         encode_head(&mut self.write, target, &head, framing);
         let mut upload = Some(Upload {
@@ -142,7 +147,15 @@ impl Connection {
             let uploaded = upload.is_none();
             self.poll_head(cx).map_ok(|answer| (answer, uploaded))
         });
-        let (answer, uploaded) = answer.await?;
+        let (answer, uploaded) = match answer.await {
+            Ok(answered) => answered,
+            Err(error) => {
+                return Err(Failed {
+                    error,
+                    unanswered: !self.answered,
+                });
+            }
+        };
         let ResponseHead {
             status,
             version,
@@ -150,7 +163,12 @@ impl Connection {
             seen,
         } = answer;
         let (framing, keep_alive) =
-            response_framing(head.method, status, version, &mut headers, seen)?;
+            response_framing(head.method, status, version, &mut headers, seen).map_err(
+                |error| Failed {
+                    error,
+                    unanswered: false,
+                },
+            )?;
         let mut body = ResponseBody {
             conn: Some(self),
             home: (keep_alive && uploaded).then_some(home),
@@ -241,6 +259,7 @@ impl Connection {
                     "the upstream closed the connection before answering",
                 )));
             }
+            self.answered = true;
         }
     }
 
@@ -251,6 +270,15 @@ impl Connection {
         }
         poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
     }
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: io::Error,
+    /// Not a byte of an answer came back: on a connection taken from the pool, the
+    /// upstream may have closed it as the request went out.
+    pub(crate) unanswered: bool,
 }
 
 /// How the request body is framed.

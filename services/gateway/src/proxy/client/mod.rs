@@ -24,6 +24,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
 pub(crate) use target::Target;
 
+use super::forward::is_idempotent;
 use super::headers::Forwarding;
 use connect::ConnectTimeouts;
 use h1::{Connection, RequestHead};
@@ -62,11 +63,11 @@ impl Default for ClientSettings {
 ///
 /// Connections are pooled per thread: each thread that forwards requests (one per core
 /// in the thread-per-core server, see `serve.rs`) keeps its own idle HTTP/1.1
-/// connections and its own h2c client, and spawns their connection tasks on its own
-/// runtime, so a request and the upstream connection serving it never wake another
-/// thread. HTTP/1.1 uses hyper's bare client connections with this small pool instead of
-/// hyper-util's pooled client, whose shared pool and background tasks cost more than
-/// the forwarding itself.
+/// connections and its own h2c client, so a request and the upstream connection serving
+/// it never wake another thread. HTTP/1.1 is spoken by `h1.rs` on the request's own task
+/// (no connection task, channel or request copy per attempt) over this small pool,
+/// instead of hyper-util's pooled client, whose shared pool and background tasks cost
+/// more than the forwarding itself.
 #[derive(Clone)]
 pub struct UpstreamClient {
     id: u64,
@@ -126,15 +127,39 @@ impl UpstreamClient {
             headers: &outgoing.parts.headers,
             forwarding: outgoing.forwarding,
         };
-        let conn = match self.checkout(target, now) {
+        let pooled = self.checkout(target, now);
+        let reused = pooled.is_some();
+        // Sent again on a new connection if a pooled one fails before a byte of answer
+        // came back: the upstream closed it as the request went out (a keep-alive
+        // timeout racing the request). Only idempotent requests without a body, which
+        // are sent again as they are; others fail as they would on a fresh connection.
+        let resendable = body.is_end_stream() && is_idempotent(head.method);
+        let conn = match pooled {
             Some(conn) => conn,
-            None => Box::new(Connection::new(Box::pin(self.connect(target)).await?)),
+            None => self.connect_http1(target).await?,
         };
+        let failed = match conn.send(target, head, body, self.checkin(target)).await {
+            Ok(response) => return Ok(response.map(UpstreamBody::Http1)),
+            Err(failed) => failed,
+        };
+        if !(reused && resendable && failed.unanswered) {
+            return Err(SendError::Exchange(failed.error));
+        }
+        tracing::debug!(endpoint = %target, error = %failed.error, "pooled connection closed under the request; sending it on a new one");
+        let conn = self.connect_http1(target).await?;
         let response = conn
-            .send(target, head, body, self.checkin(target))
+            .send(target, head, Body::empty(), self.checkin(target))
             .await
-            .map_err(SendError::Exchange)?;
+            .map_err(|failed| SendError::Exchange(failed.error))?;
         Ok(response.map(UpstreamBody::Http1))
+    }
+
+    /// A new HTTP/1.1 connection to `target` (boxed where it is made: rare, and its
+    /// future is large).
+    async fn connect_http1(&self, target: &Target) -> Result<Box<Connection>, SendError> {
+        Ok(Box::new(Connection::new(
+            Box::pin(self.connect(target)).await?,
+        )))
     }
 
     /// Upgrades over hyper's HTTP/1.1 (`Upgrade` does not exist in HTTP/2, RFC 8441's

@@ -439,3 +439,33 @@ async fn a_pooled_connection_the_upstream_closed_is_let_go_without_waiting_for_a
         .expect("the gateway closes a pooled connection the upstream closed")
         .expect("signalled");
 }
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_on_a_new_one() {
+    // Each connection answers its first request, then closes on reading the next one
+    // without answering: the race of an upstream's keep-alive timeout with a request
+    // reusing the connection (the pool cannot see that close coming).
+    let upstream_server = raw(|mut stream| async move {
+        if read_head(&mut stream).await.is_some() {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = read_head(&mut stream).await;
+        }
+    })
+    .await;
+    let upstream = upstream(config(&[upstream_server.addr]));
+    for _ in 0..3 {
+        let response = get(&upstream, "/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(text(response).await, "ok");
+    }
+    // The first connection, then a new one for each request its predecessor dropped.
+    assert_eq!(upstream_server.connections(), 3);
+
+    // A POST may have had effects: it fails rather than being sent twice.
+    let response = upstream
+        .forward(request(Method::POST, "/orders", Body::empty()), &ctx())
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+}
