@@ -48,6 +48,10 @@ struct Core {
     state: State,
     /// Requests and failures while closed.
     window: Window,
+    /// When the last failure was recorded: a circuit opens only on failures in the
+    /// window, so a success long after the last one has nothing to judge (the healthy
+    /// case skips summing the window).
+    last_failure: Option<Instant>,
 }
 
 /// Whether a request went through as ordinary traffic or as the half-open probe.
@@ -74,6 +78,7 @@ impl Breaker {
                 settings,
                 state: State::Closed,
                 window: Window::new(origin),
+                last_failure: None,
             }),
             closed: AtomicBool::new(true),
         }
@@ -148,7 +153,13 @@ impl Permit<'_> {
             }
             Admission::Normal => {
                 core.window.add(now, 1, u64::from(failed));
-                if core.state == State::Closed && core.should_trip(now) {
+                if failed {
+                    core.last_failure = Some(now);
+                }
+                if core.state == State::Closed
+                    && core.failures_in_window(now)
+                    && core.should_trip(now)
+                {
                     core.state = State::Open {
                         until: super::after(now, open_for),
                     };
@@ -164,7 +175,16 @@ impl Permit<'_> {
     }
 }
 
+/// How long a failure can count in the window (its bucket is a whole second).
+const FAILURE_MEMORY: Duration = Duration::from_secs(super::window::SECONDS + 1);
+
 impl Core {
+    /// Whether the window may hold a failure.
+    fn failures_in_window(&self, now: Instant) -> bool {
+        self.last_failure
+            .is_some_and(|at| now.saturating_duration_since(at) <= FAILURE_MEMORY)
+    }
+
     fn should_trip(&self, now: Instant) -> bool {
         let (requests, failures) = self.window.totals(now);
         #[expect(
