@@ -77,12 +77,30 @@ impl Pools {
 
 /// Checks `pools` every [`SWEEP_EVERY`] until they hold no idle connection.
 async fn sweep(pools: Arc<Mutex<Pools>>) {
+    let mut sweeping = Sweeping(Some(pools));
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        let mut pools = lock(&pools);
+        let Some(shared) = &sweeping.0 else { return };
+        let mut pools = lock(shared);
         if !pools.sweep(Instant::now()) {
+            // Under the same lock as the check: a connection released after it starts
+            // a new sweeper.
             pools.swept = false;
+            drop(pools);
+            sweeping.0 = None;
             return;
+        }
+    }
+}
+
+/// Marks the pools unswept when the runtime drops their sweeper (a thread may host
+/// another runtime later, whose releases must start a new one).
+struct Sweeping(Option<Arc<Mutex<Pools>>>);
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        if let Some(pools) = self.0.take() {
+            lock(&pools).swept = false;
         }
     }
 }
