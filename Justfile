@@ -72,9 +72,10 @@ bench-gateway *ARGS:
 bench-report *ARGS:
     bench/report/run {{ARGS}}
 
-# Coverage-guided fuzzing (cargo-fuzz, nightly) of token verification, route matching
-# and OTLP decoding, SECONDS each; `just fuzz all 60`; `just fuzz --replay` re-runs the
-# inputs kept in fuzz/regressions. Not in CI.
+# Coverage-guided fuzzing (cargo-fuzz, nightly) of token verification, route matching,
+# OTLP decoding and the gateway's HTTP/1.1 upstream client, SECONDS each;
+# `just fuzz all 60`; `just fuzz --replay` re-runs the inputs kept in fuzz/regressions.
+# Not in CI.
 # Fuzz one target or all for a bounded time.
 fuzz TARGET="all" SECONDS="60":
     fuzz/run {{TARGET}} {{SECONDS}}
