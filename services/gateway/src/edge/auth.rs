@@ -14,6 +14,7 @@ use crate::routes::file::AuthSpec;
 /// route; synchronous, so public routes need no authentication future at all.
 pub(super) fn one_credential(
     gateway: &Gateway,
+    route: &Route,
     headers: &http::HeaderMap,
     uri: &Uri,
 ) -> Result<(), Response> {
@@ -23,7 +24,9 @@ pub(super) fn one_credential(
             .any(|pair| pair.split('=').next() == Some("access_token"))
     });
     if credentials > 1 || (credentials == 1 && in_query) {
-        gateway.metrics.auth_rejected("multiple_credentials");
+        gateway
+            .metrics
+            .auth_rejected(&route.name, "multiple_credentials");
         return Err(problem(
             StatusCode::BAD_REQUEST,
             "multiple_credentials",
@@ -41,7 +44,7 @@ pub(super) async fn authenticate(
     headers: &http::HeaderMap,
     uri: &Uri,
 ) -> Result<Option<Principal>, Response> {
-    one_credential(gateway, headers, uri)?;
+    one_credential(gateway, route, headers, uri)?;
     let required_roles = match &route.auth {
         AuthSpec::Public => return Ok(None),
         AuthSpec::Authenticated => None,
@@ -51,7 +54,9 @@ pub(super) async fn authenticate(
     if !gateway.verifier.is_ready() {
         // Until the first JWKS load succeeds nobody can be verified: that is our outage,
         // not the client's fault, so 503 rather than 401.
-        gateway.metrics.auth_rejected("keys_unavailable");
+        gateway
+            .metrics
+            .auth_rejected(&route.name, "keys_unavailable");
         let mut response = problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "auth_unavailable",
@@ -71,13 +76,13 @@ pub(super) async fn authenticate(
                 .map(|(_, t)| t.trim())
         });
     let Some(token) = token else {
-        gateway.metrics.auth_rejected("missing");
+        gateway.metrics.auth_rejected(&route.name, "missing");
         return Err(unauthorized("A bearer token is required."));
     };
     let principal = match gateway.verifier.verify(token).await {
         Ok(principal) => principal,
         Err(error) => {
-            gateway.metrics.auth_rejected(error.code());
+            gateway.metrics.auth_rejected(&route.name, error.code());
             tracing::debug!(route = %route.name, reason = error.code(), "token refused");
             return Err(unauthorized("The token is not valid."));
         }
@@ -85,7 +90,7 @@ pub(super) async fn authenticate(
     if let Some(roles) = required_roles
         && !roles.iter().any(|role| principal.has_role(role))
     {
-        gateway.metrics.auth_rejected("forbidden");
+        gateway.metrics.auth_rejected(&route.name, "forbidden");
         return Err(problem(
             StatusCode::FORBIDDEN,
             "forbidden",

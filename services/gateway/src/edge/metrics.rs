@@ -10,15 +10,23 @@ struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
+struct RouteReasonLabels {
+    route: String,
     reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteErrorLabels {
+    route: String,
+    error: String,
 }
 
 /// Counters of refusals and degraded operation.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayMetrics {
     rate_limited: Family<RouteLabels, Counter>,
-    auth_rejected: Family<ReasonLabels, Counter>,
+    auth_rejected: Family<RouteReasonLabels, Counter>,
+    upstream_errors: Family<RouteErrorLabels, Counter>,
     limiter_errors: Counter,
 }
 
@@ -33,8 +41,14 @@ impl GatewayMetrics {
         );
         metrics.register(
             "gateway_auth_rejected",
-            "Requests refused by authentication, by reason",
+            "Requests refused by authentication, by route and reason",
             this.auth_rejected.clone(),
+        );
+        metrics.register(
+            "gateway_upstream_errors",
+            "Requests the gateway answered for a failed upstream, by route and problem code \
+             (upstream_unavailable 502, circuit_open 503, upstream_timeout 504)",
+            this.upstream_errors.clone(),
         );
         metrics.register(
             "gateway_limiter_errors",
@@ -52,10 +66,20 @@ impl GatewayMetrics {
             .inc();
     }
 
-    pub(crate) fn auth_rejected(&self, reason: &str) {
+    pub(crate) fn auth_rejected(&self, route: &str, reason: &str) {
         self.auth_rejected
-            .get_or_create(&ReasonLabels {
+            .get_or_create(&RouteReasonLabels {
+                route: route.to_owned(),
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn upstream_error(&self, route: &str, error: &str) {
+        self.upstream_errors
+            .get_or_create(&RouteErrorLabels {
+                route: route.to_owned(),
+                error: error.to_owned(),
             })
             .inc();
     }

@@ -25,7 +25,7 @@ use tessera_auth::Verifier;
 
 pub use metrics::GatewayMetrics;
 
-use crate::proxy::{ForwardContext, RequestIds};
+use crate::proxy::{ForwardContext, RequestIds, UpstreamOutcome};
 use crate::ratelimit::{Decision, Limiter, RatePolicy, apply_headers};
 use crate::routes::file::AuthSpec;
 use crate::routes::{Route, Routes};
@@ -237,7 +237,9 @@ where
 
     // A public route needs only the credential check, not the authentication future.
     let principal = if matches!(route.auth, AuthSpec::Public) {
-        if let Err(response) = auth::one_credential(gateway, request.headers(), request.uri()) {
+        if let Err(response) =
+            auth::one_credential(gateway, route, request.headers(), request.uri())
+        {
             return response;
         }
         None
@@ -304,6 +306,14 @@ where
         ids: ids.clone(),
     };
     let mut response = route.upstream.forward_unmarked(request, &forward).await;
+    // Only the gateway's own answers carry an outcome (relayed ones skip it).
+    if let Some(UpstreamOutcome {
+        error: Some(error @ ("upstream_unavailable" | "upstream_timeout" | "circuit_open")),
+        ..
+    }) = response.extensions().get::<UpstreamOutcome>()
+    {
+        gateway.metrics.upstream_error(&route.name, error);
+    }
     for (policy, decision) in shown {
         apply_headers(response.headers_mut(), policy, &decision);
     }

@@ -51,6 +51,48 @@ async fn every_request_is_counted_by_route_method_and_status_in_the_metrics() {
 }
 
 #[tokio::test]
+async fn upstream_failures_and_auth_refusals_are_counted_by_route() {
+    const FAILING: &str = r"
+version: 1
+routes:
+  - name: down
+    match: { prefix: /down/ }
+    upstreams: [http://{upstream}]
+    auth: public
+    retry: { attempts: 0 }
+  - name: private
+    match: { prefix: /private/ }
+    upstreams: [http://{upstream}]
+    auth: authenticated
+";
+    let issuer = Issuer::start(true).await;
+    // A port nothing listens on: every attempt is refused.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let gw = TestGateway::start(&issuer, FAILING, closed, &[]).await;
+    for _ in 0..2 {
+        assert_eq!(
+            gw.get("/down/x", None).await.status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    assert_eq!(
+        gw.get("/private/x", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let text = metrics(&gw).await;
+    for line in [
+        r#"tessera_gateway_upstream_errors_total{service="gateway",route="down",error="upstream_unavailable"} 2"#,
+        r#"tessera_gateway_auth_rejected_total{service="gateway",route="private",reason="missing"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn a_caller_trace_continues_upstream_under_the_gateway_s_span_and_ids_are_made_when_missing()
 {
     let issuer = Issuer::start(true).await;
