@@ -6,6 +6,7 @@
 //! logs and stores the id, so a caller-supplied value is only kept when it is short and
 //! plain (see [`is_acceptable_request_id`]).
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request};
@@ -14,6 +15,7 @@ use axum::response::Response;
 use http::{HeaderName, HeaderValue};
 use tracing::Instrument;
 
+use crate::metrics::RouteLabel;
 use crate::trace_context::TraceContext;
 
 /// The request id header.
@@ -70,6 +72,15 @@ fn new_request_id() -> String {
         .to_string()
 }
 
+/// What a handler adds to its request's access line (`request finished`), put into its
+/// response's extensions (the middleware takes it out again): the upstream that answered
+/// and the authenticated subject (the gateway's proxied endpoint and token subject).
+#[derive(Debug, Clone, Default)]
+pub struct AccessFields {
+    pub upstream: Option<Arc<str>>,
+    pub subject: Option<String>,
+}
+
 /// Middleware: establishes the [`RequestContext`], runs the request inside a tracing span
 /// carrying its ids, logs one access line, and sets `X-Request-Id` on the response.
 pub(crate) async fn request_context(mut request: Request, next: Next) -> Response {
@@ -108,7 +119,24 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
+    let access = response
+        .extensions_mut()
+        .remove::<AccessFields>()
+        .unwrap_or_default();
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|label| Arc::clone(&label.0));
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms,
+            route = route.as_deref(),
+            upstream = access.upstream.as_deref(),
+            subject = access.subject.as_deref(),
+            "request finished"
+        );
+    });
     if let Some(value) = header_value {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }

@@ -24,8 +24,8 @@ use service_kit::request_context::X_REQUEST_ID;
 use service_kit::{HttpSettings, Metrics, Problem};
 use tracing::Instrument;
 
-use super::Gateway;
 use super::ids::{Hex, Ids};
+use super::{Access, Gateway};
 
 /// Route label of requests no route matched (the kit's label for them).
 static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
@@ -91,7 +91,7 @@ impl Edge {
             path = %request.uri().path(),
         );
         let answered = self.answer(request, peer, &ids, started);
-        let (response, route) = if span.is_disabled() {
+        let (response, access) = if span.is_disabled() {
             answered.await
         } else {
             answered.instrument(span.clone()).await
@@ -106,13 +106,16 @@ impl Edge {
             };
         drop(in_flight);
         let status = response.status().as_u16();
-        let route = route.unwrap_or_else(|| Arc::clone(&UNMATCHED));
+        let route = access.route.unwrap_or_else(|| Arc::clone(&UNMATCHED));
         let elapsed = started.elapsed();
         self.recorder.record(&method, &route, status, elapsed);
         span.in_scope(|| {
             tracing::info!(
                 status,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
+                route = &*route,
+                upstream = access.upstream.as_deref(),
+                subject = access.subject.as_deref(),
                 "request finished"
             );
         });
@@ -130,7 +133,7 @@ impl Edge {
         peer: SocketAddr,
         ids: &Ids,
         started: Instant,
-    ) -> (Response, Option<Arc<str>>) {
+    ) -> (Response, Access) {
         if request
             .headers()
             .get(CONTENT_LENGTH)
@@ -140,7 +143,7 @@ impl Edge {
         {
             return (
                 Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
-                None,
+                Access::default(),
             );
         }
         // Boxed where it is made: the request path's future is several KiB, and each
@@ -153,10 +156,10 @@ impl Edge {
             .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 24 * 3600));
         match crate::deadline::within(deadline, responding.catch_unwind()).await {
             Ok(Ok(answered)) => answered,
-            Ok(Err(panic)) => (direct::panic_response(panic), None),
+            Ok(Err(panic)) => (direct::panic_response(panic), Access::default()),
             Err(_) => (
                 Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response(),
-                None,
+                Access::default(),
             ),
         }
     }

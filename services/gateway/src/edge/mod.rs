@@ -20,6 +20,7 @@ use http::{HeaderValue, StatusCode, Uri};
 use hyper::body::Body as HttpBody;
 use ipnet::IpNet;
 use service_kit::metrics::RouteLabel;
+use service_kit::request_context::AccessFields;
 use service_kit::{Problem, RequestContext};
 use tessera_auth::Verifier;
 
@@ -91,8 +92,12 @@ pub async fn handle(
         tracing::error!("request context missing; the service kit layers are not applied");
         return Problem::internal().into_response();
     };
-    let (mut response, route) = gateway.respond(request, peer, &ids).await;
-    if let Some(route) = route {
+    let (mut response, access) = gateway.respond(request, peer, &ids).await;
+    response.extensions_mut().insert(AccessFields {
+        upstream: access.upstream,
+        subject: access.subject,
+    });
+    if let Some(route) = access.route {
         response.extensions_mut().insert(RouteLabel(route));
     }
     response
@@ -100,14 +105,13 @@ pub async fn handle(
 
 impl Gateway {
     /// Answers one request from `peer`: route, check, authenticate, throttle, forward.
-    /// Returns the response and the name of the route it took (`None` when no route
-    /// matched), for the metrics.
+    /// Returns the response and what the access line and the metrics tell of it.
     pub(crate) async fn respond<B>(
         &self,
         request: http::Request<B>,
         peer: SocketAddr,
         ids: &RequestIds,
-    ) -> (Response, Option<Arc<str>>)
+    ) -> (Response, Access)
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -120,7 +124,7 @@ impl Gateway {
                 "invalid_path",
                 "The path has dot segments or encoded separators.",
             );
-            return (response, None);
+            return (response, Access::default());
         }
         let host = request_host(&request);
         // Borrowed from the snapshot, not cloned: an `Arc` clone per request is a
@@ -136,7 +140,11 @@ impl Gateway {
                 "no_route",
                 "No route matches this request.",
             );
-            return (response, None);
+            return (response, Access::default());
+        };
+        let mut access = Access {
+            route: Some(Arc::clone(&route.name)),
+            ..Access::default()
         };
         let response = route_request(
             self,
@@ -146,10 +154,23 @@ impl Gateway {
             host,
             request,
             ids,
+            &mut access,
         )
         .await;
-        (response, Some(Arc::clone(&route.name)))
+        (response, access)
     }
+}
+
+/// What the access line (`request finished`) and the metrics tell of a request besides
+/// its status and latency.
+#[derive(Debug, Default)]
+pub(crate) struct Access {
+    /// The route's name; `None` when no route matched.
+    pub(crate) route: Option<Arc<str>>,
+    /// The endpoint of the last attempt, when the request was forwarded.
+    pub(crate) upstream: Option<Arc<str>>,
+    /// The verified token's subject, on protected routes.
+    pub(crate) subject: Option<String>,
 }
 
 /// The host the client asked for, lowercase and without port, from `Host` or an
@@ -208,6 +229,10 @@ fn normalised_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from_owner(name.to_ascii_lowercase().into_bytes())).ok()
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one private step of respond, which owns every argument"
+)]
 async fn route_request<B>(
     gateway: &Gateway,
     route: &Route,
@@ -216,6 +241,7 @@ async fn route_request<B>(
     host: Option<HeaderValue>,
     mut request: http::Request<B>,
     ids: &RequestIds,
+    access: &mut Access,
 ) -> Response
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
@@ -305,7 +331,9 @@ where
         host,
         ids: ids.clone(),
     };
-    let mut response = route.upstream.forward_unmarked(request, &forward).await;
+    let (mut response, upstream) = route.upstream.forward_unmarked(request, &forward).await;
+    access.upstream = upstream;
+    access.subject = principal.map(|p| p.subject);
     // Only the gateway's own answers carry an outcome (relayed ones skip it).
     if let Some(UpstreamOutcome {
         error: Some(error @ ("upstream_unavailable" | "upstream_timeout" | "circuit_open")),

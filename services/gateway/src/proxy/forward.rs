@@ -106,6 +106,31 @@ impl Tried {
     }
 }
 
+/// What [`Upstream::exchange`] ended with.
+struct Exchanged {
+    response: Response<Body>,
+    /// Whether the upstream failed; `None` when the outcome does not judge the upstream
+    /// (the client's own fault).
+    failed: Option<bool>,
+    /// When the last attempt ended (one clock read serves the outlier, budget and
+    /// breaker bookkeeping).
+    ended: Instant,
+    /// The endpoint of the last attempt.
+    endpoint: Option<Arc<str>>,
+}
+
+impl Exchanged {
+    /// An answer for a fault of the client's, which does not judge the upstream.
+    fn client_fault(response: Response<Body>, ended: Instant, endpoint: Option<Arc<str>>) -> Self {
+        Self {
+            response,
+            failed: None,
+            ended,
+            endpoint,
+        }
+    }
+}
+
 /// The result of one attempt.
 enum Attempt {
     Answered(Response<UpstreamBody>),
@@ -153,18 +178,19 @@ impl Upstream {
     /// answer for the upstream. Every response carries an
     /// [`UpstreamOutcome`](super::UpstreamOutcome) extension.
     pub async fn forward(&self, request: Request<Body>, ctx: &ForwardContext) -> Response<Body> {
-        self.forward_with(request, ctx, true).await
+        self.forward_with(request, ctx, true).await.0
     }
 
     /// [`Upstream::forward`] for the gateway's data path, which reads no outcome: a
     /// response relayed from the upstream carries no [`UpstreamOutcome`](super::UpstreamOutcome)
     /// (its extension map is three allocations and ~1k instructions per request,
-    /// bench/README.md, gateway, session 5); the gateway's own answers still do.
+    /// bench/README.md, gateway, session 5); the gateway's own answers still do. Returns
+    /// the endpoint of the last attempt beside the response, for the access log.
     pub(crate) async fn forward_unmarked(
         &self,
         request: Request<Body>,
         ctx: &ForwardContext,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, Option<Arc<str>>) {
         self.forward_with(request, ctx, false).await
     }
 
@@ -173,31 +199,29 @@ impl Upstream {
         request: Request<Body>,
         ctx: &ForwardContext,
         mark: bool,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, Option<Arc<str>>) {
         let started = Instant::now();
         let permit = match self.breaker.admit(started) {
             Ok(permit) => permit,
-            Err(wait) => return circuit_open(wait),
+            Err(wait) => return (circuit_open(wait), None),
         };
-        let (response, failed, ended) = self.exchange(request, ctx, started, mark).await;
+        let exchanged = self.exchange(request, ctx, started, mark).await;
         // A failure of the client's own (an unreadable body) says nothing about the
         // upstream: the permit is dropped unrecorded.
-        if let Some(failed) = failed {
-            permit.record(failed, ended);
+        if let Some(failed) = exchanged.failed {
+            permit.record(failed, exchanged.ended);
         }
-        response
+        (exchanged.response, exchanged.endpoint)
     }
 
-    /// Runs the attempts; returns the response, whether the upstream failed (`None`
-    /// when the outcome does not judge the upstream) and when the last attempt ended
-    /// (one clock read serves the outlier, budget and breaker bookkeeping).
+    /// Runs the attempts.
     async fn exchange(
         &self,
         mut request: Request<Body>,
         ctx: &ForwardContext,
         started: Instant,
         mark: bool,
-    ) -> (Response<Body>, Option<bool>, Instant) {
+    ) -> Exchanged {
         // Only a client connection that can be upgraded (HTTP/1.1 served with upgrades)
         // carries `OnUpgrade`; otherwise the upgrade headers are stripped like any
         // hop-by-hop header and the request goes through as a plain one.
@@ -213,7 +237,9 @@ impl Upstream {
         let may_retry = retry.attempts > 0 && is_idempotent(&parts.method);
         let mut body = match RequestBody::prepare(body, may_retry).await {
             Ok(body) => body,
-            Err(fault) => return (client_fault(fault, None, 0), None, started),
+            Err(fault) => {
+                return Exchanged::client_fault(client_fault(fault, None, 0), started, None);
+            }
         };
         self.budget.record_request(started);
         let deadline = super::after(started, self.config.timeouts.total);
@@ -225,7 +251,12 @@ impl Upstream {
         loop {
             let Some(index) = self.balancer.pick(&self.endpoints, tried.as_slice(), now) else {
                 tracing::error!("upstream has no endpoints");
-                return (unavailable(None, 0), Some(true), now);
+                return Exchanged {
+                    response: unavailable(None, 0),
+                    failed: Some(true),
+                    ended: now,
+                    endpoint: None,
+                };
             };
             tried.push(index);
             // One reference count taken per attempt (it travels with the response
@@ -248,7 +279,8 @@ impl Upstream {
             now = Instant::now();
 
             if let (Some(fault), false) = (body.fault(), matches!(attempt, Attempt::Answered(..))) {
-                return (client_fault(fault, Some(target), attempts), None, now);
+                let response = client_fault(fault, Some(target.clone()), attempts);
+                return Exchanged::client_fault(response, now, Some(target));
             }
             let failed = attempt.failed();
             endpoint.record(
@@ -279,14 +311,19 @@ impl Upstream {
                 ),
                 Attempt::TimedOut => {
                     tracing::warn!(endpoint = %target, "upstream timed out");
-                    timed_out(Some(target), attempts)
+                    timed_out(Some(target.clone()), attempts)
                 }
                 Attempt::ConnectFailed(error) | Attempt::Broken(error) => {
                     tracing::warn!(endpoint = %target, error = %chain(&error), "upstream request failed");
-                    unavailable(Some(target), attempts)
+                    unavailable(Some(target.clone()), attempts)
                 }
             };
-            return (response, Some(failed), now);
+            return Exchanged {
+                response,
+                failed: Some(failed),
+                ended: now,
+                endpoint: Some(target),
+            };
         }
     }
 

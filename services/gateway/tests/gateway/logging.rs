@@ -21,6 +21,11 @@ routes:
     rewrite_prefix: /
     upstreams: [http://{upstream}]
     auth: public
+  - name: private
+    match: { prefix: /private/ }
+    rewrite_prefix: /
+    upstreams: [http://{upstream}]
+    auth: authenticated
 ";
 
 /// A gateway shipping its logs, as `main` starts it, returning its public and admin base
@@ -92,6 +97,29 @@ async fn with_a_log_endpoint_a_request_s_log_records_arrive_in_logging_with_its_
     assert_eq!(finished["request_id"], request_id.as_str());
     assert_eq!(finished["service"], "gateway");
     assert_eq!(finished["attributes"]["status"], 200);
+    // The access line names the route and the endpoint that answered (issue #4).
+    assert_eq!(finished["attributes"]["route"], "public");
+    let upstream = finished["attributes"]["upstream"]
+        .as_str()
+        .expect("upstream");
+    assert!(upstream.starts_with("http://127.0.0.1:"), "{upstream}");
+    assert!(finished["attributes"].get("subject").is_none());
+
+    // On a protected route, the token's subject too.
+    let (user_id, token) =
+        platform_testkit::new_user(&http, &platform.identity, "access-line@example.com").await;
+    let private_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
+    let response = http
+        .get(format!("{base}/private/hello"))
+        .header("x-request-id", &private_id)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    let finished = access_log(&platform.logging, &platform.reader, "gateway", &private_id).await;
+    assert_eq!(finished["attributes"]["route"], "private");
+    assert_eq!(finished["attributes"]["subject"], user_id.as_str());
     assert!(shipper.shipped() > 0);
     assert_shipping_metrics(&admin).await;
     shutdown.cancel();

@@ -185,6 +185,15 @@ async fn logs_and_audit_reach_logging(
             && r["trace_id"] == found[0]["trace_id"]),
         "{text}"
     );
+    // The gateway's line (every service logs as `tessera` here) names the route it took
+    // and the endpoint that answered.
+    assert!(
+        found.iter().any(|r| r["attributes"]["route"] == "me"
+            && r["attributes"]["upstream"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:"))),
+        "no access line with the gateway's route and upstream: {text}"
+    );
 
     // Identity's signup and login audit records reached logging's chain over the bus,
     // and the chain verifies.
