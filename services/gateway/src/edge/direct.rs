@@ -90,8 +90,9 @@ impl Edge {
             %method,
             path = %request.uri().path(),
         );
-        let answered = self.answer(request, peer, &ids, started);
-        let (response, access) = if span.is_disabled() {
+        let mut access = Access::default();
+        let answered = self.answer(request, peer, &ids, started, &mut access);
+        let response = if span.is_disabled() {
             answered.await
         } else {
             answered.instrument(span.clone()).await
@@ -133,7 +134,8 @@ impl Edge {
         peer: SocketAddr,
         ids: &Ids,
         started: Instant,
-    ) -> (Response, Access) {
+        access: &mut Access,
+    ) -> Response {
         if request
             .headers()
             .get(CONTENT_LENGTH)
@@ -141,26 +143,24 @@ impl Edge {
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|length| length > self.max_body_bytes)
         {
-            return (
-                Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
-                Access::default(),
-            );
+            return Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
         }
         // Boxed where it is made: the request path's future is several KiB, and each
         // wrapper below would otherwise copy it again (memmove showed in the profile).
-        let responding =
-            AssertUnwindSafe(Box::pin(self.gateway.respond(request, peer, &ids.upstream)));
+        let responding = AssertUnwindSafe(Box::pin(self.gateway.respond(
+            request,
+            peer,
+            &ids.upstream,
+            access,
+        )));
         // The deadline from the request's own start: no clock read of its own.
         let deadline = started
             .checked_add(self.request_timeout)
             .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 24 * 3600));
         match crate::deadline::within(deadline, responding.catch_unwind()).await {
             Ok(Ok(answered)) => answered,
-            Ok(Err(panic)) => (direct::panic_response(panic), Access::default()),
-            Err(_) => (
-                Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response(),
-                Access::default(),
-            ),
+            Ok(Err(panic)) => direct::panic_response(panic),
+            Err(_) => Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response(),
         }
     }
 }

@@ -92,7 +92,8 @@ pub async fn handle(
         tracing::error!("request context missing; the service kit layers are not applied");
         return Problem::internal().into_response();
     };
-    let (mut response, access) = gateway.respond(request, peer, &ids).await;
+    let mut access = Access::default();
+    let mut response = gateway.respond(request, peer, &ids, &mut access).await;
     response.extensions_mut().insert(AccessFields {
         upstream: access.upstream,
         subject: access.subject,
@@ -105,13 +106,15 @@ pub async fn handle(
 
 impl Gateway {
     /// Answers one request from `peer`: route, check, authenticate, throttle, forward.
-    /// Returns the response and what the access line and the metrics tell of it.
+    /// Notes in `access` what the access line and the metrics tell of it (an out
+    /// parameter: returned, it would be moved through every future that wraps this one).
     pub(crate) async fn respond<B>(
         &self,
         request: http::Request<B>,
         peer: SocketAddr,
         ids: &RequestIds,
-    ) -> (Response, Access)
+        access: &mut Access,
+    ) -> Response
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -124,7 +127,7 @@ impl Gateway {
                 "invalid_path",
                 "The path has dot segments or encoded separators.",
             );
-            return (response, Access::default());
+            return response;
         }
         let host = request_host(&request);
         // Borrowed from the snapshot, not cloned: an `Arc` clone per request is a
@@ -140,13 +143,10 @@ impl Gateway {
                 "no_route",
                 "No route matches this request.",
             );
-            return (response, Access::default());
+            return response;
         };
-        let mut access = Access {
-            route: Some(Arc::clone(&route.name)),
-            ..Access::default()
-        };
-        let response = route_request(
+        access.route = Some(Arc::clone(&route.name));
+        route_request(
             self,
             route,
             table.global_rate_limit.as_ref(),
@@ -154,10 +154,9 @@ impl Gateway {
             host,
             request,
             ids,
-            &mut access,
+            access,
         )
-        .await;
-        (response, access)
+        .await
     }
 }
 
