@@ -120,9 +120,9 @@ impl Edge {
                 "request finished"
             );
         });
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), ids.upstream.request_id.clone());
+        let headers = response.headers_mut();
+        headers.insert(X_REQUEST_ID.clone(), ids.upstream.request_id.clone());
+        super::secure_response(headers);
         Ok(response)
     }
 

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{self, CONTENT_LENGTH, HOST};
 use http::{HeaderValue, StatusCode, Uri};
 use hyper::body::Body as HttpBody;
 use ipnet::IpNet;
@@ -101,6 +101,7 @@ pub async fn handle(
     if let Some(route) = access.route {
         response.extensions_mut().insert(RouteLabel(route));
     }
+    secure_response(response.headers_mut());
     response
 }
 
@@ -348,6 +349,39 @@ where
         cors::response_headers(cors, origin, response.headers_mut());
     }
     response
+}
+
+/// `X-Powered-By`, which `http` has no constant for.
+static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-powered-by");
+
+/// The security headers on every answer of the gateway's, unless the upstream chose its
+/// own: `X-Content-Type-Options: nosniff` (a JSON answer is never sniffed into HTML) and
+/// `X-Frame-Options: DENY` (an API answer is never a page to embed), as OWASP's REST
+/// security cheat sheet has them. An upstream's `Server` and `X-Powered-By` are removed:
+/// they tell an attacker which software runs behind. HSTS is left to the TLS terminator
+/// in front (the gateway speaks plain HTTP behind it).
+pub(crate) fn secure_response(headers: &mut http::HeaderMap) {
+    // One look at the answer's few names (comparisons of known names are cheap) instead
+    // of a hashed lookup per header.
+    let (mut sniffing, mut framing, mut banner) = (false, false, false);
+    for name in headers.keys() {
+        sniffing |= *name == header::X_CONTENT_TYPE_OPTIONS;
+        framing |= *name == header::X_FRAME_OPTIONS;
+        banner |= *name == header::SERVER || *name == X_POWERED_BY;
+    }
+    if banner {
+        headers.remove(header::SERVER);
+        headers.remove(&X_POWERED_BY);
+    }
+    if !sniffing {
+        headers.append(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    if !framing {
+        headers.append(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
 }
 
 /// Drops headers that look like identity assertions (see [`IDENTITY_HEADER_PREFIXES`]).

@@ -447,3 +447,36 @@ async fn a_refused_upstream_is_502_and_a_slow_one_504_as_problems() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn answers_carry_security_headers_and_no_upstream_software_banner() {
+    // An upstream naming its software and choosing its own framing policy.
+    let upstream = crate::support::serve(axum::Router::new().fallback(|| async {
+        (
+            [
+                ("server", "Werkzeug/2.0.1 Python/3.8"),
+                ("x-powered-by", "Express"),
+                ("x-frame-options", "SAMEORIGIN"),
+            ],
+            "hello",
+        )
+    }))
+    .await;
+    let issuer = Issuer::start(true).await;
+    let gw = TestGateway::start(&issuer, ROUTES, upstream, &[]).await;
+
+    let relayed = gw.get("/pub/x", None).await;
+    assert_eq!(relayed.status(), StatusCode::OK);
+    let headers = relayed.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    // The upstream's own choice wins over the default.
+    assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
+    assert!(headers.get("server").is_none(), "{headers:?}");
+    assert!(headers.get("x-powered-by").is_none(), "{headers:?}");
+
+    // The gateway's own answers too.
+    let refused = gw.get("/nowhere", None).await;
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(refused.headers()["x-frame-options"], "DENY");
+}
