@@ -50,7 +50,9 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// `Upgrade: websocket`). Other upgrade protocols (h2c, TLS) are not passed through:
 /// they change how the gateway itself must speak.
 pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    connection_has(headers, "upgrade")
+    // Nearly no request has `Upgrade`: one look at the names before any lookup.
+    headers.keys().any(|name| name == header::UPGRADE)
+        && connection_has(headers, "upgrade")
         && headers
             .get_all(header::UPGRADE)
             .iter()
