@@ -469,3 +469,26 @@ async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_on
         .await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
 }
+
+#[tokio::test]
+async fn bytes_after_an_answer_leave_its_connection_unused() {
+    // Bytes beyond the framed answer (a 204 or HEAD answer with a body, an upstream
+    // pipelining garbage) would be read as the head of the next request's answer on a
+    // reused connection: response splitting. Such a connection is closed instead.
+    for (method, answer) in [
+        (Method::GET, &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"[..]),
+        (Method::GET, b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"),
+        (Method::HEAD, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"),
+    ] {
+        let upstream_server = answering(answer, false).await;
+        let upstream = upstream(config(&[upstream_server.addr]));
+        for _ in 0..2 {
+            let response = upstream
+                .forward(request(method.clone(), "/", Body::empty()), &ctx())
+                .await;
+            assert!(response.status().is_success(), "{answer:?}");
+            assert_ne!(text(response).await, "forged", "{answer:?}");
+        }
+        assert_eq!(upstream_server.connections(), 2, "{answer:?}");
+    }
+}
