@@ -14,10 +14,13 @@
 //! What it speaks: requests with an empty, sized or streamed (`chunked`) body, request
 //! trailers dropped; responses framed by `Content-Length`, `chunked` (trailers read and
 //! dropped) or the end of the connection (RFC 9112 §6.3); `1xx` interim answers skipped.
-//! An answer that arrives while the request body is still being sent ends the upload, and
-//! the connection is then closed after the answer instead of reused, as are connections
-//! whose answer is HTTP/1.0, says `Connection: close`, or is delimited by the close.
-//! Upgrades (WebSocket) and h2c stay with hyper (`connect.rs`).
+//! An answer that arrives while the request body is still being sent does not stop the
+//! upload (a streaming upstream reads on), unless it closes the connection. A connection
+//! is reused only after a complete exchange with nothing left over: not after an early
+//! answer, an HTTP/1.0 or `Connection: close` answer, one delimited by the close or
+//! framed both by a length and `chunked`, nor with bytes beyond the answer (they would
+//! be read as the next request's answer). Upgrades (WebSocket) and h2c stay with hyper
+//! (`connect.rs`).
 
 use std::future::poll_fn;
 use std::io::{self, Write as _};
