@@ -1,4 +1,4 @@
-//! The gateway's HTTP/1.1 upstream client (`proxy/client/h1.rs`) on arbitrary answers:
+//! The gateway's HTTP/1.1 upstream client (`proxy/client/h1/`) on arbitrary answers:
 //! `Upstream::forward` to a raw TCP upstream that writes the input's bytes as its answer
 //! and closes the connection, then the whole response body read. Whatever the upstream
 //! writes, the client must answer (relayed or a 502) without panicking, without waiting

@@ -1,4 +1,4 @@
-//! Connection reuse in the gateway's HTTP/1.1 upstream client (`proxy/client/h1.rs`,
+//! Connection reuse in the gateway's HTTP/1.1 upstream client (`proxy/client/h1/`,
 //! pooled by `pool.rs`) after arbitrary answers: the place where a client desynchronises
 //! (response splitting, smuggling). Each input runs two `Upstream::forward`s through one
 //! pooling client to a raw TCP upstream:

@@ -1,5 +1,5 @@
 //! Making upstream connections: TCP connections for the per-thread HTTP/1.1 pool
-//! (`h1.rs` speaks on them), hyper connections for upgrades, and the h2c client, all
+//! (`h1/` speaks on them), hyper connections for upgrades, and the h2c client, all
 //! with a per-authority connect timeout.
 
 use std::collections::HashMap;

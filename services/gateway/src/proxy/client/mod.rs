@@ -1,6 +1,6 @@
 //! The connection pools every upstream shares: keep-alive HTTP/1.1 for `http://`
 //! endpoints and HTTP/2 with prior knowledge for `h2c://` endpoints, one set per thread,
-//! with each endpoint's connect timeout. `h1.rs` is the HTTP/1.1 client of the data
+//! with each endpoint's connect timeout. `h1/` is the HTTP/1.1 client of the data
 //! path, `pool.rs` its per-thread pool, `connect.rs` how connections are made (hyper's
 //! for upgrades and h2c), `target.rs` the parsed endpoint addresses.
 
@@ -64,7 +64,7 @@ impl Default for ClientSettings {
 /// Connections are pooled per thread: each thread that forwards requests (one per core
 /// in the thread-per-core server, see `serve.rs`) keeps its own idle HTTP/1.1
 /// connections and its own h2c client, so a request and the upstream connection serving
-/// it never wake another thread. HTTP/1.1 is spoken by `h1.rs` on the request's own task
+/// it never wake another thread. HTTP/1.1 is spoken by `h1/` on the request's own task
 /// (no connection task, channel or request copy per attempt) over this small pool,
 /// instead of hyper-util's pooled client, whose shared pool and background tasks cost
 /// more than the forwarding itself.
@@ -107,7 +107,7 @@ impl UpstreamClient {
     }
 
     /// Sends the request made of `outgoing` and `body` to `target`. Plain HTTP/1.1 goes
-    /// out on this thread's pool with `h1.rs`, which only borrows the request's parts;
+    /// out on this thread's pool with `h1/`, which only borrows the request's parts;
     /// upgrades and h2c go through hyper ([`UpstreamClient::send_with_hyper`]).
     pub(crate) async fn send(
         &self,
@@ -225,7 +225,7 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) upgrade: bool,
 }
 
-/// An upstream's response body: read by `h1.rs` on the data path, by hyper for h2c and
+/// An upstream's response body: read by `h1/` on the data path, by hyper for h2c and
 /// upgrades.
 #[derive(Debug)]
 pub(crate) enum UpstreamBody {
