@@ -9,18 +9,18 @@
 //! the rest is the answer, written in one piece.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+#[path = "support/upstream.rs"]
+mod support;
+
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use http::{HeaderValue, Method, Request};
+use http::{Method, Request};
 use libfuzzer_sys::fuzz_target;
-use tessera_gateway::proxy::{
-    Balance, ClientSettings, ForwardContext, RequestIds, RetryPolicy, Timeouts, Upstream,
-    UpstreamClient, UpstreamConfig, UpstreamOutcome,
-};
+use tessera_gateway::proxy::{ForwardContext, Upstream, UpstreamOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -65,43 +65,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // No pooling: every input gets a fresh connection, so an input's outcome does not
     // depend on whether the previous one left a connection (and on when the upstream's
     // close of it is noticed), and crashes replay alone.
-    let client = UpstreamClient::with_settings(&ClientSettings {
-        max_idle_per_endpoint: 0,
-        ..ClientSettings::default()
-    });
-    let config = UpstreamConfig {
-        endpoints: vec![format!("http://{addr}").parse().expect("endpoint URI")],
-        balance: Balance::RoundRobin,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(1),
-            first_byte: Duration::from_secs(1),
-            total: TOTAL,
-        },
-        retry: RetryPolicy {
-            attempts: 0,
-            budget_ratio: 0.2,
-        },
-        // Neither ejection nor the breaker: every input reaches the upstream.
-        eject_after_failures: 0,
-        ejection: Duration::from_secs(1),
-        breaker_failure_ratio: 2.0,
-        breaker_min_requests: 1,
-        breaker_open_for: Duration::from_secs(1),
-    };
-    config.validate().expect("fixture configuration is valid");
-    let upstream = Upstream::new(config, client);
-    let ctx = ForwardContext {
-        client_addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
-        forwarded_for: None,
-        proto: "http",
-        host: Some(HeaderValue::from_static("api.example.com")),
-        ids: RequestIds {
-            request_id: HeaderValue::from_static("fuzz-request"),
-            traceparent: HeaderValue::from_static(
-                "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
-            ),
-        },
-    };
+    let upstream = support::upstream(addr, 0, TOTAL);
+    let ctx = support::context();
     Fixture {
         runtime,
         scripted,

@@ -30,19 +30,19 @@
 //! client after the input. Also checked: no request left counted in flight.
 #![no_main]
 
+#[path = "support/upstream.rs"]
+mod support;
+
 use std::hash::{BuildHasher, RandomState};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use tessera_gateway::proxy::{
-    Balance, ClientSettings, ForwardContext, RequestIds, RetryPolicy, Timeouts, Upstream,
-    UpstreamClient, UpstreamConfig, UpstreamOutcome,
-};
+use tessera_gateway::proxy::{ForwardContext, Upstream, UpstreamOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -103,43 +103,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // Pooling on (the point of this target). The pool is empty after every input (see
     // the module comment), so one client serves them all; a client per input would
     // leave an entry per client in the thread's pools.
-    let client = UpstreamClient::with_settings(&ClientSettings {
-        max_idle_per_endpoint: 4,
-        ..ClientSettings::default()
-    });
-    let config = UpstreamConfig {
-        endpoints: vec![format!("http://{addr}").parse().expect("endpoint URI")],
-        balance: Balance::RoundRobin,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(1),
-            first_byte: Duration::from_secs(1),
-            total: TOTAL,
-        },
-        retry: RetryPolicy {
-            attempts: 0,
-            budget_ratio: 0.2,
-        },
-        // Neither ejection nor the breaker: every input reaches the upstream.
-        eject_after_failures: 0,
-        ejection: Duration::from_secs(1),
-        breaker_failure_ratio: 2.0,
-        breaker_min_requests: 1,
-        breaker_open_for: Duration::from_secs(1),
-    };
-    config.validate().expect("fixture configuration is valid");
-    let upstream = Upstream::new(config, client);
-    let ctx = ForwardContext {
-        client_addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
-        forwarded_for: None,
-        proto: "http",
-        host: Some(HeaderValue::from_static("api.example.com")),
-        ids: RequestIds {
-            request_id: HeaderValue::from_static("fuzz-request"),
-            traceparent: HeaderValue::from_static(
-                "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
-            ),
-        },
-    };
+    let upstream = support::upstream(addr, 4, TOTAL);
+    let ctx = support::context();
     Fixture {
         runtime,
         scripted,
