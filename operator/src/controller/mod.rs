@@ -2,7 +2,8 @@
 //!
 //! One pass: check the Secrets the spec references (missing → `Degraded`, nothing
 //! written but the status); stop at the status when `paused`; create the generated
-//! Secrets that do not exist yet (never re-generated); rotate keys (JWKS ConfigMap
+//! Secrets that do not exist yet (never re-generated) and check those that do (edited
+//! into unusable values → `Degraded`, nothing written but the status); rotate keys (JWKS ConfigMap
 //! before the keyset Secret); server-side apply every desired child under one field
 //! manager; delete owned children no longer wanted; write the status; requeue at the next
 //! key deadline.
@@ -33,14 +34,15 @@ use crate::crd::{Platform, PlatformStatus};
 use crate::keys;
 use crate::metrics::OperatorMetrics;
 use apply::{apply_children, apply_params, prune};
-use materials::materials;
+use materials::{generated_secrets, materials};
 use references::missing_references;
 use status::Cond;
 
 /// Longest time between two reconciles of a healthy platform (drift repair does not
 /// depend on it: owned children trigger reconciles when they change).
 const RESYNC: Duration = Duration::from_secs(600);
-/// Retry delay while a referenced Secret is missing.
+/// Retry delay while the platform is degraded (a referenced Secret missing, a generated
+/// one unusable): the Secret may be fixed meanwhile without a spec change.
 const DEGRADED_RETRY: Duration = Duration::from_secs(30);
 /// First and largest retry delays after an error.
 const BACKOFF_FIRST: Duration = Duration::from_secs(5);
@@ -210,7 +212,14 @@ async fn reconcile_inner(platform: &Platform, cx: &Context) -> Result<Action, Er
         return degrade(cx, platform, "KeysetMissing", message).await;
     }
 
-    let materials_and_keys = materials(platform, cx, &secrets, &namespace).await?;
+    // Generated Secrets edited by hand into unusable values: report them, and derive
+    // nothing (client registry, pod checksums, keys) from them.
+    let generated = generated_secrets(platform, &secrets).await?;
+    let credentials = match generated.credentials(&namespace) {
+        Ok(credentials) => credentials,
+        Err(problem) => return degrade(cx, platform, "InvalidGeneratedSecret", problem).await,
+    };
+    let materials_and_keys = materials(platform, cx, &secrets, &namespace, credentials).await?;
     let (materials, keyset, step) = materials_and_keys;
 
     let desired = children::desired(platform, &materials);
@@ -378,7 +387,7 @@ async fn running_status(
         "Degraded",
         false,
         "AsExpected",
-        "every referenced Secret exists",
+        "every referenced Secret exists and every generated one is usable",
     ));
     conditions.push(Cond::new(
         "Paused",

@@ -7,7 +7,8 @@
 //! rotation over several cycles keeps every live token's key in the JWKS, only the
 //! Lease holder of two instances reconciles (the other takes over when it stops), and the
 //! operator with the Helm chart's ServiceAccount identity reconciles the chart's example
-//! Platform without a Forbidden.
+//! Platform without a Forbidden; a hand-corrupted generated Secret (pepper, client secret)
+//! degrades the platform without rewriting anything from it.
 //!
 //! Pods never run (no kubelet): `make_deployment_available` marks them Ready, and the
 //! real controller-manager turns that into Deployment status and garbage-collects owned
@@ -15,6 +16,7 @@
 
 mod chart;
 mod children;
+mod generated;
 mod keys;
 mod leader;
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tessera_operator::controller;
 
 use super::{REFERENCED, Scenario, writes};
@@ -191,6 +191,86 @@ async fn a_retirement_shorter_than_the_token_lifetime_degrades_even_past_the_crd
     let message = degraded["message"].as_str().unwrap();
     assert!(
         message.contains("retirement (300s)") && message.contains("(600s)"),
+        "{message}"
+    );
+}
+
+/// Reconciles the fixture once, spoils generated Secret `name` with `spoil`, reconciles
+/// again; returns the second pass's writes (Events aside) and the Degraded condition.
+async fn with_spoiled_generated_secret(
+    name: &str,
+    spoil: fn(&mut Value),
+) -> (Scenario, Vec<String>) {
+    let scenario = Scenario::new(&fixture::platform(), &REFERENCED);
+    scenario.reconcile().await.0.unwrap();
+    let mut secret = scenario.server.get("secrets", name).unwrap();
+    spoil(&mut secret);
+    scenario.server.put("secrets", secret);
+    let (result, calls) = scenario.reconcile().await;
+    result.expect("a spoiled generated Secret is reported, not retried with backoff");
+    let writes = writes(&calls)
+        .into_iter()
+        .filter(|w| !w.starts_with("POST events"))
+        .collect();
+    (scenario, writes)
+}
+
+#[tokio::test]
+async fn a_hand_edited_pepper_degrades_the_platform_naming_the_secret_and_writes_nothing_else() {
+    // "not-a-pepper" in base64: decodes, but to 12 bytes, not 32.
+    let (scenario, writes) = with_spoiled_generated_secret("demo-identity-pepper", |s| {
+        s["data"]["pepper"] = json!("bm90LWEtcGVwcGVy");
+    })
+    .await;
+    let registry = scenario
+        .server
+        .get("secrets", "demo-identity-clients")
+        .unwrap();
+    assert_eq!(
+        writes,
+        ["PATCH platforms/demo/status"],
+        "nothing may be derived from the bad pepper"
+    );
+    let degraded = scenario.condition("Degraded");
+    assert_eq!(degraded["status"], json!("True"));
+    assert_eq!(degraded["reason"], json!("InvalidGeneratedSecret"));
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("Secret tessera/demo-identity-pepper")
+            && message.contains("pepper is not 32 bytes of base64"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("bm90LWEtcGVwcGVy") && !message.contains("not-a-pepper"),
+        "the message shows the value: {message}"
+    );
+    assert_eq!(scenario.condition("Ready")["status"], json!("False"));
+    assert_eq!(
+        scenario
+            .server
+            .get("secrets", "demo-identity-clients")
+            .unwrap(),
+        registry
+    );
+}
+
+#[tokio::test]
+async fn a_client_secret_without_its_key_degrades_the_platform_instead_of_dropping_the_client() {
+    let (scenario, writes) = with_spoiled_generated_secret("demo-orders-client", |s| {
+        s["data"].as_object_mut().unwrap().remove("client_secret");
+    })
+    .await;
+    assert_eq!(
+        writes,
+        ["PATCH platforms/demo/status"],
+        "the client registry was rewritten without the client"
+    );
+    let degraded = scenario.condition("Degraded");
+    assert_eq!(degraded["reason"], json!("InvalidGeneratedSecret"));
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("Secret tessera/demo-orders-client")
+            && message.contains("missing key client_secret"),
         "{message}"
     );
 }
