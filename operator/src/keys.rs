@@ -50,7 +50,7 @@ pub fn policy(platform: &Platform) -> KeyPolicy {
 
 /// The key policy of `platform`, or why it cannot work: the checks of `tessera-keys`, and
 /// (as the CRD's CEL rule, for a Platform stored without it) a retirement shorter than
-/// the access-token lifetime, which would drop a key while tokens it signed are valid.
+/// `least_retirement`, which would drop a key while a token it signed is accepted.
 pub fn checked_policy(platform: &Platform) -> Result<KeyPolicy, String> {
     let policy = policy(platform);
     policy.validate().map_err(|error| error.to_string())?;
@@ -59,13 +59,31 @@ pub fn checked_policy(platform: &Platform) -> Result<KeyPolicy, String> {
         .identity
         .access_token_ttl_seconds
         .unwrap_or(900);
-    if policy.retirement < Duration::from_secs(u64::from(ttl)) {
+    let least = least_retirement(Duration::from_secs(u64::from(ttl)));
+    if policy.retirement < least {
         return Err(format!(
-            "key policy: retirement ({}s) must be at least the access-token lifetime ({ttl}s)",
-            policy.retirement.as_secs()
+            "key policy: retirement ({}s) must be at least the access-token lifetime ({ttl}s) \
+             + {}s for the keyset to reach identity + {}s clock leeway ({}s)",
+            policy.retirement.as_secs(),
+            PROPAGATION.as_secs(),
+            LEEWAY.as_secs(),
+            least.as_secs()
         ));
     }
     Ok(policy)
+}
+
+/// The shortest retirement that keeps every token a key signed verifiable: identity signs
+/// with a retiring key until the demotion reaches its pods (`PROPAGATION` after it), a
+/// token lives `token_lifetime` (`exp` in whole seconds, never rounded up), and verifiers
+/// accept it until `LEEWAY` past `exp`. A key removed at exactly that moment is enough:
+/// removal happens once `now >= remove_after`, and verifiers refuse a token once
+/// `now >= exp + leeway`. The JWKS max-age is not needed here: a cached JWKS only keeps
+/// a removed key longer. The CRD's CEL rule states the same bound (`+ 180`).
+fn least_retirement(token_lifetime: Duration) -> Duration {
+    token_lifetime
+        .saturating_add(PROPAGATION)
+        .saturating_add(LEEWAY)
 }
 
 /// The `tessera.dev/rotate-keys` value still waiting for a rotation, if any.
@@ -453,6 +471,21 @@ mod tests {
         let quiet = step(&p, &keyset, now, &mut tessera_keys::generate).unwrap();
         assert!(quiet.rotation.is_unchanged());
         assert_eq!(quiet.history, history[..1]);
+    }
+
+    #[test]
+    fn the_least_safe_retirement_is_accepted_and_the_default_never_falls_below_it() {
+        // With a JWKS max-age of 0 the derived retirement is exactly the least safe one.
+        let mut p = platform(&serde_json::json!({
+            "issuer": "https://a", "accessTokenTtlSeconds": 900, "jwksMaxAgeSeconds": 0
+        }));
+        let derived = checked_policy(&p).expect("the derived policy is accepted");
+        assert_eq!(derived.retirement, Duration::from_secs(900 + 120 + 60));
+        p.spec.identity.key_policy.retirement_seconds = Some(1080);
+        assert!(checked_policy(&p).is_ok());
+        p.spec.identity.key_policy.retirement_seconds = Some(1079);
+        let error = checked_policy(&p).unwrap_err();
+        assert!(error.contains("retirement (1079s)"), "{error}");
     }
 
     #[test]

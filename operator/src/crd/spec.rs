@@ -246,7 +246,9 @@ impl From<Algorithm> for tessera_keys::Algorithm {
 /// Identity: issuer, tokens, key policy.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.keyPolicy) || !has(self.keyPolicy.retirementSeconds) || self.keyPolicy.retirementSeconds >= (has(self.accessTokenTtlSeconds) ? self.accessTokenTtlSeconds : 900)").message("keyPolicy.retirementSeconds must be at least accessTokenTtlSeconds: a retired key must stay published until the tokens it signed have expired"))]
+// 180 = `keys::PROPAGATION` + `keys::LEEWAY` (`keys::checked_policy` applies the same bound
+// to Platforms stored without this rule; a test holds the two to the same answers).
+#[x_kube(validation = Rule::new("!has(self.keyPolicy) || !has(self.keyPolicy.retirementSeconds) || self.keyPolicy.retirementSeconds >= (has(self.accessTokenTtlSeconds) ? self.accessTokenTtlSeconds : 900) + 180").message("keyPolicy.retirementSeconds must be at least accessTokenTtlSeconds + 180: a retired key must stay published until the last token it signed has expired, and identity signs with it for up to 120 s after its retirement (until the keyset reaches its pods) while verifiers accept a token 60 s past its expiry"))]
 pub struct IdentitySpec {
     /// Replicas, resources, storage.
     #[serde(flatten)]
@@ -301,8 +303,9 @@ pub struct KeyPolicySpec {
     pub pre_publication_seconds: Option<u32>,
     /// How long a retired key stays published; default = access-token lifetime + JWKS
     /// max-age + 120 s for the demotion to reach identity's pods + 60 s clock leeway. At
-    /// least the access-token lifetime; a value below the default can remove a key while
-    /// tokens identity signed with it are still valid.
+    /// least the access-token lifetime + 180 s (identity signs with the key until the
+    /// demotion reaches its pods, and verifiers accept a token 60 s past its expiry): less
+    /// would remove a key while a token it signed is still accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 31_536_000))]
     pub retirement_seconds: Option<u32>,

@@ -121,6 +121,45 @@ async fn the_api_server_refuses_a_key_history_above_twenty() {
         .unwrap();
 }
 
+/// The API server refuses a retirement that would remove a key while a token it signed
+/// (up to 120 s after its retirement, until the keyset reaches identity) is still
+/// accepted (60 s past `exp`), and accepts the least one that is enough.
+#[tokio::test]
+async fn the_api_server_refuses_a_retirement_shorter_than_lifetime_propagation_and_leeway() {
+    let env = env().await;
+    let client = env.client().unwrap();
+    let namespace = env.fresh_namespace("retirement").await.unwrap();
+    let platforms: Api<Platform> = Api::namespaced(client.clone(), &namespace);
+    let mut platform: Platform = serde_json::from_value(json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Platform",
+        "metadata": { "name": "demo" },
+        "spec": { "identity": {
+            "issuer": "https://api.example.com",
+            "accessTokenTtlSeconds": 900,
+            "keyPolicy": { "retirementSeconds": 900 },
+        } },
+    }))
+    .unwrap();
+    for refused in [900, 1079] {
+        platform.spec.identity.key_policy.retirement_seconds = Some(refused);
+        let error = platforms
+            .create(&PostParams::default(), &platform)
+            .await
+            .expect_err("a retirement under lifetime + 180 s must be refused")
+            .to_string();
+        assert!(
+            error.contains("retirementSeconds must be at least accessTokenTtlSeconds + 180"),
+            "{refused}: {error}"
+        );
+    }
+    platform.spec.identity.key_policy.retirement_seconds = Some(1080);
+    platforms
+        .create(&PostParams::default(), &platform)
+        .await
+        .unwrap();
+}
+
 /// Kubernetes Events tell the rotation's story: each of `activated` has an Event saying it
 /// became active.
 async fn assert_every_activation_has_its_event(

@@ -107,25 +107,63 @@ fn an_unknown_algorithm_is_refused_naming_the_supported_ones() {
     assert_eq!(algorithm["enum"], json!(["EdDSA", "ES256", "RS256"]));
 }
 
+/// The refusal of a retirement too short for the tokens signed with the retiring key.
+const RETIREMENT_REFUSED: &str = "retirementSeconds must be at least accessTokenTtlSeconds + 180";
+
+/// `valid()` with `retirementSeconds` and, unless `None`, `accessTokenTtlSeconds`.
+fn with_retirement(ttl: Option<u32>, retirement: u32) -> Value {
+    let mut platform = valid();
+    let identity = platform["spec"]["identity"].as_object_mut().unwrap();
+    match ttl {
+        Some(ttl) => identity.insert("accessTokenTtlSeconds".into(), json!(ttl)),
+        None => identity.remove("accessTokenTtlSeconds"),
+    };
+    platform["spec"]["identity"]["keyPolicy"]["retirementSeconds"] = json!(retirement);
+    platform
+}
+
 #[test]
 fn a_retirement_shorter_than_the_token_lifetime_is_refused() {
-    let mut platform = valid();
-    platform["spec"]["identity"]["keyPolicy"]["retirementSeconds"] = json!(600);
-    assert_refused(
-        &platform,
-        "retirementSeconds must be at least accessTokenTtlSeconds",
-    );
+    assert_refused(&with_retirement(Some(900), 600), RETIREMENT_REFUSED);
     // The default lifetime (900 s) counts when the lifetime is not set.
-    let mut platform = valid();
-    platform["spec"]["identity"]
-        .as_object_mut()
-        .unwrap()
-        .remove("accessTokenTtlSeconds");
-    platform["spec"]["identity"]["keyPolicy"]["retirementSeconds"] = json!(899);
-    assert_refused(
-        &platform,
-        "retirementSeconds must be at least accessTokenTtlSeconds",
-    );
+    assert_refused(&with_retirement(None, 899), RETIREMENT_REFUSED);
+}
+
+#[test]
+fn a_retirement_that_leaves_no_room_for_propagation_and_leeway_is_refused() {
+    // Identity signs with a retiring key until the keyset Secret reaches its pods (120 s),
+    // and verifiers accept a token 60 s past `exp`: the last token the key signed is
+    // valid until retirement + 120 + lifetime + 60. Equal to the lifetime was accepted.
+    for ttl in [Some(900), None, Some(30)] {
+        let lifetime = ttl.unwrap_or(900);
+        for retirement in [lifetime, lifetime + 120, lifetime + 179] {
+            assert_refused(&with_retirement(ttl, retirement), RETIREMENT_REFUSED);
+        }
+        // Removed the moment the last token stops being accepted: enough.
+        assert_eq!(
+            refusals(&with_retirement(ttl, lifetime + 180)),
+            Vec::<String>::new(),
+            "{ttl:?}"
+        );
+    }
+}
+
+#[test]
+fn the_operator_refuses_exactly_the_retirements_the_crd_refuses() {
+    // A Platform stored past the CRD (an older CRD) meets the same bound at reconcile.
+    for ttl in [Some(30), None, Some(86_400)] {
+        let lifetime = ttl.unwrap_or(900);
+        for retirement in (lifetime - 30..lifetime + 200).chain([lifetime + 1000]) {
+            let json = with_retirement(ttl, retirement);
+            let platform: Platform = serde_json::from_value(json.clone()).unwrap();
+            let crd_accepts = refusals(&json).is_empty();
+            let operator_accepts = tessera_operator::keys::checked_policy(&platform).is_ok();
+            assert_eq!(
+                crd_accepts, operator_accepts,
+                "ttl {ttl:?}, retirement {retirement}"
+            );
+        }
+    }
 }
 
 #[test]

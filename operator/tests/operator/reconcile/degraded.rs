@@ -274,3 +274,34 @@ async fn a_client_secret_without_its_key_degrades_the_platform_instead_of_droppi
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_retirement_without_room_for_propagation_and_leeway_degrades_even_past_the_crd() {
+    // The fixture's tokens live 600 s: 600 + 120 s (the keyset reaching identity) + 60 s
+    // leeway is the least that keeps the last token the retiring key signed verifiable.
+    let mut platform = fixture::platform();
+    platform.spec.identity.key_policy.retirement_seconds = Some(779);
+    let scenario = Scenario::new(&platform, &REFERENCED);
+    let (result, calls) = scenario.reconcile().await;
+    result.unwrap();
+    let writes: Vec<String> = writes(&calls)
+        .into_iter()
+        .filter(|w| !w.starts_with("POST events"))
+        .collect();
+    assert_eq!(writes, ["PATCH platforms/demo/status"]);
+    let degraded = scenario.condition("Degraded");
+    assert_eq!(degraded["reason"], json!("InvalidKeyPolicy"));
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("retirement (779s)") && message.contains("(780s)"),
+        "{message}"
+    );
+
+    let mut platform = scenario.platform();
+    platform.spec.identity.key_policy.retirement_seconds = Some(780);
+    scenario
+        .server
+        .put("platforms", serde_json::to_value(&platform).unwrap());
+    scenario.reconcile().await.0.unwrap();
+    assert_eq!(scenario.condition("Degraded")["status"], json!("False"));
+}
