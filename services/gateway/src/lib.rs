@@ -8,6 +8,7 @@
 pub mod config;
 mod deadline;
 pub mod edge;
+mod http1;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routes;

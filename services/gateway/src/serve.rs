@@ -19,9 +19,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as AutoBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
 use service_kit::accept;
 use service_kit::{CancellationToken, HttpSettings, Listeners, Service};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -30,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::Built;
 use crate::edge::direct::Edge;
+use crate::edge::h1;
 
 /// Pending connections per listener (the kernel caps it at `somaxconn`).
 const BACKLOG: i32 = 1024;
@@ -194,26 +192,22 @@ async fn with_admin(
     tracing::info!(service = "gateway", "stopped");
 }
 
-/// The public accept loop: each connection served by hyper with the gateway's
-/// [`Edge`] service, spawned on the current runtime, until `shutdown`; then open
-/// connections get the drain timeout. Returns how many were cut at its end. The same
-/// shape as `service_kit::accept::serve`, which serves an axum router instead.
+/// The public accept loop: each connection served by the gateway's own HTTP/1.1 loop
+/// (`edge::h1`, which hands unusual ones to hyper) with the gateway's [`Edge`], spawned
+/// on the current runtime, until `shutdown`; then open connections get the drain
+/// timeout. Returns how many were cut at its end. The same shape as
+/// `service_kit::accept::serve`, which serves an axum router instead.
 async fn accept(
     listener: TcpListener,
     edge: Arc<Edge>,
     shutdown: CancellationToken,
     settings: &HttpSettings,
 ) -> usize {
-    let graceful = GracefulShutdown::new();
-    let mut builder = AutoBuilder::new(TokioExecutor::new());
-    // Bounds the HTTP/1.1 request head; hyper answers 431 beyond it.
-    builder
-        .http1()
-        .max_buf_size(settings.max_header_bytes.max(8192))
-        // Head and body copied into one buffer and sent with one `write`: answers are
-        // small, and the copy costs less than the kernel's iovec handling (−0.4 µs per
-        // proxied request with the same on the upstream side, bench/README.md).
-        .writev(false);
+    // This worker's own token: its connections clone it and check it without touching
+    // the lock every worker shares.
+    let shutdown = shutdown.child_token();
+    let limits = h1::Limits::new(settings);
+    let fallback = h1::fallback(limits);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -230,23 +224,23 @@ async fn accept(
                 };
                 // Requests are small and latency matters more than packet count.
                 let _ = stream.set_nodelay(true);
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), edge.connection(peer))
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
+                connections.spawn(h1::serve_connection(
+                    stream,
+                    peer,
+                    Arc::clone(&edge),
+                    Arc::clone(&fallback),
+                    shutdown.clone(),
+                    limits,
+                ));
             }
         }
     }
     drop(listener);
-    let cut = if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
-        .await
-        .is_ok()
-    {
+    let drained = tokio::time::timeout(settings.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    let cut = if drained.is_ok() {
         0
     } else {
         connections.len()

@@ -15,17 +15,18 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::CONTENT_LENGTH;
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Incoming};
 use service_kit::direct::{self, HttpRecorder, problem_for_bare_errors};
 use service_kit::request_context::X_REQUEST_ID;
 use service_kit::{HttpSettings, Metrics, Problem};
 use tracing::Instrument;
 
 use super::ids::{Hex, Ids};
-use super::{Access, Gateway};
+use super::{Access, BoxError, Gateway};
 
 /// Route label of requests no route matched (the kit's label for them).
 static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
@@ -72,11 +73,15 @@ impl Edge {
 
     /// One request, start to end; the connection's service future itself (taking the
     /// `Arc` rather than wrapping a borrowing future in another one).
-    async fn serve(
+    pub(crate) async fn serve<B>(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<B>,
         peer: SocketAddr,
-    ) -> Result<Response, Infallible> {
+    ) -> Result<Response, Infallible>
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let started = Instant::now();
         let in_flight = self.recorder.in_flight();
         let ids = Ids::for_request(request.headers());
@@ -128,14 +133,18 @@ impl Edge {
 
     /// The gateway's answer under the service-wide body limit, request timeout and
     /// panic containment, as the kit's layers apply them.
-    async fn answer(
+    async fn answer<B>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
         peer: SocketAddr,
         ids: &Ids,
         started: Instant,
         access: &mut Access,
-    ) -> Response {
+    ) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if request
             .headers()
             .get(CONTENT_LENGTH)

@@ -5,6 +5,7 @@ mod auth;
 pub mod client_addr;
 pub mod cors;
 pub mod direct;
+pub(crate) mod h1;
 mod ids;
 mod metrics;
 
@@ -45,7 +46,7 @@ const IDENTITY_HEADER_PREFIXES: &[&str] = &[
     "remote-user",
 ];
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything the request path needs. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -32,7 +32,7 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
 
 /// Whether `Connection` lists `token` (tokens are case-insensitive, comma-separated and
 /// may span several header lines).
-pub(super) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
 

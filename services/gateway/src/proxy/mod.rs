@@ -29,7 +29,7 @@ mod breaker;
 mod budget;
 mod client;
 mod forward;
-mod headers;
+pub(crate) mod headers;
 mod outcome;
 mod outlier;
 mod websocket;

@@ -5,15 +5,13 @@ use std::io;
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
 
 use super::body::{Chunk, Framing};
 use super::invalid;
+use crate::http1::{MAX_HEADERS, Seen, content_length, header_map, is_chunked, note_spans};
 use crate::proxy::headers::connection_has;
-
-/// Most header lines in a response head (hyper's default too).
-const MAX_HEADERS: usize = 100;
 
 /// A parsed response head.
 pub(super) struct ResponseHead {
@@ -21,23 +19,6 @@ pub(super) struct ResponseHead {
     pub(super) version: Version,
     pub(super) headers: HeaderMap,
     pub(super) seen: Seen,
-}
-
-/// Which framing headers a response head has, noted while it is parsed so that the
-/// framing looks up only those present.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Seen {
-    connection: bool,
-    transfer_encoding: bool,
-    content_length: bool,
-}
-
-impl Seen {
-    fn note(&mut self, name: &HeaderName) {
-        self.connection |= name == header::CONNECTION;
-        self.transfer_encoding |= name == header::TRANSFER_ENCODING;
-        self.content_length |= name == header::CONTENT_LENGTH;
-    }
 }
 
 /// Parses a response head at the start of `buf` and splits it off; `None` while it is
@@ -69,31 +50,12 @@ pub(super) fn parse_head(
         Version::HTTP_11
     };
     // Where each name and value lies in `buf`, to slice them once the head is split off.
-    let start = buf.as_ptr() as usize;
-    spans.clear();
-    spans.extend(response.headers.iter().map(|line| {
-        let name = line.name.as_ptr() as usize - start;
-        let value = line.value.as_ptr() as usize - start;
-        [
-            name,
-            name + line.name.len(),
-            value,
-            value + line.value.len(),
-        ]
-    }));
+    note_spans(response.headers, buf.as_ptr(), spans);
     let head = buf.split_to(length).freeze();
     // Room for what the gateway adds to the response (`X-Request-Id`, rate-limit and
     // CORS headers) without growing the map.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
-    let mut seen = Seen::default();
-    for &[name_start, name_end, value_start, value_end] in spans.iter() {
-        let name = HeaderName::from_bytes(&head[name_start..name_end])
-            .map_err(|_| invalid("invalid response header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
-            .map_err(|_| invalid("invalid response header value"))?;
-        seen.note(&name);
-        headers.append(name, value);
-    }
+    let (headers, seen) = header_map(&head, spans, 4)
+        .map_err(|error| invalid(&format!("{error} in the response")))?;
     Ok(Some(ResponseHead {
         status,
         version,
@@ -124,24 +86,15 @@ pub(super) fn response_framing(
             keep_alive && status != StatusCode::SWITCHING_PROTOCOLS,
         ));
     }
-    if seen.transfer_encoding
-        && let Some(codings) = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-    {
+    if seen.transfer_encoding {
         // RFC 9112 §6.1: an HTTP/1.0 message framed by a coding is faulty.
         if version == Version::HTTP_10 {
             return Err(invalid("Transfer-Encoding in an HTTP/1.0 response"));
         }
-        let chunked = codings
-            .to_str()
-            .ok()
-            .and_then(|codings| codings.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
         // RFC 9112 §6.3: a length beside the coding is removed before forwarding, and
         // such a message (a smuggling attempt, or a broken server) does not get to
         // frame another one on this connection.
+        let chunked = is_chunked(headers);
         let smuggled_length = headers.remove(header::CONTENT_LENGTH).is_some();
         return Ok(if chunked {
             (
@@ -152,25 +105,11 @@ pub(super) fn response_framing(
             (Framing::UntilClose, false)
         });
     }
-    let mut length = None;
-    let lengths = seen
-        .content_length
-        .then(|| headers.get_all(header::CONTENT_LENGTH));
-    for value in lengths.iter().flatten() {
-        for part in value.to_str().unwrap_or("x").split(',') {
-            let part = part.trim();
-            let parsed = part
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| part.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| invalid("invalid Content-Length in the response"))?;
-            if length.is_some_and(|seen| seen != parsed) {
-                return Err(invalid("conflicting Content-Length values in the response"));
-            }
-            length = Some(parsed);
-        }
-    }
+    let length = if seen.content_length {
+        content_length(headers).map_err(|error| invalid(&format!("{error} in the response")))?
+    } else {
+        None
+    };
     Ok(match length {
         Some(length) => (Framing::Length(length), keep_alive),
         None => (Framing::UntilClose, false),

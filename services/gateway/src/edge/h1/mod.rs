@@ -1,0 +1,349 @@
+//! The data path's HTTP/1.1 server side: one loop per client connection that reads a
+//! request head, its body when the body is small, serves the request with [`Edge`] and
+//! writes the answer, on the connection's own task.
+//!
+//! Why not hyper's server for everything: its connection state machine, dispatcher,
+//! request and response encoding were ~7.5k of the ~25k instructions the gateway spent
+//! per proxied request (bench/README.md, gateway, session 7), more than routing,
+//! authentication, throttling and logging together. This loop does only what a typical
+//! API request needs, and hands everything else to hyper for the rest of the
+//! connection, with the bytes it has read put back in front:
+//!
+//! - served here: HTTP/1.1 requests without a body or with a `Content-Length` body of at
+//!   most [`MAX_BUFFERED_BODY`] (read whole before the request is served, as a reverse
+//!   proxy buffers request bodies), keep-alive and pipelining (answers in order);
+//! - refused here, then the connection closes: an invalid head (`400`), a head longer
+//!   than the limit or with more than 100 header lines (`431`), `Content-Length` beside
+//!   `Transfer-Encoding` or lengths that disagree (`400`, RFC 9112 §6.3 — hyper would
+//!   silently drop the length), a body not sent within the request timeout (`408`);
+//! - handed to hyper: HTTP/1.0, `Transfer-Encoding` (streamed bodies), larger bodies,
+//!   `Expect: 100-continue`, upgrades (WebSocket), `CONNECT`, and the HTTP/2 preface
+//!   (h2c with prior knowledge).
+//!
+//! A client that closes its connection while its request is in flight cancels the
+//! request (hyper does the same); bytes it sends meanwhile (a pipelined request) are kept
+//! up to the head limit. On shutdown an idle connection closes at once and a busy one
+//! after its answer, which then carries `Connection: close`.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use service_kit::{CancellationToken, HttpSettings};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
+
+mod request;
+mod response;
+
+use request::{Head, Refusal};
+
+use super::direct::Edge;
+
+/// Largest request body read whole before its request is served; longer ones stream
+/// through hyper.
+pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// Read buffer room made before a read when less than half of it is left.
+const READ_RESERVE: usize = 8 * 1024;
+/// How long a refused or closing connection is read (and the bytes dropped) after the
+/// answer, so that unread request bytes do not make the kernel reset the connection
+/// before the client has read the answer.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read while lingering.
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// hyper's server, for the connections handed to it.
+pub(crate) type Fallback = Arc<AutoBuilder<TokioExecutor>>;
+
+/// The limits of `settings` a connection applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    max_head: usize,
+    body_timeout: Duration,
+}
+
+impl Limits {
+    pub(crate) fn new(settings: &HttpSettings) -> Self {
+        Self {
+            max_head: settings.max_header_bytes.max(8192),
+            body_timeout: settings.request_timeout,
+        }
+    }
+}
+
+/// hyper's server as the gateway configures it (for handed-off connections).
+pub(crate) fn fallback(limits: Limits) -> Fallback {
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    // Bounds the HTTP/1.1 request head; hyper answers 431 beyond it.
+    builder
+        .http1()
+        .max_buf_size(limits.max_head)
+        // Head and body copied into one buffer and sent with one `write`.
+        .writev(false);
+    Arc::new(builder)
+}
+
+/// Serves the client connection `stream` from `peer` until it closes, `shutdown`, or it
+/// is handed to `fallback`.
+pub(crate) async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    edge: Arc<Edge>,
+    fallback: Fallback,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    // Registered once for the connection, not per request.
+    let mut stopping = pin!(shutdown.cancelled());
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let mut out = Vec::with_capacity(1024);
+    let mut spans = Vec::new();
+    let mut first = true;
+    loop {
+        let head = loop {
+            if !buf.is_empty() {
+                match request::parse(&mut buf, first, &mut spans, MAX_BUFFERED_BODY) {
+                    Head::Partial if buf.len() >= limits.max_head => {
+                        return refuse(&mut stream, &mut out, Refusal::TOO_LARGE).await;
+                    }
+                    Head::Partial => {}
+                    head => break head,
+                }
+            }
+            let read = if buf.is_empty() {
+                // Idle between requests: this is where shutdown closes the connection.
+                tokio::select! {
+                    biased;
+                    read = read_more(&mut stream, &mut buf) => read,
+                    () = stopping.as_mut() => return,
+                }
+            } else {
+                read_more(&mut stream, &mut buf).await
+            };
+            if !matches!(read, Ok(1..)) {
+                return;
+            }
+        };
+        first = false;
+        let (parts, body_len, close) = match head {
+            Head::Serve {
+                parts,
+                body_len,
+                close,
+            } => (parts, body_len, close),
+            Head::HandOff { head } => {
+                let mut read = BytesMut::with_capacity(head.len() + buf.len());
+                read.extend_from_slice(&head);
+                read.extend_from_slice(&buf);
+                return hand_off(stream, read.freeze(), peer, &edge, &fallback, &shutdown).await;
+            }
+            Head::Http2 => {
+                return hand_off(stream, buf.freeze(), peer, &edge, &fallback, &shutdown).await;
+            }
+            Head::Refuse(refusal) => return refuse(&mut stream, &mut out, refusal).await,
+            Head::Partial => unreachable!("the head loop ends only with a whole head"),
+        };
+        let body = if body_len == 0 {
+            Bytes::new()
+        } else {
+            match tokio::time::timeout(
+                limits.body_timeout,
+                read_body(&mut stream, &mut buf, body_len),
+            )
+            .await
+            {
+                Ok(Ok(body)) => body,
+                Ok(Err(_)) => return,
+                Err(_) => return refuse(&mut stream, &mut out, Refusal::BODY_TIMEOUT).await,
+            }
+        };
+        let head_request = parts.method == Method::HEAD;
+        let request = Request::from_parts(parts, Full::new(body));
+        let answered = until_answered(
+            &mut stream,
+            &mut buf,
+            limits.max_head,
+            Arc::clone(&edge).serve(request, peer),
+        )
+        .await;
+        // `None`: the client went away; the request was dropped.
+        let Some(Ok(response)) = answered else { return };
+        let close = close || shutdown.is_cancelled();
+        match response::write(&mut stream, &mut out, response, head_request, close).await {
+            Ok(true) if !shutdown.is_cancelled() => {}
+            Ok(_) => return linger(&mut stream).await,
+            // Cut: the client sees an incomplete answer.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads more of the connection into `buf`; `Ok(0)` at its end.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_RESERVE / 2 {
+        buf.reserve(READ_RESERVE);
+    }
+    stream.read_buf(buf).await
+}
+
+/// The `length` body bytes that follow the head, read to their end.
+async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize) -> io::Result<Bytes> {
+    if buf.len() < length {
+        buf.reserve(length - buf.len());
+    }
+    while buf.len() < length {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf.split_to(length).freeze())
+}
+
+/// Runs `answer` while watching the client's side: `None` when the client closes the
+/// connection (or it fails) first. What the client sends meanwhile is kept in `buf`, up
+/// to `max` bytes.
+async fn until_answered<F: Future>(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+    answer: F,
+) -> Option<F::Output> {
+    let mut answer = pin!(answer);
+    poll_fn(|cx: &mut Context<'_>| {
+        if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(answered));
+        }
+        while buf.len() < max {
+            if buf.capacity() - buf.len() < READ_RESERVE / 2 {
+                buf.reserve(READ_RESERVE);
+            }
+            match poll_read_buf(Pin::new(&mut *stream), cx, buf) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Answers `refusal` with a problem and closes the connection.
+async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, refusal: Refusal) {
+    tracing::debug!(
+        status = refusal.status.as_u16(),
+        code = refusal.code,
+        "request refused"
+    );
+    let problem = super::problem(refusal.status, refusal.code, refusal.detail);
+    if response::write(stream, out, problem, false, true)
+        .await
+        .is_ok()
+    {
+        linger(stream).await;
+    }
+}
+
+/// Ends the sending side, then reads what the client still sends for a while.
+async fn linger(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0_u8; 4096];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// hyper serves the connection from here on, reading `read` (what was read from it and
+/// not served) first; until it ends or, on `shutdown`, finishes gracefully.
+async fn hand_off(
+    stream: TcpStream,
+    read: Bytes,
+    peer: SocketAddr,
+    edge: &Arc<Edge>,
+    fallback: &Fallback,
+    shutdown: &CancellationToken,
+) {
+    let io = TokioIo::new(Prefixed { read, stream });
+    let mut connection = pin!(fallback.serve_connection_with_upgrades(io, edge.connection(peer)));
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// A connection with bytes already read from it put back in front.
+struct Prefixed {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, out);
+        }
+        let n = self.read.len().min(out.remaining());
+        out.put_slice(&self.read[..n]);
+        self.read.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

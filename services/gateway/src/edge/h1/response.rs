@@ -1,0 +1,317 @@
+//! Answers to clients: the head encoded into the connection's write buffer, the body
+//! framed by its length when it is known (from the body or its `Content-Length`) and
+//! `chunked` otherwise (RFC 9112 §6), written together when the body is ready with the
+//! head (one `write` for a typical proxied answer).
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::{self, HeaderName};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Body as HttpBody;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::edge::BoxError;
+use crate::proxy::headers::connection_has;
+
+/// Body bytes gathered behind the head before they are written.
+const MAX_GATHERED: usize = 64 * 1024;
+
+/// How the body of an answer is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body is sent (`HEAD`, `1xx`, `204`, `304`).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Writes `response` to `stream` through the write buffer `out` (left empty), for a
+/// request that was `HEAD` or not, with `Connection: close` when `close`. `Ok(true)`
+/// when the connection can carry another request; an error when the answer could not
+/// be sent whole (the caller closes the connection, so the client sees it cut).
+pub(super) async fn write<B>(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    response: Response<B>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<bool>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let headers = &parts.headers;
+    let declared = || crate::http1::content_length(headers).ok().flatten();
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    // The length to announce, and how the body is sent.
+    let (announced, framing) = if bodiless {
+        (None, Framing::None)
+    } else if head_request {
+        // The length a `GET` would have had: the upstream's, else the body's.
+        (
+            declared().or_else(|| body.size_hint().exact()),
+            Framing::None,
+        )
+    } else if let Some(exact) = body.size_hint().exact() {
+        (Some(exact), Framing::Length(exact))
+    } else if let Some(length) = declared() {
+        (Some(length), Framing::Length(length))
+    } else {
+        (None, Framing::Chunked)
+    };
+    let mut close = close;
+    encode_head(out, status, headers, announced, framing, &mut close);
+    drop(parts);
+    if framing == Framing::None {
+        stream.write_all(out).await?;
+        out.clear();
+        return Ok(!close);
+    }
+    let mut body = pin!(body);
+    let mut sent: u64 = 0;
+    while !body.is_end_stream() {
+        // A body ready with the head goes out with it; one that is not yet ready lets
+        // the head go first (a client streaming events sees the headers at once).
+        let frame = if let Some(frame) = body.frame().now_or_never() {
+            frame
+        } else {
+            flush(stream, out).await?;
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|error| io::Error::other(error.into()))?;
+        let Ok(data) = frame.into_data() else {
+            // Trailers are not sent on HTTP/1.1 (as hyper does without `TE: trailers`).
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        match framing {
+            Framing::Length(length) if sent > length => {
+                return Err(io::Error::other("the body is longer than its length"));
+            }
+            Framing::Chunked => {
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                gather(stream, out, &data).await?;
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => gather(stream, out, &data).await?,
+        }
+    }
+    match framing {
+        Framing::Length(length) if sent < length => {
+            return Err(io::Error::other("the body ended before its length"));
+        }
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        _ => {}
+    }
+    flush(stream, out).await?;
+    Ok(!close)
+}
+
+/// Appends `data` to `out`, or writes both when that would gather too much.
+async fn gather(stream: &mut TcpStream, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
+    if out.len() + data.len() <= MAX_GATHERED {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    flush(stream, out).await?;
+    stream.write_all(data).await
+}
+
+async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Hop-by-hop and framing headers of the answer that the gateway writes itself.
+fn framed_here(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || name.as_str() == "keep-alive"
+}
+
+/// The status line and headers. A `Connection: close` among `headers` sets `close`.
+fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    announced: Option<u64>,
+    framing: Framing,
+    close: &mut bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    *close |= connection_has(headers, "close");
+    let mut dated = false;
+    for (name, value) in headers {
+        if framed_here(name) {
+            // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5).
+            if !(status == StatusCode::NOT_MODIFIED && name == header::CONTENT_LENGTH) {
+                continue;
+            }
+        }
+        dated |= name == header::DATE;
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !dated {
+        DATE.with_borrow_mut(|date| line(out, b"date", date.now()));
+    }
+    if let Some(length) = announced {
+        let mut digits = [0_u8; 20];
+        line(out, b"content-length", decimal(length, &mut digits));
+    } else if framing == Framing::Chunked {
+        line(out, b"transfer-encoding", b"chunked");
+    }
+    if *close {
+        line(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, written at the end of `digits` (no formatting machinery).
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The `Date` of this second, formatted once per second per thread.
+    static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: 0, text: [0; 29] }) };
+}
+
+/// An IMF-fixdate (RFC 9110 §5.6.7) and the second it is for.
+struct CachedDate {
+    second: u64,
+    text: [u8; 29],
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.text
+                .copy_from_slice(httpdate::fmt_http_date(now).as_bytes());
+        }
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn head(
+        status: StatusCode,
+        headers: &[(&'static str, &'static str)],
+        framing: Framing,
+        announced: Option<u64>,
+    ) -> (String, bool) {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        let mut out = Vec::new();
+        let mut close = false;
+        encode_head(&mut out, status, &map, announced, framing, &mut close);
+        (String::from_utf8(out).expect("text"), close)
+    }
+
+    #[test]
+    fn the_gateway_frames_the_answer_itself_and_dates_it() {
+        let (text, close) = head(
+            StatusCode::OK,
+            &[
+                ("content-type", "text/plain"),
+                ("content-length", "999"),
+                ("transfer-encoding", "chunked"),
+                ("keep-alive", "timeout=5"),
+            ],
+            Framing::Length(2),
+            Some(2),
+        );
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: "),
+            "{text}"
+        );
+        assert!(text.ends_with("GMT\r\ncontent-length: 2\r\n\r\n"), "{text}");
+        assert!(!close);
+    }
+
+    #[test]
+    fn a_connection_close_of_the_answer_closes_and_chunked_is_announced() {
+        let (text, close) = head(
+            StatusCode::BAD_GATEWAY,
+            &[
+                ("connection", "Close"),
+                ("date", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            ],
+            Framing::Chunked,
+            None,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 502 Bad Gateway\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        assert!(close);
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        for n in [0, 7, 10, 4096, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_304_keeps_its_length_and_announces_none_of_its_own() {
+        let (text, _) = head(
+            StatusCode::NOT_MODIFIED,
+            &[("content-length", "42"), ("date", "x")],
+            Framing::None,
+            None,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 42\r\ndate: x\r\n\r\n"
+        );
+    }
+}
