@@ -6,6 +6,8 @@ mod logging;
 mod observability;
 mod proxy;
 mod ratelimit;
+mod server;
+mod server_review;
 mod support;
 mod throttling;
 mod workers;
