@@ -125,9 +125,11 @@ impl Edge {
                 "request finished"
             );
         });
-        let headers = response.headers_mut();
-        headers.insert(X_REQUEST_ID.clone(), ids.upstream.request_id.clone());
-        super::secure_response(headers);
+        // The security headers are added where the head is written (`h1::response`) or,
+        // on hyper's connections, by `EdgeService`.
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), ids.upstream.request_id.clone());
         Ok(response)
     }
 
@@ -187,6 +189,11 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        Box::pin(Edge::serve(Arc::clone(&self.edge), request, self.peer))
+        let serving = Edge::serve(Arc::clone(&self.edge), request, self.peer);
+        Box::pin(async move {
+            let mut response = serving.await?;
+            super::secure_response(response.headers_mut());
+            Ok(response)
+        })
     }
 }

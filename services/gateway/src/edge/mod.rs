@@ -364,24 +364,49 @@ static X_POWERED_BY: header::HeaderName = header::HeaderName::from_static("x-pow
 pub(crate) fn secure_response(headers: &mut http::HeaderMap) {
     // One look at the answer's few names (comparisons of known names are cheap) instead
     // of a hashed lookup per header.
-    let (mut sniffing, mut framing, mut banner) = (false, false, false);
+    let mut chosen = SecurityChosen::default();
+    let mut banner = false;
     for name in headers.keys() {
-        sniffing |= *name == header::X_CONTENT_TYPE_OPTIONS;
-        framing |= *name == header::X_FRAME_OPTIONS;
-        banner |= *name == header::SERVER || *name == X_POWERED_BY;
+        chosen.note(name);
+        banner |= is_banner(name);
     }
     if banner {
         headers.remove(header::SERVER);
         headers.remove(&X_POWERED_BY);
     }
-    if !sniffing {
-        headers.append(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
+    for (name, value) in chosen.missing() {
+        headers.append(name.clone(), HeaderValue::from_static(value));
     }
-    if !framing {
-        headers.append(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// Whether `name` tells which software answered (removed from every answer).
+pub(crate) fn is_banner(name: &header::HeaderName) -> bool {
+    *name == header::SERVER || *name == X_POWERED_BY
+}
+
+/// Which of the security headers an answer already has (the upstream's choice wins).
+#[derive(Debug, Default)]
+pub(crate) struct SecurityChosen {
+    sniffing: bool,
+    framing: bool,
+}
+
+impl SecurityChosen {
+    pub(crate) fn note(&mut self, name: &header::HeaderName) {
+        self.sniffing |= *name == header::X_CONTENT_TYPE_OPTIONS;
+        self.framing |= *name == header::X_FRAME_OPTIONS;
+    }
+
+    /// The security headers still to add, with their values.
+    pub(crate) fn missing(
+        &self,
+    ) -> impl Iterator<Item = (&'static header::HeaderName, &'static str)> {
+        [
+            (!self.sniffing).then_some((&header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+            (!self.framing).then_some((&header::X_FRAME_OPTIONS, "DENY")),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 

@@ -10,15 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::edge::BoxError;
-use crate::proxy::headers::connection_has;
+use crate::edge::{BoxError, SecurityChosen, is_banner};
 
 /// Body bytes gathered behind the head before they are written.
 const MAX_GATHERED: usize = 64 * 1024;
@@ -148,7 +147,16 @@ fn framed_here(name: &HeaderName) -> bool {
         || name.as_str() == "keep-alive"
 }
 
-/// The status line and headers. A `Connection: close` among `headers` sets `close`.
+/// Whether a `Connection` value lists `close`.
+fn value_has_close(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|v| {
+        v.split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("close"))
+    })
+}
+
+/// The status line and headers, with the gateway's security headers (see
+/// `edge::secure_response`). A `Connection: close` among `headers` sets `close`.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -162,16 +170,24 @@ fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
-    *close |= connection_has(headers, "close");
     let mut dated = false;
+    let mut chosen = SecurityChosen::default();
     for (name, value) in headers {
         if framed_here(name) {
+            *close |= name == header::CONNECTION && value_has_close(value);
             // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5).
             if !(status == StatusCode::NOT_MODIFIED && name == header::CONTENT_LENGTH) {
                 continue;
             }
         }
+        if is_banner(name) {
+            continue;
+        }
         dated |= name == header::DATE;
+        chosen.note(name);
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    for (name, value) in chosen.missing() {
         line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !dated {
@@ -235,8 +251,6 @@ impl CachedDate {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     fn head(
@@ -269,7 +283,10 @@ mod tests {
             Some(2),
         );
         assert!(
-            text.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: "),
+            text.starts_with(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
+                 x-content-type-options: nosniff\r\nx-frame-options: DENY\r\ndate: "
+            ),
             "{text}"
         );
         assert!(text.ends_with("GMT\r\ncontent-length: 2\r\n\r\n"), "{text}");
@@ -289,7 +306,9 @@ mod tests {
         );
         assert_eq!(
             text,
-            "HTTP/1.1 502 Bad Gateway\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 502 Bad Gateway\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+             x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
         );
         assert!(close);
     }
@@ -305,13 +324,21 @@ mod tests {
     fn a_304_keeps_its_length_and_announces_none_of_its_own() {
         let (text, _) = head(
             StatusCode::NOT_MODIFIED,
-            &[("content-length", "42"), ("date", "x")],
+            &[
+                ("content-length", "42"),
+                ("date", "x"),
+                ("server", "nginx/1.2"),
+                ("x-powered-by", "PHP"),
+                ("x-frame-options", "SAMEORIGIN"),
+            ],
             Framing::None,
             None,
         );
+        // The upstream's framing policy wins; its software banner does not get out.
         assert_eq!(
             text,
-            "HTTP/1.1 304 Not Modified\r\ncontent-length: 42\r\ndate: x\r\n\r\n"
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 42\r\ndate: x\r\n\
+             x-frame-options: SAMEORIGIN\r\nx-content-type-options: nosniff\r\n\r\n"
         );
     }
 }
