@@ -81,6 +81,14 @@ pub(crate) fn header_map(
 pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
     let mut length = None;
     for value in &headers.get_all(header::CONTENT_LENGTH) {
+        // The usual value, one number, without splitting it as a list.
+        if let Some(parsed) = digits(value.as_bytes()) {
+            if length.is_some_and(|seen| seen != parsed) {
+                return Err("conflicting Content-Length values");
+            }
+            length = Some(parsed);
+            continue;
+        }
         for part in value.to_str().unwrap_or("x").split(',') {
             let part = part.trim();
             let parsed = part
@@ -96,6 +104,16 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'stati
         }
     }
     Ok(length)
+}
+
+/// `bytes` as a decimal number if they are only digits (and it fits).
+fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    bytes.iter().try_fold(0_u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// Whether the last coding of the `Transfer-Encoding` lines of `headers` is `chunked`
@@ -128,6 +146,12 @@ mod tests {
         assert_eq!(lengths(&["12"]), Ok(Some(12)));
         assert_eq!(lengths(&["12, 12", "12"]), Ok(Some(12)));
         assert!(lengths(&["12", "13"]).is_err());
+        assert_eq!(lengths(&["0"]), Ok(Some(0)));
+        assert_eq!(
+            lengths(&["18446744073709551615"]),
+            Ok(Some(u64::MAX)),
+            "twenty digits go the long way"
+        );
         for bad in ["+12", "-1", "0x10", "", "1 2", "99999999999999999999999"] {
             assert!(lengths(&[bad]).is_err(), "{bad:?}");
         }

@@ -37,11 +37,18 @@ impl Ids {
         rand::fill(&mut random[..]);
         let (span_part, rest) = random.split_at(8);
         let (trace_part, uuid_part) = rest.split_at(16);
-        let caller_id = headers
-            .get(&X_REQUEST_ID)
-            .filter(|v| v.to_str().is_ok_and(is_acceptable_request_id));
-        let (trace_id, sampled) = headers
-            .get(&TRACEPARENT)
+        // One pass over the request's few headers instead of two hashed lookups of
+        // names that are usually absent.
+        let (mut caller_id, mut caller_trace) = (None, None);
+        for (name, value) in headers {
+            if *name == X_REQUEST_ID {
+                caller_id.get_or_insert(value);
+            } else if *name == TRACEPARENT {
+                caller_trace.get_or_insert(value);
+            }
+        }
+        let caller_id = caller_id.filter(|v| v.to_str().is_ok_and(is_acceptable_request_id));
+        let (trace_id, sampled) = caller_trace
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
             .unwrap_or_else(|| (nonzero(trace_part), true));

@@ -438,3 +438,80 @@ async fn a_request_hidden_in_a_body_stays_body() {
         "a request the client never framed"
     );
 }
+
+/// FINDING (pre-existing: hyper ran without a timer, so its 30 s `header_read_timeout`
+/// was off too): a head that never completes is waited for forever. The loop reads it
+/// with no deadline (`serve_connection`'s head loop; only the body has one, 408), so a
+/// slow-loris client holds a task, a buffer and a file descriptor per connection for as
+/// long as it likes, and the drain to its end. The loop already has the request timeout
+/// at hand: the head could get it too (408 and close, as for the body).
+#[tokio::test]
+async fn a_head_that_never_completes_is_not_waited_for_forever() {
+    let upstream = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let (_issuer, gw) = gateway_with(upstream, &["--request-timeout-secs", "1"]).await;
+    let mut stream = connect(&gw).await;
+    stream
+        .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut seen)).await;
+    assert!(
+        ended.is_ok(),
+        "the connection was still open 4 s after a partial head (request timeout 1 s)"
+    );
+}
+
+/// GUARD (passes): a request refused for its body size (413, body within the loop's
+/// buffered limit) keeps the connection in step: the refused body, which here holds a
+/// whole request, is skipped, never read as a request, and the next one is answered.
+#[tokio::test]
+async fn a_refused_body_is_skipped_and_the_connection_stays_in_step() {
+    let (upstream, mut paths) = recording().await;
+    let (_issuer, gw) = gateway_with(upstream, &["--max-body-bytes", "16"]).await;
+    let hidden = "GET /pub/hidden HTTP/1.1\r\nHost: a\r\n\r\n";
+    let requests = format!(
+        "POST /pub/big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{hidden}\
+         GET /pub/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        hidden.len()
+    );
+    let mut stream = connect(&gw).await;
+    stream.write_all(requests.as_bytes()).await.expect("write");
+    let answers = read_to_close(&mut stream).await;
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &answers[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["413", "200"], "{answers}");
+    assert_eq!(paths.recv().await.as_deref(), Some("/after"));
+    assert!(
+        paths.try_recv().is_err(),
+        "the refused body was read as a request"
+    );
+}
+
+/// A raw upstream answering `ok` to every request and reporting each request's path.
+async fn recording() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (paths_tx, paths) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let paths_tx = paths_tx.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut stream).await {
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    let _ = paths_tx.send(path);
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, paths)
+}
