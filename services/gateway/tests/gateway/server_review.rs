@@ -468,7 +468,9 @@ async fn a_head_that_never_completes_is_not_waited_for_forever() {
 #[tokio::test]
 async fn a_refused_body_is_skipped_and_the_connection_stays_in_step() {
     let (upstream, mut paths) = recording().await;
-    let (_issuer, gw) = gateway_with(upstream, &["--max-body-bytes", "16"]).await;
+    let issuer = Issuer::start(true).await;
+    let routes = format!("{ROUTES}    max_body_bytes: 16\n");
+    let gw = TestGateway::start(&issuer, &routes, upstream, &[]).await;
     let hidden = "GET /pub/hidden HTTP/1.1\r\nHost: a\r\n\r\n";
     let requests = format!(
         "POST /pub/big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{hidden}\
