@@ -1,0 +1,171 @@
+//! The gateway's HTTP/1.1 server side (`edge/h1/`, and hyper behind it for what it hands
+//! off) on arbitrary client bytes: a whole gateway (one worker) in front of a raw
+//! upstream. Each input is written on a new client connection, whose sending side is
+//! then closed; the gateway must end the connection within `CLOSE_WAIT` (every request it
+//! holds either completes or is cancelled by the client's close), and what it sent must
+//! begin with a valid HTTP/1.1 answer head. Whatever reaches the upstream must be one
+//! valid request head with at most one framing (never `Content-Length` beside
+//! `Transfer-Encoding`) and an origin-form target. A panic anywhere aborts (libFuzzer's
+//! hook), so a panic in the gateway's tasks is a finding too.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use clap::Parser;
+use libfuzzer_sys::fuzz_target;
+use service_kit::{CancellationToken, SystemClock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long the gateway may take to close a connection whose client closed its side.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    gateway: SocketAddr,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gateway = runtime.block_on(start());
+    Fixture { runtime, gateway }
+});
+
+/// The raw upstream and the gateway in front of it (a public route `/`, a 1 s request
+/// timeout so a body that never comes ends quickly).
+async fn start() -> SocketAddr {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let upstream_addr = upstream.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                continue;
+            };
+            tokio::spawn(answer_one(stream));
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("tessera-fuzz-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let routes = dir.join("routes.yaml");
+    std::fs::write(
+        &routes,
+        format!(
+            "version: 1\nroutes:\n  - name: all\n    match: {{ prefix: / }}\n    upstreams: [http://{upstream_addr}]\n    auth: public\n    max_body_bytes: 100000\n"
+        ),
+    )
+    .expect("routes file");
+    let routes = routes.display().to_string();
+    let config = tessera_gateway::config::Config::try_parse_from([
+        "tessera-gateway",
+        "--routes-file",
+        &routes,
+        "--jwks-url",
+        "http://127.0.0.1:9/jwks.json",
+        "--issuer",
+        "https://fuzz.example",
+        "--request-timeout-secs",
+        "1",
+        "--max-header-bytes",
+        "8192",
+        "--log-filter",
+        "off",
+    ])
+    .expect("config");
+    let shutdown = CancellationToken::new();
+    let built = tessera_gateway::build(&config, Arc::new(SystemClock), &shutdown)
+        .await
+        .expect("gateway builds");
+    let public = tessera_gateway::serve::bind_public(SocketAddr::from(([127, 0, 0, 1], 0)), 1)
+        .expect("bind public");
+    let addr = public[0].local_addr().expect("addr");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    tokio::spawn(async move {
+        let _keep = shutdown.clone();
+        tessera_gateway::serve::serve_per_core(built, public, admin, shutdown)
+            .await
+            .expect("gateway serves");
+    });
+    addr
+}
+
+/// Reads one request head from the gateway, checks it, answers and closes (so framing
+/// of request bodies never matters here).
+async fn answer_one(mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let mut lines = [httparse::EMPTY_HEADER; 128];
+        let mut request = httparse::Request::new(&mut lines);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                check_forwarded(&request);
+                break;
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(error) => panic!(
+                "the gateway sent an invalid request head ({error}): {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+        match stream.read(&mut chunk).await {
+            // The gateway gave up on the request (its client left): nothing to check.
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        .await;
+}
+
+fn check_forwarded(request: &httparse::Request<'_, '_>) {
+    let has = |name: &str| {
+        request
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    assert!(
+        !(has("content-length") && has("transfer-encoding")),
+        "both framings reached the upstream: {request:?}"
+    );
+    let path = request.path.unwrap_or_default();
+    assert!(
+        path.starts_with('/'),
+        "a request target not in origin form reached the upstream: {path:?}"
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let fixture = &*FIXTURE;
+    fixture.runtime.block_on(async {
+        let mut client = TcpStream::connect(fixture.gateway).await.expect("connect");
+        if client.write_all(data).await.is_err() {
+            return;
+        }
+        let _ = client.shutdown().await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(CLOSE_WAIT, client.read_to_end(&mut answer)).await;
+        assert!(
+            read.is_ok(),
+            "the gateway kept the connection open after its client closed; sent so far: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        // h2c (the HTTP/2 preface) is answered in HTTP/2 frames.
+        if !answer.is_empty() && !data.starts_with(b"PRI ") {
+            let mut lines = [httparse::EMPTY_HEADER; 128];
+            let mut response = httparse::Response::new(&mut lines);
+            assert!(
+                !matches!(response.parse(&answer), Err(_)),
+                "the gateway's answer does not start with a valid head: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    });
+});
