@@ -169,13 +169,10 @@ pub(crate) async fn serve_connection(
         };
         let head_request = parts.method == Method::HEAD;
         let request = Request::from_parts(parts, Full::new(body));
-        let answered = until_answered(
-            &mut stream,
-            &mut buf,
-            limits.max_head,
-            Arc::clone(&edge).serve(request, peer),
-        )
-        .await;
+        // Pinned here and lent to the watch: the request's future is large, and every
+        // move of it is a copy.
+        let serving = pin!(Arc::clone(&edge).serve(request, peer));
+        let answered = until_answered(&mut stream, &mut buf, limits.max_head, serving).await;
         // `None`: the client went away; the request was dropped.
         let Some(Ok(response)) = answered else { return };
         let close = close || shutdown.is_cancelled();
@@ -216,9 +213,8 @@ async fn until_answered<F: Future>(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     max: usize,
-    answer: F,
+    mut answer: Pin<&mut F>,
 ) -> Option<F::Output> {
-    let mut answer = pin!(answer);
     poll_fn(|cx: &mut Context<'_>| {
         if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));
