@@ -69,14 +69,15 @@ pub(crate) type Fallback = Arc<AutoBuilder<TokioExecutor>>;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     max_head: usize,
-    body_timeout: Duration,
+    /// How long a request head or body may take to arrive once it has begun.
+    request_timeout: Duration,
 }
 
 impl Limits {
     pub(crate) fn new(settings: &HttpSettings) -> Self {
         Self {
             max_head: settings.max_header_bytes.max(8192),
-            body_timeout: settings.request_timeout,
+            request_timeout: settings.request_timeout,
         }
     }
 }
@@ -109,6 +110,7 @@ pub(crate) async fn serve_connection(
     let mut out = Vec::with_capacity(1024);
     let mut spans = Vec::new();
     let mut first = true;
+    let mut head_deadline = None;
     loop {
         let head = loop {
             if !buf.is_empty() {
@@ -128,12 +130,26 @@ pub(crate) async fn serve_connection(
                     () = stopping.as_mut() => return,
                 }
             } else {
-                read_more(&mut stream, &mut buf).await
+                // A head begun and not finished: it gets the request timeout from its
+                // first bytes, and counts as idle for shutdown (as hyper has it).
+                let deadline = *head_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + limits.request_timeout);
+                tokio::select! {
+                    biased;
+                    read = tokio::time::timeout_at(deadline, read_more(&mut stream, &mut buf)) => {
+                        let Ok(read) = read else {
+                            return refuse(&mut stream, &mut out, Refusal::HEAD_TIMEOUT).await;
+                        };
+                        read
+                    }
+                    () = stopping.as_mut() => return,
+                }
             };
             if !matches!(read, Ok(1..)) {
                 return;
             }
         };
+        head_deadline = None;
         first = false;
         let (parts, body_len, close) = match head {
             Head::Serve {
@@ -157,7 +173,7 @@ pub(crate) async fn serve_connection(
             Bytes::new()
         } else {
             match tokio::time::timeout(
-                limits.body_timeout,
+                limits.request_timeout,
                 read_body(&mut stream, &mut buf, body_len),
             )
             .await
@@ -172,11 +188,20 @@ pub(crate) async fn serve_connection(
         // Pinned here and lent to the watch: the request's future is large, and every
         // move of it is a copy.
         let serving = pin!(Arc::clone(&edge).serve(request, peer));
-        let answered = until_answered(&mut stream, &mut buf, limits.max_head, serving).await;
+        let answered = until_answered(&mut stream, &mut buf, serving).await;
         // `None`: the client went away; the request was dropped.
         let Some(Ok(response)) = answered else { return };
         let close = close || shutdown.is_cancelled();
-        match response::write(&mut stream, &mut out, response, head_request, close).await {
+        match response::write(
+            &mut stream,
+            &mut buf,
+            &mut out,
+            response,
+            head_request,
+            close,
+        )
+        .await
+        {
             Ok(true) if !shutdown.is_cancelled() => {}
             Ok(_) => return linger(&mut stream).await,
             // Cut: the client sees an incomplete answer.
@@ -207,26 +232,23 @@ async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize) ->
 }
 
 /// Runs `answer` while watching the client's side: `None` when the client closes the
-/// connection (or it fails) first. What the client sends meanwhile is kept in `buf`, up
-/// to `max` bytes.
+/// connection (or it fails) first. Watched only while nothing of the client's is
+/// buffered, as hyper does: the first bytes of a pipelined request end the watch (they
+/// stay in `buf`), so a client that pipelines and then closes its sending side is still
+/// answered, and a pipelining client cannot make the gateway buffer more than one read.
 async fn until_answered<F: Future>(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    max: usize,
     mut answer: Pin<&mut F>,
 ) -> Option<F::Output> {
     poll_fn(|cx: &mut Context<'_>| {
         if let Poll::Ready(answered) = answer.as_mut().poll(cx) {
             return Poll::Ready(Some(answered));
         }
-        while buf.len() < max {
-            if buf.capacity() - buf.len() < READ_RESERVE / 2 {
-                buf.reserve(READ_RESERVE);
-            }
-            match poll_read_buf(Pin::new(&mut *stream), cx, buf) {
-                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => break,
+        if buf.is_empty() {
+            buf.reserve(READ_RESERVE);
+            if let Poll::Ready(Ok(0) | Err(_)) = poll_read_buf(Pin::new(&mut *stream), cx, buf) {
+                return Poll::Ready(None);
             }
         }
         Poll::Pending
@@ -242,7 +264,8 @@ async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, refusal: Refusal) {
         "request refused"
     );
     let problem = super::problem(refusal.status, refusal.code, refusal.detail);
-    if response::write(stream, out, problem, false, true)
+    // (A problem's body is ready with its head: the read buffer is never needed.)
+    if response::write(stream, &mut BytesMut::new(), out, problem, false, true)
         .await
         .is_ok()
     {
@@ -280,7 +303,10 @@ async fn hand_off(
 ) {
     let io = TokioIo::new(Prefixed { read, stream });
     let mut connection = pin!(fallback.serve_connection_with_upgrades(io, edge.connection(peer)));
+    // The connection first: it reads the head it was handed before a shutdown could
+    // find it idle and close it unanswered.
     let served = tokio::select! {
+        biased;
         served = connection.as_mut() => served,
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();

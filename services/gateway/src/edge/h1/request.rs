@@ -56,6 +56,13 @@ impl Refusal {
         detail: "The request head is larger than the gateway accepts.",
     };
 
+    /// The head did not arrive whole within the request timeout of its first bytes.
+    pub(super) const HEAD_TIMEOUT: Self = Self {
+        status: StatusCode::REQUEST_TIMEOUT,
+        code: "request_timeout",
+        detail: "The request head did not arrive in time.",
+    };
+
     /// The announced body did not arrive within the request timeout.
     pub(super) const BODY_TIMEOUT: Self = Self {
         status: StatusCode::REQUEST_TIMEOUT,

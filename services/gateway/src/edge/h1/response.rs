@@ -8,7 +8,7 @@ use std::io;
 use std::pin::pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -17,6 +17,7 @@ use hyper::body::Body as HttpBody;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::until_answered;
 use crate::edge::{BoxError, SecurityChosen, is_banner};
 
 /// Body bytes gathered behind the head before they are written.
@@ -32,11 +33,14 @@ enum Framing {
 }
 
 /// Writes `response` to `stream` through the write buffer `out` (left empty), for a
-/// request that was `HEAD` or not, with `Connection: close` when `close`. `Ok(true)`
+/// request that was `HEAD` or not, with `Connection: close` when `close`. While the body
+/// keeps the answer waiting, the client's side is watched as during the request (`buf`
+/// is the connection's read buffer): a client that leaves ends the answer. `Ok(true)`
 /// when the connection can carry another request; an error when the answer could not
 /// be sent whole (the caller closes the connection, so the client sees it cut).
 pub(super) async fn write<B>(
     stream: &mut TcpStream,
+    buf: &mut BytesMut,
     out: &mut Vec<u8>,
     response: Response<B>,
     head_request: bool,
@@ -57,9 +61,10 @@ where
     let (announced, framing) = if bodiless {
         (None, Framing::None)
     } else if head_request {
-        // The length a `GET` would have had: the upstream's, else the body's.
+        // The length a `GET` would have had: the upstream's, else the body's (not an
+        // empty body's 0: the proxy holds one for every HEAD answer it relays).
         (
-            declared().or_else(|| body.size_hint().exact()),
+            declared().or_else(|| body.size_hint().exact().filter(|&n| n > 0)),
             Framing::None,
         )
     } else if let Some(exact) = body.size_hint().exact() {
@@ -86,7 +91,9 @@ where
             frame
         } else {
             flush(stream, out).await?;
-            body.frame().await
+            until_answered(stream, buf, pin!(body.frame()))
+                .await
+                .ok_or_else(|| io::Error::other("the client left during the answer"))?
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|error| io::Error::other(error.into()))?;
