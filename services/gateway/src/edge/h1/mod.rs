@@ -55,6 +55,8 @@ use super::direct::Edge;
 pub(crate) const MAX_BUFFERED_BODY: usize = 64 * 1024;
 /// Read buffer room made before a read when less than half of it is left.
 const READ_RESERVE: usize = 8 * 1024;
+/// Most room a connection's read or write buffer keeps between requests.
+const KEPT_BUFFER: usize = 16 * 1024;
 /// How long a refused or closing connection is read (and the bytes dropped) after the
 /// answer, so that unread request bytes do not make the kernel reset the connection
 /// before the client has read the answer.
@@ -97,7 +99,7 @@ pub(crate) fn fallback(limits: Limits) -> Fallback {
 /// Serves the client connection `stream` from `peer` until it closes, `shutdown`, or it
 /// is handed to `fallback`.
 pub(crate) async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     edge: Arc<Edge>,
     fallback: Fallback,
@@ -106,50 +108,18 @@ pub(crate) async fn serve_connection(
 ) {
     // Registered once for the connection, not per request.
     let mut stopping = pin!(shutdown.cancelled());
-    let mut buf = BytesMut::with_capacity(READ_RESERVE);
-    let mut out = Vec::with_capacity(1024);
-    let mut spans = Vec::new();
+    let mut client = Client {
+        stream,
+        buf: BytesMut::with_capacity(READ_RESERVE),
+        out: Vec::with_capacity(1024),
+        spans: Vec::new(),
+        limits,
+    };
     let mut first = true;
-    let mut head_deadline = None;
     loop {
-        let head = loop {
-            if !buf.is_empty() {
-                match request::parse(&mut buf, first, &mut spans, MAX_BUFFERED_BODY) {
-                    Head::Partial if buf.len() >= limits.max_head => {
-                        return refuse(&mut stream, &mut out, Refusal::TOO_LARGE).await;
-                    }
-                    Head::Partial => {}
-                    head => break head,
-                }
-            }
-            let read = if buf.is_empty() {
-                // Idle between requests: this is where shutdown closes the connection.
-                tokio::select! {
-                    biased;
-                    read = read_more(&mut stream, &mut buf) => read,
-                    () = stopping.as_mut() => return,
-                }
-            } else {
-                // A head begun and not finished: it gets the request timeout from its
-                // first bytes, and counts as idle for shutdown (as hyper has it).
-                let deadline = *head_deadline
-                    .get_or_insert_with(|| tokio::time::Instant::now() + limits.request_timeout);
-                tokio::select! {
-                    biased;
-                    read = tokio::time::timeout_at(deadline, read_more(&mut stream, &mut buf)) => {
-                        let Ok(read) = read else {
-                            return refuse(&mut stream, &mut out, Refusal::HEAD_TIMEOUT).await;
-                        };
-                        read
-                    }
-                    () = stopping.as_mut() => return,
-                }
-            };
-            if !matches!(read, Ok(1..)) {
-                return;
-            }
+        let Some(head) = client.next_head(first, stopping.as_mut()).await else {
+            return;
         };
-        head_deadline = None;
         first = false;
         let (parts, body_len, close) = match head {
             Head::Serve {
@@ -158,54 +128,153 @@ pub(crate) async fn serve_connection(
                 close,
             } => (parts, body_len, close),
             Head::HandOff { head } => {
-                let mut read = BytesMut::with_capacity(head.len() + buf.len());
+                let mut read = BytesMut::with_capacity(head.len() + client.buf.len());
                 read.extend_from_slice(&head);
-                read.extend_from_slice(&buf);
+                read.extend_from_slice(&client.buf);
+                let stream = client.stream;
                 return hand_off(stream, read.freeze(), peer, &edge, &fallback, &shutdown).await;
             }
             Head::Http2 => {
-                return hand_off(stream, buf.freeze(), peer, &edge, &fallback, &shutdown).await;
+                let (stream, read) = (client.stream, client.buf.freeze());
+                return hand_off(stream, read, peer, &edge, &fallback, &shutdown).await;
             }
-            Head::Refuse(refusal) => return refuse(&mut stream, &mut out, refusal).await,
-            Head::Partial => unreachable!("the head loop ends only with a whole head"),
+            Head::Refuse(refusal) => return client.refuse(refusal).await,
+            Head::Partial => unreachable!("next_head ends only with a whole head"),
         };
-        let body = if body_len == 0 {
-            Bytes::new()
-        } else {
-            match tokio::time::timeout(
-                limits.request_timeout,
-                read_body(&mut stream, &mut buf, body_len),
-            )
-            .await
-            {
-                Ok(Ok(body)) => body,
-                Ok(Err(_)) => return,
-                Err(_) => return refuse(&mut stream, &mut out, Refusal::BODY_TIMEOUT).await,
-            }
+        let body = match client.body(body_len).await {
+            Ok(body) => body,
+            Err(Some(refusal)) => return client.refuse(refusal).await,
+            Err(None) => return,
         };
         let head_request = parts.method == Method::HEAD;
         let request = Request::from_parts(parts, Full::new(body));
         // Pinned here and lent to the watch: the request's future is large, and every
         // move of it is a copy.
         let serving = pin!(Arc::clone(&edge).serve(request, peer));
-        let answered = until_answered(&mut stream, &mut buf, serving).await;
+        let answered = until_answered(&mut client.stream, &mut client.buf, serving).await;
         // `None`: the client went away; the request was dropped.
         let Some(Ok(response)) = answered else { return };
         let close = close || shutdown.is_cancelled();
-        match response::write(
-            &mut stream,
-            &mut buf,
-            &mut out,
-            response,
-            head_request,
-            close,
-        )
-        .await
-        {
-            Ok(true) if !shutdown.is_cancelled() => {}
-            Ok(_) => return linger(&mut stream).await,
+        let Client {
+            stream, buf, out, ..
+        } = &mut client;
+        match response::write(stream, buf, out, response, head_request, close).await {
+            Ok(true) if !shutdown.is_cancelled() => client.trim(),
+            Ok(_) => return linger(&mut client.stream).await,
             // Cut: the client sees an incomplete answer.
             Err(_) => return,
+        }
+    }
+}
+
+/// A client connection and its buffers.
+struct Client {
+    stream: TcpStream,
+    /// Read and not served yet.
+    buf: BytesMut,
+    /// The answer being written.
+    out: Vec<u8>,
+    /// Room to note where header lines lie.
+    spans: Vec<[usize; 4]>,
+    limits: Limits,
+}
+
+impl Client {
+    /// Reads until `buf` starts with a whole head (the connection's `first` if so) and
+    /// parses it. `None` when the connection ends, or `stopping` completes while no head
+    /// is whole (a connection is idle until then, as hyper has it).
+    async fn next_head(
+        &mut self,
+        first: bool,
+        mut stopping: Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Head> {
+        let limits = self.limits;
+        let mut deadline = None;
+        loop {
+            if !self.buf.is_empty() {
+                let parsed = request::parse(
+                    &mut self.buf,
+                    first,
+                    &mut self.spans,
+                    limits.max_head,
+                    MAX_BUFFERED_BODY,
+                );
+                match parsed {
+                    Head::Partial if self.buf.len() >= limits.max_head => {
+                        return Some(Head::Refuse(Refusal::TOO_LARGE));
+                    }
+                    Head::Partial => {}
+                    head => return Some(head),
+                }
+            }
+            let read = if self.buf.is_empty() {
+                tokio::select! {
+                    biased;
+                    read = read_more(&mut self.stream, &mut self.buf) => read,
+                    () = stopping.as_mut() => return None,
+                }
+            } else {
+                // A head begun and not finished gets the request timeout from its
+                // first bytes (a client trickling a head does not hold the connection).
+                let deadline = *deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + limits.request_timeout);
+                let reading =
+                    tokio::time::timeout_at(deadline, read_more(&mut self.stream, &mut self.buf));
+                tokio::select! {
+                    biased;
+                    read = reading => match read {
+                        Ok(read) => read,
+                        Err(_) => return Some(Head::Refuse(Refusal::HEAD_TIMEOUT)),
+                    },
+                    () = stopping.as_mut() => return None,
+                }
+            };
+            if !matches!(read, Ok(1..)) {
+                return None;
+            }
+        }
+    }
+
+    /// The `length` body bytes that follow the head, read whole within the request
+    /// timeout. `Err(None)` when the connection ended first.
+    async fn body(&mut self, length: usize) -> Result<Bytes, Option<Refusal>> {
+        if length == 0 {
+            return Ok(Bytes::new());
+        }
+        let reading = read_body(&mut self.stream, &mut self.buf, length);
+        match tokio::time::timeout(self.limits.request_timeout, reading).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(Refusal::BODY_TIMEOUT)),
+        }
+    }
+
+    /// Answers `refusal` with a problem and closes the connection.
+    async fn refuse(mut self, refusal: Refusal) {
+        tracing::debug!(
+            status = refusal.status.as_u16(),
+            code = refusal.code,
+            "request refused"
+        );
+        let problem = super::problem(refusal.status, refusal.code, refusal.detail);
+        let Self {
+            stream, buf, out, ..
+        } = &mut self;
+        if response::write(stream, buf, out, problem, false, true)
+            .await
+            .is_ok()
+        {
+            linger(stream).await;
+        }
+    }
+
+    /// A large body or answer does not leave its buffers' size to an idle connection.
+    fn trim(&mut self) {
+        if self.out.capacity() > KEPT_BUFFER {
+            self.out = Vec::with_capacity(1024);
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEPT_BUFFER {
+            self.buf = BytesMut::with_capacity(READ_RESERVE);
         }
     }
 }
@@ -254,23 +323,6 @@ async fn until_answered<F: Future>(
         Poll::Pending
     })
     .await
-}
-
-/// Answers `refusal` with a problem and closes the connection.
-async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, refusal: Refusal) {
-    tracing::debug!(
-        status = refusal.status.as_u16(),
-        code = refusal.code,
-        "request refused"
-    );
-    let problem = super::problem(refusal.status, refusal.code, refusal.detail);
-    // (A problem's body is ready with its head: the read buffer is never needed.)
-    if response::write(stream, &mut BytesMut::new(), out, problem, false, true)
-        .await
-        .is_ok()
-    {
-        linger(stream).await;
-    }
 }
 
 /// Ends the sending side, then reads what the client still sends for a while.

@@ -76,12 +76,14 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Parses the head at the start of `buf` (the connection's `first` if so). A head the
 /// loop serves, hands off or refuses is split off `buf`. `spans` is room to note where
-/// the header lines lie; bodies longer than `max_buffered` are left to hyper, which
+/// the header lines lie; a head longer than `max_head` is refused (431); bodies longer
+/// than `max_buffered` are left to hyper, which
 /// streams them.
 pub(super) fn parse(
     buf: &mut BytesMut,
     first: bool,
     spans: &mut Vec<[usize; 4]>,
+    max_head: usize,
     max_buffered: usize,
 ) -> Head {
     if first && buf.first() == Some(&b'P') {
@@ -101,6 +103,9 @@ pub(super) fn parse(
         buf,
         &mut slots,
     ) {
+        Ok(httparse::Status::Complete(length)) if length > max_head => {
+            return Head::Refuse(Refusal::TOO_LARGE);
+        }
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Head::Partial,
         Err(httparse::Error::TooManyHeaders) => return Head::Refuse(Refusal::TOO_LARGE),
@@ -192,7 +197,7 @@ mod tests {
 
     fn parse_all(text: &str) -> (Head, BytesMut) {
         let mut buf = BytesMut::from(text.as_bytes());
-        let head = parse(&mut buf, true, &mut Vec::new(), 1024);
+        let head = parse(&mut buf, true, &mut Vec::new(), 4096, 1024);
         (head, buf)
     }
 
@@ -247,6 +252,12 @@ mod tests {
             refusal("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n").status,
             StatusCode::BAD_REQUEST
         );
+        let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(4096));
+        assert_eq!(
+            refusal(&long),
+            Refusal::TOO_LARGE,
+            "a whole head over the limit"
+        );
         let many = "X-Many: v\r\n".repeat(MAX_HEADERS + 1);
         assert_eq!(
             refusal(&format!("GET / HTTP/1.1\r\n{many}\r\n")),
@@ -279,7 +290,7 @@ mod tests {
         ));
         let mut later = BytesMut::from(&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..]);
         assert!(matches!(
-            parse(&mut later, false, &mut Vec::new(), 0),
+            parse(&mut later, false, &mut Vec::new(), 200, 0),
             Head::Refuse(_)
         ));
         assert!(matches!(
