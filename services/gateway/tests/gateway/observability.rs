@@ -72,6 +72,8 @@ routes:
         listener.local_addr().expect("addr")
     };
     let gw = TestGateway::start(&issuer, FAILING, closed, &[]).await;
+    // Until the JWKS is loaded a protected route answers 503, not 401.
+    gw.ready().await;
     for _ in 0..2 {
         assert_eq!(
             gw.get("/down/x", None).await.status(),
