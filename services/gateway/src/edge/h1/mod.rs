@@ -281,10 +281,17 @@ impl Client {
 
 /// Reads more of the connection into `buf`; `Ok(0)` at its end.
 async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    make_room(buf);
+    stream.read_buf(buf).await
+}
+
+/// Room for a read, made only when less than half of [`READ_RESERVE`] is left: the
+/// heads of requests in flight still hold the buffer's storage, so making room
+/// allocates.
+fn make_room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_RESERVE / 2 {
         buf.reserve(READ_RESERVE);
     }
-    stream.read_buf(buf).await
 }
 
 /// The `length` body bytes that follow the head, read to their end.
@@ -315,7 +322,7 @@ async fn until_answered<F: Future>(
             return Poll::Ready(Some(answered));
         }
         if buf.is_empty() {
-            buf.reserve(READ_RESERVE);
+            make_room(buf);
             if let Poll::Ready(Ok(0) | Err(_)) = poll_read_buf(Pin::new(&mut *stream), cx, buf) {
                 return Poll::Ready(None);
             }
