@@ -1,5 +1,9 @@
-//! Findings of the review of the gateway's own HTTP/1.1 server loop (`edge::h1`): each
-//! test shows a client-visible behaviour the loop must keep.
+//! The adversarial review of the gateway's own HTTP/1.1 server loop (`edge::h1`,
+//! session 7): each test shows a client-visible behaviour the loop must keep. "FIXED"
+//! tests failed against the first version of the loop (the comment says how); "GUARD"
+//! tests passed from the start and guard a property nothing else covers; "twin" tests
+//! run the same case through hyper (a request it is handed), the behaviour the loop
+//! replaced.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -129,7 +133,7 @@ async fn leaving_during_a_stream_releases_the_upstream(request: &[u8]) {
         .expect("closed");
 }
 
-/// FINDING: while the loop writes a streamed answer it waits on the next body frame
+/// FIXED. Was: while the loop writes a streamed answer it waits on the next body frame
 /// only (`response::write`, `body.frame().await`) and never looks at the client's side,
 /// so a client leaving an idle stream is noticed only when a later write fails: the
 /// upstream request, its connection and the task stay until the upstream sends twice
@@ -142,7 +146,7 @@ async fn a_client_leaving_during_a_streamed_answer_releases_the_upstream() {
         .await;
 }
 
-/// GUARD (passes): the same through hyper (a chunked request body is handed off), which
+/// GUARD: the same through hyper (a chunked request body is handed off), which
 /// is the behaviour the loop replaced.
 #[tokio::test]
 async fn a_client_leaving_during_a_streamed_answer_served_by_hyper_releases_the_upstream() {
@@ -172,7 +176,7 @@ async fn a_head_answer_without_a_length_claims_no_length(request: &[u8]) {
     );
 }
 
-/// FINDING: a `HEAD` answer whose upstream gave no length gets `content-length: 0` from
+/// FIXED. Was: a `HEAD` answer whose upstream gave no length gets `content-length: 0` from
 /// the loop, the length of the empty body the proxy holds for a `HEAD`
 /// (`response::write`: `declared().or_else(|| body.size_hint().exact())`). The client
 /// (and any cache) is told the resource is empty. hyper writes no implicit zero length
@@ -186,7 +190,7 @@ async fn a_head_answer_without_a_length_upstream_does_not_announce_an_empty_body
     .await;
 }
 
-/// GUARD (passes): the same `HEAD` served by hyper (handed off for its chunked body).
+/// GUARD: the same `HEAD` served by hyper (handed off for its chunked body).
 #[tokio::test]
 async fn a_head_answer_served_by_hyper_without_a_length_upstream_announces_none() {
     a_head_answer_without_a_length_claims_no_length(
@@ -213,7 +217,7 @@ async fn pipelined_then_half_closed_gets_the_first_answer(first: &str) {
     );
 }
 
-/// FINDING: a client that pipelines requests and then closes its sending side (as
+/// FIXED. Was: a client that pipelines requests and then closes its sending side (as
 /// `printf ... | nc` does) gets no answer at all: `until_answered` takes the end of the
 /// stream for the client leaving and drops the first request, though `edge::h1`'s doc
 /// says bytes sent meanwhile (a pipelined request) are kept. hyper does not look for
@@ -226,7 +230,7 @@ async fn pipelined_requests_followed_by_a_half_close_get_the_first_answer() {
         .await;
 }
 
-/// GUARD (passes): the same with the first request served by hyper (chunked body).
+/// GUARD: the same with the first request served by hyper (chunked body).
 #[tokio::test]
 async fn pipelined_requests_followed_by_a_half_close_get_the_first_answer_from_hyper() {
     pipelined_then_half_closed_gets_the_first_answer(
@@ -235,7 +239,7 @@ async fn pipelined_requests_followed_by_a_half_close_get_the_first_answer_from_h
     .await;
 }
 
-/// FINDING: at shutdown a connection whose next head has only partly arrived is not
+/// FIXED. Was: at shutdown a connection whose next head has only partly arrived is not
 /// closed (the loop watches the shutdown only while its buffer is empty), so one slow
 /// or stalled client holds the whole drain open until the drain timeout and is counted
 /// as cut. hyper closed such a connection at once (`disable_keep_alive`: the
@@ -265,7 +269,7 @@ async fn a_partly_sent_head_does_not_hold_the_drain_open() {
         .expect("the gateway stops within 3 s, not at the 10 s drain timeout");
 }
 
-/// FINDING: a request the loop hands to hyper while the shutdown is under way is often
+/// FIXED. Was: a request the loop hands to hyper while the shutdown is under way is often
 /// dropped unanswered: `hand_off` races the connection against `shutdown.cancelled()`
 /// in an unbiased `select!`, and when the shutdown branch is polled first,
 /// `graceful_shutdown` cancels hyper's version detection (`ReadVersion`) before hyper
@@ -363,7 +367,7 @@ async fn websocket_echo() -> SocketAddr {
     addr
 }
 
-/// GUARD (passes): a WebSocket handshake after a plain request on the same connection,
+/// GUARD: a WebSocket handshake after a plain request on the same connection,
 /// with the client's first frame bytes in the same write as the handshake, is handed to
 /// hyper with those bytes in front: nothing read by the loop is lost or reordered, and
 /// the conversation then flows both ways through the gateway's own listener.
@@ -392,7 +396,7 @@ async fn a_websocket_handshake_after_a_plain_request_keeps_the_bytes_read_behind
     read_until(&mut stream, b"later").await;
 }
 
-/// GUARD (passes): the bytes of a request hidden in a first request's body stay body:
+/// GUARD: the bytes of a request hidden in a first request's body stay body:
 /// the upstream sees that request with its whole body, then the one pipelined after it,
 /// and nothing else.
 #[tokio::test]
@@ -449,7 +453,7 @@ async fn a_request_hidden_in_a_body_stays_body() {
     );
 }
 
-/// FINDING (pre-existing: hyper ran without a timer, so its 30 s `header_read_timeout`
+/// FIXED (pre-existing: hyper ran without a timer, so its 30 s `header_read_timeout`
 /// was off too): a head that never completes is waited for forever. The loop reads it
 /// with no deadline (`serve_connection`'s head loop; only the body has one, 408), so a
 /// slow-loris client holds a task, a buffer and a file descriptor per connection for as
@@ -472,7 +476,7 @@ async fn a_head_that_never_completes_is_not_waited_for_forever() {
     );
 }
 
-/// GUARD (passes): a request refused for its body size (413, body within the loop's
+/// GUARD: a request refused for its body size (413, body within the loop's
 /// buffered limit) keeps the connection in step: the refused body, which here holds a
 /// whole request, is skipped, never read as a request, and the next one is answered.
 #[tokio::test]
@@ -551,7 +555,7 @@ async fn answering_after(delay: Duration) -> SocketAddr {
     addr
 }
 
-/// GUARD (passes): the drain as clients see it. An idle keep-alive connection of the
+/// GUARD: the drain as clients see it. An idle keep-alive connection of the
 /// loop and one handed to hyper both close at once; a request in flight is answered,
 /// with `Connection: close`, and its connection then closes; the gateway stops well
 /// before the drain timeout.
@@ -597,7 +601,7 @@ async fn on_shutdown_idle_connections_close_and_a_busy_one_is_answered_with_clos
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
-/// GUARD (passes): an answer whose body the upstream cuts short (length 10, 5 bytes,
+/// GUARD: an answer whose body the upstream cuts short (length 10, 5 bytes,
 /// then the close) reaches the client cut as well, head and 5 bytes then the end of
 /// the connection (or nothing, when the gateway sees the cut before it writes the
 /// head): never padded, and the request pipelined behind it is not answered on a
@@ -633,7 +637,7 @@ async fn a_body_cut_short_upstream_ends_the_client_connection_after_what_arrived
     }
 }
 
-/// GUARD (passes): `Connection: close` from the client is honoured: its answer says so,
+/// GUARD: `Connection: close` from the client is honoured: its answer says so,
 /// the connection then ends, and a request pipelined behind it never reaches the
 /// upstream.
 #[tokio::test]
