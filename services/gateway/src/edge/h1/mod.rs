@@ -15,15 +15,21 @@
 //! - refused here, then the connection closes: an invalid head (`400`), a head longer
 //!   than the limit or with more than 100 header lines (`431`), `Content-Length` beside
 //!   `Transfer-Encoding` or lengths that disagree (`400`, RFC 9112 §6.3 — hyper would
-//!   silently drop the length), a body not sent within the request timeout (`408`);
+//!   silently drop the length), a head or body not sent whole within the request
+//!   timeout of its first byte (`408`; hyper ran without a timer, so a trickled head
+//!   was waited for forever);
 //! - handed to hyper: HTTP/1.0, `Transfer-Encoding` (streamed bodies), larger bodies,
 //!   `Expect: 100-continue`, upgrades (WebSocket), `CONNECT`, and the HTTP/2 preface
 //!   (h2c with prior knowledge).
 //!
-//! A client that closes its connection while its request is in flight cancels the
-//! request (hyper does the same); bytes it sends meanwhile (a pipelined request) are kept
-//! up to the head limit. On shutdown an idle connection closes at once and a busy one
-//! after its answer, which then carries `Connection: close`.
+//! A client that closes its connection while its request is in flight, or while a
+//! streamed answer waits for its next bytes, cancels the request (as with hyper). The
+//! watch ends once bytes of a pipelined request arrive (they are kept for the next
+//! head), so a client that pipelines and closes only its sending side still gets its
+//! answers. On shutdown a connection without a whole head closes at once and a busy one
+//! after its answer, which then carries `Connection: close`; one handed to hyper gets
+//! hyper's graceful shutdown. There is no idle timeout between requests (as before with
+//! hyper); an idle connection costs a task and its 8 KiB read buffer.
 
 use std::future::{Future, poll_fn};
 use std::io;
