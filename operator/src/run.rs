@@ -1,5 +1,6 @@
 //! Running the operator: configuration, leader election on a Lease, the admin listener
-//! (`/healthz`, `/readyz`, `/metrics`) and the controller, with graceful shutdown.
+//! (`/healthz`, `/readyz`, `/metrics`) and the controller, with graceful shutdown (and an
+//! immediate stop, in-flight reconciles dropped, when the Lease is lost).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -161,49 +162,53 @@ async fn lead_then_run(
         }
     }
     tracing::info!("leading");
-    let lost = CancellationToken::new();
     let controller_stop = CancellationToken::new();
-    let renewals = renewals_lapse(client.clone(), config);
-    let manager_task = task.abort_handle();
-    let watch_lease = {
-        let lost = lost.clone();
-        let stop = controller_stop.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            tokio::pin!(renewals);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = &mut renewals => {
-                        tracing::error!("the Lease was not renewed in time: stepping down");
-                        lost.cancel();
-                        break;
-                    }
-                    changed = leader.changed() => {
-                        if changed.is_err() || !*leader.borrow_and_update() {
-                            lost.cancel();
-                            break;
-                        }
+    // Leads until the controller has stopped (after a shutdown) or the Lease is lost; a
+    // loss also ends a graceful stop still in progress.
+    let lost = {
+        let controller = run_controller(client.clone(), config, metrics, controller_stop.clone());
+        let renewals = renewals_lapse(client, config);
+        tokio::pin!(controller, renewals);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut renewals => {
+                    tracing::error!("the Lease was not renewed in time: stepping down");
+                    break true;
+                }
+                changed = leader.changed() => {
+                    if changed.is_err() || !*leader.borrow_and_update() {
+                        tracing::error!("the Lease manager says another instance leads: stepping down");
+                        break true;
                     }
                 }
+                () = &mut controller => break false,
+                // Shutdown: a graceful stop, the in-flight reconciles finish while the
+                // Lease is still held.
+                () = shutdown.cancelled(), if !controller_stop.is_cancelled() => {
+                    controller_stop.cancel();
+                }
             }
-            if lost.is_cancelled() {
-                // Not released: the Lease is another's now (releasing it, without a
-                // precondition, could clear the new holder), or unreachable; and the
-                // manager's retry backoff (up to 30 s) would hold this exit back.
-                manager_task.abort();
-            }
-            stop.cancel();
-            leader
         }
+        // Leaving this block drops the controller: after a lapse, another replica may
+        // lead already, so the reconciles in flight must write nothing more. Dropping the
+        // stream of `Controller::run` is kube-runtime's forceful shutdown: each reconcile
+        // runs in a task that is aborted when its handle is dropped, at its next `.await`
+        // (a request not yet sent never is). Reconciles are idempotent: the next leader
+        // redoes the work.
     };
-    let controller = run_controller(client, config, metrics, controller_stop.clone());
-    let (leader, ()) = tokio::join!(watch_lease, controller);
-    // Only now, with the in-flight reconciles finished: dropping the receiver makes the
-    // manager release the Lease, and the next leader may start at once.
+    if lost {
+        tracing::warn!("in-flight reconciles dropped");
+        // Not released: the Lease is another's now (releasing it, without a precondition,
+        // could clear the new holder), or unreachable; and the manager's retry backoff
+        // (up to 30 s) would hold this exit back.
+        task.abort();
+    }
+    // Only now, with the in-flight reconciles finished (or dropped): dropping the receiver
+    // makes the manager release the Lease, and the next leader may start at once.
     drop(leader);
     let _ = task.await;
-    if lost.is_cancelled() {
+    if lost {
         Err(RunError::LostLease)
     } else {
         Ok(())

@@ -5,9 +5,10 @@
 //! follows Deployment availability and `kubectl wait` sees it, removing an onboarded
 //! service deletes its children, deleting the Platform garbage-collects them all, key
 //! rotation over several cycles keeps every live token's key in the JWKS, only the
-//! Lease holder of two instances reconciles (the other takes over when it stops), and the
-//! operator with the Helm chart's ServiceAccount identity reconciles the chart's example
-//! Platform without a Forbidden; a hand-corrupted generated Secret (pepper, client secret)
+//! Lease holder of two instances reconciles (the other takes over when it stops; a leader
+//! whose Lease lapses drops its in-flight reconcile), and the operator with the Helm
+//! chart's ServiceAccount identity reconciles the chart's example Platform without a
+//! Forbidden; a hand-corrupted generated Secret (pepper, client secret)
 //! degrades the platform without rewriting anything from it.
 //!
 //! Pods never run (no kubelet): `make_deployment_available` marks them Ready, and the
