@@ -72,6 +72,12 @@ pub struct Config {
     #[arg(long, env = "TESSERA_GATEWAY_THREADS", default_value_t = 0)]
     pub threads: usize,
 
+    /// How long a client connection may stay idle between requests before the gateway
+    /// closes it (as nginx's `keepalive_timeout`, 75 s there too). A head begun gets the
+    /// request timeout instead.
+    #[arg(long, env = "TESSERA_CLIENT_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_idle_timeout_secs: u64,
+
     /// Most clients the local backend tracks at once (memory bound).
     #[arg(long, env = "TESSERA_RATE_LIMIT_MAX_KEYS", default_value_t = 1_000_000)]
     pub rate_limit_max_keys: usize,

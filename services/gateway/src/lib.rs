@@ -60,6 +60,8 @@ pub struct Built {
     /// The limits the service was built with (drain timeout, header size, request
     /// timeout, body size), for [`serve`].
     pub settings: HttpSettings,
+    /// How long a client connection may stay idle between requests.
+    pub client_idle_timeout: Duration,
 }
 
 /// Builds the gateway; background tasks (route reload, JWKS refresh, limiter sweeping)
@@ -125,6 +127,7 @@ pub async fn build(
         service,
         gateway,
         settings,
+        client_idle_timeout: Duration::from_secs(config.client_idle_timeout_secs),
     })
 }
 

@@ -80,7 +80,9 @@ pub async fn serve_per_core(
         service,
         gateway,
         settings,
+        client_idle_timeout,
     } = built;
+    let limits = h1::Limits::new(&settings, client_idle_timeout);
     let edge = Edge::new(gateway, service.metrics(), &settings);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let workers = public.len();
@@ -104,7 +106,7 @@ pub async fn serve_per_core(
                 let edge = edge.for_thread();
                 let cut = runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => accept(listener, edge, shutdown, &settings).await,
+                        Ok(listener) => accept(listener, edge, shutdown, &settings, limits).await,
                         Err(error) => {
                             tracing::error!(%error, "worker cannot use its listener");
                             0
@@ -136,7 +138,9 @@ pub async fn serve_listeners(built: Built, listeners: Listeners, shutdown: Cance
         service,
         gateway,
         settings,
+        client_idle_timeout,
     } = built;
+    let limits = h1::Limits::new(&settings, client_idle_timeout);
     let edge = Edge::new(gateway, service.metrics(), &settings);
     tracing::info!(
         service = "gateway",
@@ -144,7 +148,7 @@ pub async fn serve_listeners(built: Built, listeners: Listeners, shutdown: Cance
         admin = ?listeners.admin.local_addr().ok(),
         "listening"
     );
-    let public = accept(listeners.public, edge, shutdown.clone(), &settings);
+    let public = accept(listeners.public, edge, shutdown.clone(), &settings, limits);
     with_admin(&service, settings, listeners.admin, shutdown, public).await;
 }
 
@@ -202,11 +206,11 @@ async fn accept(
     edge: Arc<Edge>,
     shutdown: CancellationToken,
     settings: &HttpSettings,
+    limits: h1::Limits,
 ) -> usize {
     // This worker's own token: its connections clone it and check it without touching
     // the lock every worker shares.
     let shutdown = shutdown.child_token();
-    let limits = h1::Limits::new(settings);
     let fallback = h1::fallback(limits);
     let mut connections = JoinSet::new();
     loop {

@@ -373,3 +373,29 @@ async fn a_client_leaving_mid_request_cancels_it_upstream() {
         .expect("the gateway dropped the upstream request within 3 s of the client leaving")
         .expect("closed");
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
+    let (_issuer, gw) = gateway_with(body_echo().await, &["--client-idle-timeout-secs", "1"]).await;
+    // Busy: a request every 400 ms for 2.4 s, more than twice the idle timeout.
+    let mut busy = connect(&gw).await;
+    let mut buf = Vec::new();
+    for round in 0..7 {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        busy.write_all(format!("GET /pub/{round} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await
+            .expect("a busy connection stays open");
+        let answer = read_answer(&mut busy, &mut buf, false).await;
+        assert_eq!(answer.json()["path"], format!("/{round}"));
+    }
+    // Idle after its last answer: closed about a second later, not before.
+    let answered = std::time::Instant::now();
+    assert!(closed(&mut busy).await, "an idle connection stays open");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
+}

@@ -28,8 +28,10 @@
 //! head), so a client that pipelines and closes only its sending side still gets its
 //! answers. On shutdown a connection without a whole head closes at once and a busy one
 //! after its answer, which then carries `Connection: close`; one handed to hyper gets
-//! hyper's graceful shutdown. There is no idle timeout between requests (as before with
-//! hyper); an idle connection costs a task and its 8 KiB read buffer.
+//! hyper's graceful shutdown. A connection idle between requests for
+//! `--client-idle-timeout-secs` is closed (hyper, which served this side before, had no
+//! such timeout configured); its timer is armed once per connection and moved on only
+//! when it fires, not per request.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -47,6 +49,7 @@ use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use service_kit::{CancellationToken, HttpSettings};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 mod request;
@@ -73,19 +76,23 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// hyper's server, for the connections handed to it.
 pub(crate) type Fallback = Arc<AutoBuilder<TokioExecutor>>;
 
-/// The limits of `settings` a connection applies.
+/// The limits a connection applies.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     max_head: usize,
     /// How long a request head or body may take to arrive once it has begun.
     request_timeout: Duration,
+    /// How long a connection may wait for its next request.
+    idle_timeout: Duration,
 }
 
 impl Limits {
-    pub(crate) fn new(settings: &HttpSettings) -> Self {
+    /// The limits of `settings`, and `idle_timeout` between requests.
+    pub(crate) fn new(settings: &HttpSettings, idle_timeout: Duration) -> Self {
         Self {
             max_head: settings.max_header_bytes.max(8192),
             request_timeout: settings.request_timeout,
+            idle_timeout,
         }
     }
 }
@@ -120,6 +127,9 @@ pub(crate) async fn serve_connection(
         out: Vec::with_capacity(1024),
         spans: Vec::new(),
         limits,
+        active: Instant::now(),
+        idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+        idle_registered: false,
     };
     let mut first = true;
     loop {
@@ -165,7 +175,7 @@ pub(crate) async fn serve_connection(
             stream, buf, out, ..
         } = &mut client;
         match response::write(stream, buf, out, response, head_request, close).await {
-            Ok(true) if !shutdown.is_cancelled() => client.trim(),
+            Ok(true) if !shutdown.is_cancelled() => client.answered(),
             Ok(_) => return linger(&mut client.stream).await,
             // Cut: the client sees an incomplete answer.
             Err(_) => return,
@@ -183,6 +193,20 @@ struct Client {
     /// Room to note where header lines lie.
     spans: Vec<[usize; 4]>,
     limits: Limits,
+    /// When the connection last finished an answer (or was accepted).
+    active: Instant,
+    /// The idle timer: armed once for the connection and moved on only when it fires
+    /// (to `active` + the idle timeout), not re-armed for every request.
+    idle: Pin<Box<Sleep>>,
+    /// Whether `idle` was polled since it was set (so its wake-up reaches this task).
+    idle_registered: bool,
+}
+
+/// How a wait between requests ended.
+enum Idle {
+    Read(io::Result<usize>),
+    Stopping,
+    TimedOut,
 }
 
 impl Client {
@@ -214,16 +238,25 @@ impl Client {
                 }
             }
             let read = if self.buf.is_empty() {
-                tokio::select! {
-                    biased;
-                    read = read_more(&mut self.stream, &mut self.buf) => read,
-                    () = stopping.as_mut() => return None,
+                match self.idle_wait(stopping.as_mut()).await {
+                    Idle::Read(read) => read,
+                    Idle::Stopping => return None,
+                    Idle::TimedOut => {
+                        let until = self.active + limits.idle_timeout;
+                        if Instant::now() >= until {
+                            return None;
+                        }
+                        // Active since the timer was set: moved on, registered anew.
+                        self.idle.as_mut().reset(until);
+                        self.idle_registered = false;
+                        continue;
+                    }
                 }
             } else {
                 // A head begun and not finished gets the request timeout from its
                 // first bytes (a client trickling a head does not hold the connection).
-                let deadline = *deadline
-                    .get_or_insert_with(|| tokio::time::Instant::now() + limits.request_timeout);
+                let deadline =
+                    *deadline.get_or_insert_with(|| Instant::now() + limits.request_timeout);
                 let reading =
                     tokio::time::timeout_at(deadline, read_more(&mut self.stream, &mut self.buf));
                 tokio::select! {
@@ -239,6 +272,32 @@ impl Client {
                 return None;
             }
         }
+    }
+
+    /// Waits between requests for the next bytes, shutdown or the idle timer. The timer
+    /// is polled only once after it is set: its wake-up comes to this task all the same,
+    /// and a check of its state is cheaper than a poll per request.
+    async fn idle_wait(&mut self, mut stopping: Pin<&mut impl Future<Output = ()>>) -> Idle {
+        make_room(&mut self.buf);
+        poll_fn(|cx: &mut Context<'_>| {
+            if let Poll::Ready(read) = poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+            {
+                return Poll::Ready(Idle::Read(read));
+            }
+            if stopping.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Idle::Stopping);
+            }
+            if !self.idle_registered {
+                self.idle_registered = true;
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Idle::TimedOut);
+                }
+            } else if self.idle.is_elapsed() {
+                return Poll::Ready(Idle::TimedOut);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The `length` body bytes that follow the head, read whole within the request
@@ -274,8 +333,10 @@ impl Client {
         }
     }
 
-    /// A large body or answer does not leave its buffers' size to an idle connection.
-    fn trim(&mut self) {
+    /// After an answer: the connection is active now, and a large body or answer does
+    /// not leave its buffers' size to an idle connection.
+    fn answered(&mut self) {
+        self.active = Instant::now();
         if self.out.capacity() > KEPT_BUFFER {
             self.out = Vec::with_capacity(1024);
         }
