@@ -7,7 +7,6 @@ mod observability;
 mod proxy;
 mod ratelimit;
 mod server;
-mod server_review;
 mod support;
 mod throttling;
 mod workers;

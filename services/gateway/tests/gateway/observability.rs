@@ -5,17 +5,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::support::{Issuer, TestGateway, echo_upstream, serve};
-
-const ROUTES: &str = r"
-version: 1
-routes:
-  - name: public
-    match: { prefix: /pub/ }
-    rewrite_prefix: /
-    upstreams: [http://{upstream}]
-    auth: public
-";
+use crate::support::{Issuer, PUBLIC_ROUTES, TestGateway, echo_upstream, serve};
 
 async fn metrics(gw: &TestGateway) -> String {
     reqwest::get(format!("{}/metrics", gw.admin))
@@ -30,7 +20,7 @@ async fn metrics(gw: &TestGateway) -> String {
 async fn every_request_is_counted_by_route_method_and_status_in_the_metrics() {
     let issuer = Issuer::start(true).await;
     let (upstream, _) = echo_upstream().await;
-    let gw = TestGateway::start(&issuer, ROUTES, upstream, &[]).await;
+    let gw = TestGateway::start(&issuer, PUBLIC_ROUTES, upstream, &[]).await;
     for _ in 0..3 {
         assert_eq!(gw.get("/pub/a", None).await.status(), StatusCode::OK);
     }
@@ -99,7 +89,7 @@ async fn a_caller_trace_continues_upstream_under_the_gateway_s_span_and_ids_are_
 {
     let issuer = Issuer::start(true).await;
     let (upstream, _) = echo_upstream().await;
-    let gw = TestGateway::start(&issuer, ROUTES, upstream, &[]).await;
+    let gw = TestGateway::start(&issuer, PUBLIC_ROUTES, upstream, &[]).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let response = gw
         .http
@@ -138,7 +128,7 @@ async fn an_upstream_server_error_body_never_reaches_the_client() {
     });
     let upstream = serve(failing).await;
     let issuer = Issuer::start(true).await;
-    let gw = TestGateway::start(&issuer, ROUTES, upstream, &[]).await;
+    let gw = TestGateway::start(&issuer, PUBLIC_ROUTES, upstream, &[]).await;
     let response = gw.get("/pub/a", None).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(

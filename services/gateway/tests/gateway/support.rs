@@ -29,6 +29,17 @@ pub(crate) async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
+/// A routes file of one public route: `/pub/...` to the upstream as `/...`.
+pub(crate) const PUBLIC_ROUTES: &str = r"
+version: 1
+routes:
+  - name: public
+    match: { prefix: /pub/ }
+    rewrite_prefix: /
+    upstreams: [http://{upstream}]
+    auth: public
+";
+
 /// An upstream answering every request with what it saw: method, path, query, headers.
 pub(crate) async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));

@@ -41,20 +41,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use service_kit::{CancellationToken, HttpSettings};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
+mod handoff;
 mod request;
 mod response;
 
+use handoff::hand_off;
 use request::{Head, Refusal};
 
 use super::direct::Edge;
@@ -415,83 +417,4 @@ async fn linger(stream: &mut TcpStream) {
         }
     })
     .await;
-}
-
-/// hyper serves the connection from here on, reading `read` (what was read from it and
-/// not served) first; until it ends or, on `shutdown`, finishes gracefully.
-async fn hand_off(
-    stream: TcpStream,
-    read: Bytes,
-    peer: SocketAddr,
-    edge: &Arc<Edge>,
-    fallback: &Fallback,
-    shutdown: &CancellationToken,
-) {
-    let io = TokioIo::new(Prefixed { read, stream });
-    let mut connection = pin!(fallback.serve_connection_with_upgrades(io, edge.connection(peer)));
-    // The connection first: it reads the head it was handed before a shutdown could
-    // find it idle and close it unanswered.
-    let served = tokio::select! {
-        biased;
-        served = connection.as_mut() => served,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = served {
-        tracing::debug!(%error, "connection ended with an error");
-    }
-}
-
-/// A connection with bytes already read from it put back in front.
-struct Prefixed {
-    read: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.read.is_empty() {
-            return Pin::new(&mut self.stream).poll_read(cx, out);
-        }
-        let n = self.read.len().min(out.remaining());
-        out.put_slice(&self.read[..n]);
-        self.read.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, data)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }

@@ -1,72 +1,17 @@
-//! The adversarial review of the gateway's own HTTP/1.1 server loop (`edge::h1`,
-//! session 7): each test shows a client-visible behaviour the loop must keep. "FIXED"
-//! tests failed against the first version of the loop (the comment says how); "GUARD"
-//! tests passed from the start and guard a property nothing else covers; "twin" tests
-//! run the same case through hyper (a request it is handed), the behaviour the loop
-//! replaced.
+//! The review's findings and guards about answers, pipelining, WebSocket hand-off and
+//! framing (see the parent module for the labels).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::support::{Issuer, TestGateway};
-
-const ROUTES: &str = r"
-version: 1
-routes:
-  - name: public
-    match: { prefix: /pub/ }
-    rewrite_prefix: /
-    upstreams: [http://{upstream}]
-    auth: public
-";
-
-async fn gateway_with(upstream: SocketAddr, args: &[&str]) -> (Issuer, TestGateway) {
-    let issuer = Issuer::start(true).await;
-    let gateway = TestGateway::start(&issuer, ROUTES, upstream, args).await;
-    (issuer, gateway)
-}
-
-async fn connect(gw: &TestGateway) -> TcpStream {
-    TcpStream::connect(gw.base.trim_start_matches("http://"))
-        .await
-        .expect("connect")
-}
-
-/// Reads one request head byte by byte (the upstreams here get no bodies); `None` at
-/// the end of the stream.
-async fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0_u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
-}
-
-/// A raw upstream answering every request on every connection with `answer`.
-async fn answering(answer: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                while read_head(&mut stream).await.is_some() {
-                    if stream.write_all(answer).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use super::{
+    answering, answering_after, connect, gateway_with, read_head, read_to_close, read_until,
+};
+use crate::support::{Issuer, PUBLIC_ROUTES, TestGateway};
 
 /// An upstream that starts a chunked answer (one chunk, `hello`) and never ends it; it
 /// reports through the receiver when the gateway closes that connection.
@@ -89,33 +34,6 @@ async fn never_ending_stream() -> (SocketAddr, oneshot::Receiver<()>) {
         let _ = closed_tx.send(());
     });
     (addr, closed)
-}
-
-/// Reads from `stream` until `needle` has arrived; what was read.
-async fn read_until(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
-    let mut seen = Vec::new();
-    let mut chunk = [0_u8; 4096];
-    while !seen.windows(needle.len()).any(|w| w == needle) {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
-            .await
-            .expect("bytes within 5 s")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed before {:?}; read: {}",
-            String::from_utf8_lossy(needle),
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&chunk[..n]);
-    }
-    seen
-}
-
-/// Everything the gateway sends until it closes the connection (at most 5 s).
-async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut seen = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen)).await;
-    String::from_utf8_lossy(&seen).into_owned()
 }
 
 /// A client that leaves during a streamed answer (server-sent events, long polls)
@@ -237,90 +155,6 @@ async fn pipelined_requests_followed_by_a_half_close_get_the_first_answer_from_h
         "POST /pub/one HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     )
     .await;
-}
-
-/// FIXED. Was: at shutdown a connection whose next head has only partly arrived is not
-/// closed (the loop watches the shutdown only while its buffer is empty), so one slow
-/// or stalled client holds the whole drain open until the drain timeout and is counted
-/// as cut. hyper closed such a connection at once (`disable_keep_alive`: the
-/// connection is idle until a whole head is parsed).
-#[tokio::test]
-async fn a_partly_sent_head_does_not_hold_the_drain_open() {
-    let upstream = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let (_issuer, gw) = gateway_with(upstream, &["--drain-timeout-secs", "10"]).await;
-    let mut stream = connect(&gw).await;
-    stream
-        .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\n\r\nGET /pub/y HTTP/1.1\r\nHost:")
-        .await
-        .expect("write");
-    read_until(&mut stream, b"ok").await;
-    // The loop is past the answer and waiting for the rest of the second head (a
-    // shutdown seen right after the answer closes the connection, as it should).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    gw.begin_shutdown();
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
-    assert!(
-        closed.is_ok(),
-        "the connection with a partial head was still open 3 s into the drain"
-    );
-    tokio::time::timeout(Duration::from_secs(3), gw.stopped())
-        .await
-        .expect("the gateway stops within 3 s, not at the 10 s drain timeout");
-}
-
-/// FIXED. Was: a request the loop hands to hyper while the shutdown is under way is often
-/// dropped unanswered: `hand_off` races the connection against `shutdown.cancelled()`
-/// in an unbiased `select!`, and when the shutdown branch is polled first,
-/// `graceful_shutdown` cancels hyper's version detection (`ReadVersion`) before hyper
-/// has read the head it was handed, so the connection closes without an answer to a
-/// request that was sent whole (a client cannot tell whether it was processed). Here:
-/// HTTP/1.0 heads completed during the drain, on several connections (each one lost
-/// with probability 1/2). The loop's own requests are answered (with
-/// `Connection: close`), so those handed off should be too; a connection closed before
-/// the head was complete is fine.
-#[tokio::test]
-async fn a_request_handed_to_hyper_during_the_drain_is_answered() {
-    const CONNECTIONS: usize = 12;
-    let upstream = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let (_issuer, gw) = gateway_with(upstream, &["--drain-timeout-secs", "10"]).await;
-    let mut streams = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let mut stream = connect(&gw).await;
-        stream
-            .write_all(b"GET /pub/x HTTP/1.0\r\nHost: a\r\n")
-            .await
-            .expect("write");
-        streams.push(stream);
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    gw.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut dropped = 0;
-    let mut answered = 0;
-    for mut stream in streams {
-        let mut byte = [0_u8; 1];
-        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await {
-            // Closed (or reset) before the head was whole: the client knows it was not
-            // served.
-            Ok(Ok(0) | Err(_)) => continue,
-            Ok(Ok(_)) => panic!("an answer before the head was whole"),
-            Err(_) => {}
-        }
-        if stream.write_all(b"\r\n").await.is_err() {
-            continue;
-        }
-        let answer = read_to_close(&mut stream).await;
-        if answer.starts_with("HTTP/1.") {
-            answered += 1;
-        } else {
-            dropped += 1;
-        }
-    }
-    assert_eq!(
-        dropped, 0,
-        "{dropped} whole requests closed without an answer ({answered} answered)"
-    );
 }
 
 /// The `Sec-WebSocket-Key` of RFC 6455's example handshake and its accept value (§1.3).
@@ -453,29 +287,6 @@ async fn a_request_hidden_in_a_body_stays_body() {
     );
 }
 
-/// FIXED (pre-existing: hyper ran without a timer, so its 30 s `header_read_timeout`
-/// was off too): a head that never completes is waited for forever. The loop reads it
-/// with no deadline (`serve_connection`'s head loop; only the body has one, 408), so a
-/// slow-loris client holds a task, a buffer and a file descriptor per connection for as
-/// long as it likes, and the drain to its end. The loop already has the request timeout
-/// at hand: the head could get it too (408 and close, as for the body).
-#[tokio::test]
-async fn a_head_that_never_completes_is_not_waited_for_forever() {
-    let upstream = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let (_issuer, gw) = gateway_with(upstream, &["--request-timeout-secs", "1"]).await;
-    let mut stream = connect(&gw).await;
-    stream
-        .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
-        .await
-        .expect("write");
-    let mut seen = Vec::new();
-    let ended = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut seen)).await;
-    assert!(
-        ended.is_ok(),
-        "the connection was still open 4 s after a partial head (request timeout 1 s)"
-    );
-}
-
 /// GUARD: a request refused for its body size (413, body within the loop's
 /// buffered limit) keeps the connection in step: the refused body, which here holds a
 /// whole request, is skipped, never read as a request, and the next one is answered.
@@ -483,7 +294,7 @@ async fn a_head_that_never_completes_is_not_waited_for_forever() {
 async fn a_refused_body_is_skipped_and_the_connection_stays_in_step() {
     let (upstream, mut paths) = recording().await;
     let issuer = Issuer::start(true).await;
-    let routes = format!("{ROUTES}    max_body_bytes: 16\n");
+    let routes = format!("{PUBLIC_ROUTES}    max_body_bytes: 16\n");
     let gw = TestGateway::start(&issuer, &routes, upstream, &[]).await;
     let hidden = "GET /pub/hidden HTTP/1.1\r\nHost: a\r\n\r\n";
     let requests = format!(
@@ -530,75 +341,6 @@ async fn recording() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String
         }
     });
     (addr, paths)
-}
-
-/// A raw upstream answering `ok` to every request after `delay`.
-async fn answering_after(delay: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                while read_head(&mut stream).await.is_some() {
-                    tokio::time::sleep(delay).await;
-                    if stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// GUARD: the drain as clients see it. An idle keep-alive connection of the
-/// loop and one handed to hyper both close at once; a request in flight is answered,
-/// with `Connection: close`, and its connection then closes; the gateway stops well
-/// before the drain timeout.
-#[tokio::test]
-async fn on_shutdown_idle_connections_close_and_a_busy_one_is_answered_with_close() {
-    let upstream = answering_after(Duration::from_millis(700)).await;
-    let (_issuer, gw) = gateway_with(upstream, &["--drain-timeout-secs", "10"]).await;
-    let mut idle_loop = connect(&gw).await;
-    idle_loop
-        .write_all(b"GET /pub/a HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    read_until(&mut idle_loop, b"\r\n\r\nok").await;
-    let mut idle_hyper = connect(&gw).await;
-    idle_hyper
-        .write_all(
-            b"POST /pub/b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        )
-        .await
-        .expect("write");
-    read_until(&mut idle_hyper, b"\r\n\r\nok").await;
-    let mut busy = connect(&gw).await;
-    busy.write_all(b"GET /pub/c HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = std::time::Instant::now();
-    gw.begin_shutdown();
-    for (name, stream) in [("loop", &mut idle_loop), ("hyper", &mut idle_hyper)] {
-        let mut sink = Vec::new();
-        let closed =
-            tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut sink)).await;
-        assert!(closed.is_ok(), "the idle {name} connection stayed open");
-        assert!(sink.is_empty(), "{}", String::from_utf8_lossy(&sink));
-    }
-    let answer = read_to_close(&mut busy).await.to_ascii_lowercase();
-    assert!(answer.starts_with("http/1.1 200 "), "{answer}");
-    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
-    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
-    tokio::time::timeout(Duration::from_secs(3), gw.stopped())
-        .await
-        .expect("stopped once drained");
-    assert!(started.elapsed() < Duration::from_secs(4));
 }
 
 /// GUARD: an answer whose body the upstream cuts short (length 10, 5 bytes,
