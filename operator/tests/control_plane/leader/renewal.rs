@@ -1,0 +1,221 @@
+//! A leader whose Lease renewals fail steps down before the Lease expires and performs
+//! none of its in-flight reconcile's remaining writes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+
+use super::{free_ports, grant_work_and_lease};
+use crate::{WAIT, create_platform, env, replicas};
+
+/// A leader whose Lease renewals fail (here its permission on Leases is revoked; in a
+/// cluster, API errors or timeouts) stops leading before its Lease expires, so that it
+/// never acts beside the replica that takes the expired Lease over. kube-lease-manager
+/// alone keeps reporting "leader" while its renewals fail.
+#[tokio::test]
+async fn a_leader_that_cannot_renew_its_lease_stops_before_the_lease_expires() {
+    let env = env().await;
+    let admin = env.client().unwrap();
+    let namespace = env.fresh_namespace("renew").await.unwrap();
+    let user = "operator-renew";
+    grant_work_and_lease(&admin, &namespace, user).await;
+    let (port, _) = free_ports();
+    let lease_duration_secs = 12;
+    let config = tessera_operator::Config {
+        admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        watch_namespace: namespace.clone(),
+        leader_election: true,
+        lease_name: "tessera-operator".into(),
+        lease_namespace: namespace.clone(),
+        pod_name: "operator-a".into(),
+        lease_duration_secs,
+    };
+    let shutdown = service_kit::CancellationToken::new();
+    let mut task = tokio::spawn(tessera_operator::run_until(
+        env.impersonating(user, &["system:authenticated"]).unwrap(),
+        config,
+        shutdown.clone(),
+    ));
+    create_platform(&admin, &namespace).await;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while deployments.get_opt("demo-gateway").await.unwrap().is_none() {
+        assert!(
+            !task.is_finished(),
+            "the operator stopped: {:?}",
+            (&mut task).await
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader did not reconcile"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Its renewals now fail.
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &namespace)
+        .delete("lease", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(admin.clone(), &namespace);
+    // It stops within one Lease duration of its last renewal (plus time to notice).
+    let outcome = tokio::time::timeout(Duration::from_secs(lease_duration_secs + 10), &mut task)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("a leader that cannot renew its Lease kept leading past its expiry")
+        })
+        .unwrap();
+    let stopped_at = std::time::SystemTime::now();
+    assert!(
+        matches!(outcome, Err(tessera_operator::RunError::LostLease)),
+        "{outcome:?}"
+    );
+    // It stepped down before the Lease it held expired (nobody else could have taken it).
+    let spec = leases.get("tessera-operator").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("operator-a"));
+    let expiry = std::time::SystemTime::from(spec.renew_time.unwrap().0)
+        + Duration::from_secs(lease_duration_secs);
+    assert!(
+        stopped_at < expiry,
+        "stepped down only after the Lease expired"
+    );
+    shutdown.cancel();
+}
+
+/// A leader whose renewals lapse while a reconcile is in flight drops that reconcile: it
+/// performs none of its remaining writes after the step-down, when another replica may
+/// already lead (a graceful stop would let it finish and overwrite the new leader's work).
+/// Here the reconcile of a spec change is held at its gateway Deployment apply until
+/// well after the Lease has lapsed.
+#[tokio::test]
+async fn a_leader_whose_lease_lapses_drops_its_in_flight_reconcile() {
+    let env = env().await;
+    let admin = env.client().unwrap();
+    let namespace = env.fresh_namespace("lapse").await.unwrap();
+    let user = "operator-lapse";
+    grant_work_and_lease(&admin, &namespace, user).await;
+    let (port, _) = free_ports();
+    let lease_duration_secs = 12;
+    let config = tessera_operator::Config {
+        admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        watch_namespace: namespace.clone(),
+        leader_election: true,
+        lease_name: "tessera-operator".into(),
+        lease_namespace: namespace.clone(),
+        pod_name: "operator-a".into(),
+        lease_duration_secs,
+    };
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel();
+    let open = service_kit::CancellationToken::new();
+    let client = holding_the_scale_up(
+        env.impersonating(user, &["system:authenticated"]).unwrap(),
+        reached_tx,
+        open.clone(),
+    );
+    let shutdown = service_kit::CancellationToken::new();
+    let mut task = tokio::spawn(tessera_operator::run_until(
+        client,
+        config,
+        shutdown.clone(),
+    ));
+    create_platform(&admin, &namespace).await;
+    let platforms: Api<tessera_operator::Platform> = Api::namespaced(admin.clone(), &namespace);
+    let observed = || async {
+        platforms
+            .get("demo")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.observed_generation)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while observed().await != Some(1) {
+        assert!(
+            !task.is_finished(),
+            "the operator stopped: {:?}",
+            (&mut task).await
+        );
+        assert!(tokio::time::Instant::now() < deadline, "no first reconcile");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A spec change: its reconcile is held at the gateway Deployment apply.
+    platforms
+        .patch(
+            "demo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({ "spec": { "gateway": { "replicas": 3 } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, reached.recv())
+        .await
+        .expect("the reconcile of the spec change never applied the gateway Deployment");
+
+    // Its renewals now fail: it steps down a sixth of the duration before expiry.
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &namespace)
+        .delete("lease", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let stopped =
+        tokio::time::timeout(Duration::from_secs(lease_duration_secs + 10), &mut task).await;
+    // Well after the step-down, the held apply may go on; then give it time to land.
+    open.cancel();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    assert_ne!(
+        replicas(&deployments.get("demo-gateway").await.unwrap()),
+        Some(3),
+        "the deposed leader's in-flight reconcile applied the Deployment after the step-down"
+    );
+    assert_eq!(
+        observed().await,
+        Some(1),
+        "the deposed leader's in-flight reconcile wrote the status after the step-down"
+    );
+    let outcome = stopped
+        .expect("the leader kept running after its renewals lapsed (its reconcile in flight)")
+        .unwrap();
+    assert!(
+        matches!(outcome, Err(tessera_operator::RunError::LostLease)),
+        "{outcome:?}"
+    );
+    shutdown.cancel();
+}
+
+/// `inner`, except that its first server-side apply of the gateway Deployment with 3
+/// replicas reports on `reached` and is held until `open` is cancelled (a reconcile stuck
+/// mid-way on a slow API server). A request dropped while held is never sent.
+fn holding_the_scale_up(
+    inner: kube::Client,
+    reached: tokio::sync::mpsc::UnboundedSender<()>,
+    open: service_kit::CancellationToken,
+) -> kube::Client {
+    let namespace = inner.default_namespace().to_owned();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let inner = inner.clone();
+        let reached = reached.clone();
+        let open = open.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect_bytes().await?;
+            let scale_up = parts.method == http::Method::PATCH
+                && parts.uri.path().ends_with("/deployments/demo-gateway")
+                && serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|object| object["spec"]["replicas"] == 3);
+            if scale_up && !open.is_cancelled() {
+                let _ = reached.send(());
+                open.cancelled().await;
+            }
+            inner
+                .send(http::Request::from_parts(parts, body.into()))
+                .await
+        }
+    });
+    kube::Client::new(service, namespace)
+}
