@@ -1,7 +1,7 @@
 //! Leader election: only the Lease holder of two operator instances reconciles
 //! (`election`), a leader whose renewals fail steps down and drops its in-flight reconcile
-//! (`renewal`), and a stopping leader releases the Lease after its last reconcile
-//! (`shutdown`). Here: the helpers they share.
+//! (`renewal`), and a stopping leader releases the Lease after its last reconcile, unless
+//! the Lease lapses first (`shutdown`). Here: the helpers they share.
 
 mod election;
 mod renewal;
@@ -74,4 +74,36 @@ async fn grant_work_and_lease(client: &kube::Client, namespace: &str, user: &str
         }]),
     )
     .await;
+}
+
+/// `inner`, except that its first server-side apply of the gateway Deployment with 3
+/// replicas reports on `reached` and is held until `open` is cancelled (a reconcile stuck
+/// mid-way on a slow API server). A request dropped while held is never sent.
+fn holding_the_scale_up(
+    inner: kube::Client,
+    reached: tokio::sync::mpsc::UnboundedSender<()>,
+    open: service_kit::CancellationToken,
+) -> kube::Client {
+    let namespace = inner.default_namespace().to_owned();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let inner = inner.clone();
+        let reached = reached.clone();
+        let open = open.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect_bytes().await?;
+            let scale_up = parts.method == http::Method::PATCH
+                && parts.uri.path().ends_with("/deployments/demo-gateway")
+                && serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|object| object["spec"]["replicas"] == 3);
+            if scale_up && !open.is_cancelled() {
+                let _ = reached.send(());
+                open.cancelled().await;
+            }
+            inner
+                .send(http::Request::from_parts(parts, body.into()))
+                .await
+        }
+    });
+    kube::Client::new(service, namespace)
 }

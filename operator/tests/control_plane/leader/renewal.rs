@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
-use super::{free_ports, grant_work_and_lease};
+use super::{free_ports, grant_work_and_lease, holding_the_scale_up};
 use crate::{WAIT, create_platform, env, replicas};
 
 /// A leader whose Lease renewals fail (here its permission on Leases is revoked; in a
@@ -186,36 +186,4 @@ async fn a_leader_whose_lease_lapses_drops_its_in_flight_reconcile() {
         "{outcome:?}"
     );
     shutdown.cancel();
-}
-
-/// `inner`, except that its first server-side apply of the gateway Deployment with 3
-/// replicas reports on `reached` and is held until `open` is cancelled (a reconcile stuck
-/// mid-way on a slow API server). A request dropped while held is never sent.
-fn holding_the_scale_up(
-    inner: kube::Client,
-    reached: tokio::sync::mpsc::UnboundedSender<()>,
-    open: service_kit::CancellationToken,
-) -> kube::Client {
-    let namespace = inner.default_namespace().to_owned();
-    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let inner = inner.clone();
-        let reached = reached.clone();
-        let open = open.clone();
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = body.collect_bytes().await?;
-            let scale_up = parts.method == http::Method::PATCH
-                && parts.uri.path().ends_with("/deployments/demo-gateway")
-                && serde_json::from_slice::<serde_json::Value>(&body)
-                    .is_ok_and(|object| object["spec"]["replicas"] == 3);
-            if scale_up && !open.is_cancelled() {
-                let _ = reached.send(());
-                open.cancelled().await;
-            }
-            inner
-                .send(http::Request::from_parts(parts, body.into()))
-                .await
-        }
-    });
-    kube::Client::new(service, namespace)
 }
