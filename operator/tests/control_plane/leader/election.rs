@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
-use super::free_ports;
+use super::{free_ports, leader_config};
 use crate::{WAIT, create_platform, env, hand_edit_replicas, replicas};
 
 /// Reconciles an operator instance has counted, from its admin `/metrics`.
@@ -39,17 +39,9 @@ async fn leader_election_lets_only_one_of_two_instances_act() {
     let namespace = env.fresh_namespace("leader").await.unwrap();
     let (port_a, port_b) = free_ports();
     let instance = |pod: &str, port: u16| {
-        let config = tessera_operator::Config {
-            admin_listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            watch_namespace: namespace.clone(),
-            leader_election: true,
-            lease_name: "tessera-operator".into(),
-            lease_namespace: namespace.clone(),
-            pod_name: pod.into(),
-            // The default: renewals come `grace` (half of it) before expiry, which leaves
-            // a loaded API server seconds to answer; takeover after a release is quick.
-            lease_duration_secs: 15,
-        };
+        // The default: renewals come `grace` (half of it) before expiry, which leaves a
+        // loaded API server seconds to answer; takeover after a release is quick.
+        let config = leader_config(&namespace, pod, port, 15);
         let shutdown = service_kit::CancellationToken::new();
         let admin = config.admin_listen;
         let task = tokio::spawn(tessera_operator::run_until(
