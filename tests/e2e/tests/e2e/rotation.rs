@@ -29,7 +29,7 @@ const WORKERS: usize = 24;
 /// A token is refreshed when it has less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5);
 
-/// The policy the operator derives (operator/src/keys.rs) with a 15 s interval: identity
+/// The policy the operator derives (operator/src/keys/) with a 15 s interval: identity
 /// polls its keyset every 2 s, so 3 s of propagation; the verifiers' 30 s leeway.
 fn policy() -> KeyPolicy {
     KeyPolicy::derived(
