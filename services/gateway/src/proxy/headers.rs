@@ -36,11 +36,22 @@ pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
 
+/// Whether one `Connection` line lists `token`.
+pub(crate) fn connection_value_has(value: &HeaderValue, token: &str) -> bool {
+    value_tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .flat_map(value_tokens)
+}
+
+fn value_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())

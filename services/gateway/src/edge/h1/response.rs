@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 use super::until_answered;
 use crate::edge::{BoxError, SecurityChosen, is_banner};
+use crate::proxy::headers::connection_value_has;
 
 /// Body bytes gathered behind the head before they are written.
 const MAX_GATHERED: usize = 64 * 1024;
@@ -154,14 +155,6 @@ fn framed_here(name: &HeaderName) -> bool {
         || name.as_str() == "keep-alive"
 }
 
-/// Whether a `Connection` value lists `close`.
-fn value_has_close(value: &HeaderValue) -> bool {
-    value.to_str().is_ok_and(|v| {
-        v.split(',')
-            .any(|token| token.trim().eq_ignore_ascii_case("close"))
-    })
-}
-
 /// The status line and headers, with the gateway's security headers (see
 /// `edge::secure_response`). A `Connection: close` among `headers` sets `close`.
 fn encode_head(
@@ -181,7 +174,7 @@ fn encode_head(
     let mut chosen = SecurityChosen::default();
     for (name, value) in headers {
         if framed_here(name) {
-            *close |= name == header::CONNECTION && value_has_close(value);
+            *close |= name == header::CONNECTION && connection_value_has(value, "close");
             // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5).
             if !(status == StatusCode::NOT_MODIFIED && name == header::CONTENT_LENGTH) {
                 continue;
@@ -258,6 +251,8 @@ impl CachedDate {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     fn head(
