@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use tessera_gateway::proxy::{
-    Balance, ClientSettings, ForwardContext, RequestIds, RetryPolicy, Timeouts, Upstream,
+    Balance, ClientSettings, ForwardContext, RequestIds, TraceParent, RetryPolicy, Timeouts, Upstream,
     UpstreamClient, UpstreamConfig,
 };
 
@@ -50,10 +50,9 @@ pub(crate) fn context() -> ForwardContext {
         proto: "http",
         host: Some(HeaderValue::from_static("api.example.com")),
         ids: RequestIds {
-            request_id: HeaderValue::from_static("fuzz-request"),
-            traceparent: HeaderValue::from_static(
-                "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
-            ),
+            request_id: HeaderValue::from_static("fuzz-request").into(),
+            trace: TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01")
+                .expect("valid traceparent"),
         },
     }
 }

@@ -17,16 +17,14 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::CONTENT_LENGTH;
 use http::{Request, StatusCode};
 use hyper::body::{Body as HttpBody, Incoming};
 use service_kit::direct::{self, HttpRecorder, problem_for_bare_errors};
-use service_kit::request_context::X_REQUEST_ID;
 use service_kit::{HttpSettings, Metrics, Problem};
 use tracing::Instrument;
 
 use super::ids::{Hex, Ids};
-use super::{Access, BoxError, Gateway};
+use super::{Access, Answer, BoxError, Gateway};
 
 /// Route label of requests no route matched (the kit's label for them).
 static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
@@ -73,11 +71,7 @@ impl Edge {
 
     /// One request, start to end; the connection's service future itself (taking the
     /// `Arc` rather than wrapping a borrowing future in another one).
-    pub(crate) async fn serve<B>(
-        self: Arc<Self>,
-        request: Request<B>,
-        peer: SocketAddr,
-    ) -> Result<Response, Infallible>
+    pub(crate) async fn serve<B>(self: Arc<Self>, request: Request<B>, peer: SocketAddr) -> Answer
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -97,21 +91,21 @@ impl Edge {
         );
         let mut access = Access::default();
         let answered = self.answer(request, peer, &ids, started, &mut access);
-        let response = if span.is_disabled() {
+        let mut answer = if span.is_disabled() {
             answered.await
         } else {
             answered.instrument(span.clone()).await
         };
-        // Only errors are reshaped: a success skips the future (and the moves of the
-        // response into and out of it).
-        let mut response =
-            if response.status().is_client_error() || response.status().is_server_error() {
-                problem_for_bare_errors(response).await
-            } else {
-                response
-            };
+        // Only errors are reshaped (in one map): a success skips the future (and the
+        // moves of the response into and out of it).
+        let status = answer.response.status();
+        if status.is_client_error() || status.is_server_error() {
+            answer.merge();
+            let response = std::mem::take(&mut answer.response);
+            answer.response = problem_for_bare_errors(response).await;
+        }
         drop(in_flight);
-        let status = response.status().as_u16();
+        let status = answer.response.status().as_u16();
         let route = access.route.unwrap_or_else(|| Arc::clone(&UNMATCHED));
         let elapsed = started.elapsed();
         self.recorder.record(&method, &route, status, elapsed);
@@ -125,12 +119,10 @@ impl Edge {
                 "request finished"
             );
         });
-        // The security headers are added where the head is written (`h1::response`) or,
-        // on hyper's connections, by `EdgeService`.
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), ids.upstream.request_id.clone());
-        Ok(response)
+        // Written with the head (`h1::response`), or set in the map on hyper's
+        // connections by `EdgeService`, as the security headers are.
+        answer.request_id = Some(ids.upstream.request_id);
+        answer
     }
 
     /// The gateway's answer under the service-wide body limit, request timeout and
@@ -142,19 +134,17 @@ impl Edge {
         ids: &Ids,
         started: Instant,
         access: &mut Access,
-    ) -> Response
+    ) -> Answer
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        if request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|length| length > self.max_body_bytes)
-        {
-            return Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+        // The declared length, as the body knows it (hyper's and the gateway's own
+        // server both take it from `Content-Length`), without a header lookup.
+        if request.body().size_hint().lower() > self.max_body_bytes {
+            return Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE)
+                .into_response()
+                .into();
         }
         // Boxed where it is made: the request path's future is several KiB, and each
         // wrapper below would otherwise copy it again (memmove showed in the profile).
@@ -170,8 +160,10 @@ impl Edge {
             .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 24 * 3600));
         match crate::deadline::within(deadline, responding.catch_unwind()).await {
             Ok(Ok(answered)) => answered,
-            Ok(Err(panic)) => direct::panic_response(panic),
-            Err(_) => Problem::for_status(StatusCode::SERVICE_UNAVAILABLE).into_response(),
+            Ok(Err(panic)) => direct::panic_response(panic).into(),
+            Err(_) => Problem::for_status(StatusCode::SERVICE_UNAVAILABLE)
+                .into_response()
+                .into(),
         }
     }
 }
@@ -191,7 +183,7 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let serving = Edge::serve(Arc::clone(&self.edge), request, self.peer);
         Box::pin(async move {
-            let mut response = serving.await?;
+            let mut response = serving.await.into_response();
             super::secure_response(response.headers_mut());
             Ok(response)
         })

@@ -1,7 +1,8 @@
 //! The request id and W3C trace context of a request on the gateway's direct data path,
-//! made straight into the header values sent upstream and back: the kit's
-//! `RequestContext` formats them through `String`s and `fmt` (several allocations and
-//! a `write!` per hex byte), which showed in the gateway's profile.
+//! made straight into the text sent upstream and back (inline, not header values: those
+//! are made only on hyper's paths): the kit's `RequestContext` formats them through
+//! `String`s and `fmt` (several allocations and a `write!` per hex byte), which showed
+//! in the gateway's profile.
 //!
 //! Same rules as the kit (`service_kit::request_context`, `service_kit::trace_context`):
 //! a caller's `X-Request-Id` is kept when [`is_acceptable_request_id`] accepts it, else a
@@ -10,14 +11,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID, is_acceptable_request_id};
-use service_kit::trace_context;
 
-use crate::proxy::RequestIds;
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
+use crate::proxy::ids::hex;
+use crate::proxy::{MadeId, RequestId, RequestIds, TraceParent};
 
 /// A request's ids: the header values for upstream and client, plus the raw trace ids
 /// for the access log.
@@ -53,24 +51,18 @@ impl Ids {
             .and_then(parse_traceparent)
             .unwrap_or_else(|| (nonzero(trace_part), true));
         let span_id: [u8; 8] = nonzero(span_part);
-        let traceparent = traceparent(&trace_id, span_id, sampled);
-        let (request_id, traceparent) = if let Some(id) = caller_id {
-            (id.clone(), shared_value(traceparent))
-        } else {
-            // Both made here: one allocation their values (and all their clones) share.
-            let mut both = [0_u8; UUID_LEN + TRACEPARENT_LEN];
-            both[..UUID_LEN].copy_from_slice(&new_request_id(uuid_part));
-            both[UUID_LEN..].copy_from_slice(&traceparent);
-            let both = Bytes::from_owner(both);
-            (
-                header_value(both.slice(..UUID_LEN)),
-                header_value(both.slice(UUID_LEN..)),
-            )
+        let request_id = match caller_id {
+            Some(id) => RequestId::Caller(id.clone()),
+            None => RequestId::Made(MadeId::new(new_request_id(uuid_part))),
         };
         Self {
             upstream: RequestIds {
                 request_id,
-                traceparent,
+                trace: TraceParent {
+                    trace_id,
+                    parent_id: span_id,
+                    sampled,
+                },
             },
             trace_id,
             span_id,
@@ -79,7 +71,7 @@ impl Ids {
 
     /// The request id as text (for the access log).
     pub(crate) fn request_id(&self) -> &str {
-        self.upstream.request_id.to_str().unwrap_or_default()
+        self.upstream.request_id.as_str()
     }
 }
 
@@ -99,10 +91,7 @@ impl std::fmt::Display for Hex<'_> {
 
 /// Writes the hex of `bytes` into `out`; returns the length written.
 fn encode(bytes: &[u8], out: &mut [u8]) -> usize {
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0x0f)];
-    }
+    hex(bytes, out);
     bytes.len() * 2
 }
 
@@ -117,56 +106,27 @@ fn nonzero<const N: usize>(random: &[u8]) -> [u8; N] {
     id
 }
 
-/// Length of a hyphenated UUID.
-const UUID_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
-/// Length of a version-00 `traceparent`.
-const TRACEPARENT_LEN: usize = 55;
-
-/// A fresh hyphenated UUIDv7 (time-ordered) with the random bits `random` (10 bytes)
-/// from the thread-local generator, not a `getrandom` system call per request.
-fn new_request_id(random: &[u8]) -> [u8; UUID_LEN] {
+/// A fresh UUIDv7 (time-ordered) with the random bits `random` (10 bytes) from the
+/// thread-local generator, not a `getrandom` system call per request.
+fn new_request_id(random: &[u8]) -> uuid::Uuid {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
     let random: [u8; 10] = random[..10].try_into().expect("ten random bytes");
-    let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    let mut text = [0_u8; UUID_LEN];
-    uuid.hyphenated().encode_lower(&mut text);
-    text
-}
-
-/// `text` (visible ASCII made here) as a header value in one allocation that its clones
-/// share: the ids are cloned into the upstream request and the response, and a value
-/// made from a copied slice allocates once more on its first clone.
-fn shared_value<const N: usize>(text: [u8; N]) -> HeaderValue {
-    header_value(Bytes::from_owner(text))
-}
-
-fn header_value(bytes: Bytes) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes).expect("ids are valid header values")
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// The trace id and sampled flag of a valid version-00 `traceparent`, as the kit parses
 /// it.
 fn parse_traceparent(header: &str) -> Option<([u8; 16], bool)> {
-    trace_context::parse_traceparent(header).map(|(trace_id, _, sampled)| (trace_id, sampled))
-}
-
-/// `00-<trace id>-<span id>-<flags>`: the callee's parent is the gateway's span.
-fn traceparent(trace_id: &[u8; 16], span_id: [u8; 8], sampled: bool) -> [u8; TRACEPARENT_LEN] {
-    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    encode(trace_id, &mut text[3..35]);
-    encode(&span_id, &mut text[36..52]);
-    if sampled {
-        text[54] = b'1';
-    }
-    text
+    TraceParent::parse(header).map(|trace| (trace.trace_id, trace.sampled))
 }
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
     use service_kit::TraceContext;
 
     use super::*;
@@ -183,20 +143,15 @@ mod tests {
     fn a_caller_trace_is_continued_with_a_new_span_the_kit_can_parse() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ids = Ids::for_request(&headers(&[("traceparent", incoming)]));
-        let sent = ids.upstream.traceparent.to_str().expect("text");
+        let sent = ids.upstream.trace.text();
+        let sent = std::str::from_utf8(&sent).expect("text");
         let parsed = TraceContext::from_traceparent(sent).expect("valid traceparent");
         assert_eq!(parsed.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(parsed.parent_span_id(), Some(Hex(&ids.span_id).to_string()));
         assert!(sent.ends_with("-01"));
         let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
         let ids = Ids::for_request(&headers(&[("traceparent", unsampled)]));
-        assert!(
-            ids.upstream
-                .traceparent
-                .to_str()
-                .expect("text")
-                .ends_with("-00")
-        );
+        assert!(ids.upstream.trace.text().ends_with(b"-00"));
     }
 
     #[test]

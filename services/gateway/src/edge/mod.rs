@@ -1,6 +1,7 @@
 //! The gateway's request path: route, check the path, answer CORS preflights, refuse
 //! smuggled credentials, authenticate, throttle, limit the body, forward.
 
+mod answer;
 mod auth;
 pub mod client_addr;
 pub mod cors;
@@ -16,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{self, CONTENT_LENGTH, HOST};
+use http::header::{self, HOST};
 use http::{HeaderValue, StatusCode, Uri};
 use hyper::body::Body as HttpBody;
 use ipnet::IpNet;
@@ -27,7 +28,9 @@ use tessera_auth::Verifier;
 
 pub use metrics::GatewayMetrics;
 
-use crate::proxy::{ForwardContext, RequestIds, UpstreamOutcome};
+pub(crate) use answer::Answer;
+
+use crate::proxy::{ForwardContext, Forwarded, RequestIds, UpstreamOutcome};
 use crate::ratelimit::{Decision, Limiter, RatePolicy, apply_headers};
 use crate::routes::file::AuthSpec;
 use crate::routes::{Route, Routes};
@@ -66,6 +69,10 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
 /// encoded slashes, no backslashes, so `/public/../admin` cannot reach `/admin` upstream
 /// through a `/public` route.
 fn path_is_clean(path: &str) -> bool {
+    // Most paths have none of the bytes the checks below look for: one pass for them.
+    if !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b'.')) {
+        return true;
+    }
     let encoded_separator = path.as_bytes().windows(3).any(|w| {
         w[0] == b'%'
             && (w[1] == b'2' && matches!(w[2] | 0x20, b'e' | b'f')
@@ -94,7 +101,8 @@ pub async fn handle(
         return Problem::internal().into_response();
     };
     let mut access = Access::default();
-    let mut response = gateway.respond(request, peer, &ids, &mut access).await;
+    let answer = gateway.respond(request, peer, &ids, &mut access).await;
+    let mut response = answer.into_response();
     response.extensions_mut().insert(AccessFields {
         upstream: access.upstream,
         subject: access.subject,
@@ -116,7 +124,7 @@ impl Gateway {
         peer: SocketAddr,
         ids: &RequestIds,
         access: &mut Access,
-    ) -> Response
+    ) -> Answer
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -129,7 +137,7 @@ impl Gateway {
                 "invalid_path",
                 "The path has dot segments or encoded separators.",
             );
-            return response;
+            return response.into();
         }
         let host = request_host(&request);
         // Borrowed from the snapshot, not cloned: an `Arc` clone per request is a
@@ -145,7 +153,7 @@ impl Gateway {
                 "no_route",
                 "No route matches this request.",
             );
-            return response;
+            return response.into();
         };
         access.route = Some(Arc::clone(&route.name));
         route_request(
@@ -179,9 +187,12 @@ pub(crate) struct Access {
 /// form (the common case), so nothing is copied.
 fn request_host<B>(request: &http::Request<B>) -> Option<HeaderValue> {
     if let Some(value) = request.headers().get(HOST) {
+        // Visible ASCII (what `to_str` accepts, less the space no host has), no
+        // uppercase, no port: in one pass.
         if value
-            .to_str()
-            .is_ok_and(|h| h.bytes().all(|b| !b.is_ascii_uppercase() && b != b':'))
+            .as_bytes()
+            .iter()
+            .all(|&b| matches!(b, b'!'..=b'~') && !b.is_ascii_uppercase() && b != b':')
         {
             return Some(value.clone());
         }
@@ -243,7 +254,7 @@ async fn route_request<B>(
     mut request: http::Request<B>,
     ids: &RequestIds,
     access: &mut Access,
-) -> Response
+) -> Answer
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -259,7 +270,7 @@ where
         if let Some(origin) = &origin {
             cors::preflight_headers(cors, origin, response.headers_mut());
         }
-        return response;
+        return response.into();
     }
 
     // A public route needs only the credential check, not the authentication future.
@@ -267,13 +278,13 @@ where
         if let Err(response) =
             auth::one_credential(gateway, route, request.headers(), request.uri())
         {
-            return response;
+            return response.into();
         }
         None
     } else {
         match auth::authenticate(gateway, route, request.headers(), request.uri()).await {
             Ok(principal) => principal,
-            Err(response) => return response,
+            Err(response) => return response.into(),
         }
     };
     strip_identity_headers(request.headers_mut());
@@ -288,38 +299,30 @@ where
         );
         match throttle(gateway, route, global_limit, &key).await {
             Ok(shown) => shown,
-            Err(refused) => return refused,
+            Err(refused) => return refused.into(),
         }
     };
 
-    if let Some(length) = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && length > route.max_body_bytes
-    {
+    // The declared length, as the body knows it (no header lookup).
+    if request.body().size_hint().lower() > route.max_body_bytes {
         return problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "The request body is larger than this route accepts.",
-        );
+        )
+        .into();
     }
     let limit = usize::try_from(route.max_body_bytes).unwrap_or(usize::MAX);
     // Without a rewrite the path goes upstream as received (the upstream client turns
     // it into origin form), so the common case copies nothing.
     if route.rewrite_prefix.is_some() {
-        let upstream_path = route.upstream_path(request.uri().path());
-        let path_and_query = match request.uri().query() {
-            Some(query) => format!("{upstream_path}?{query}"),
-            None => upstream_path,
-        };
-        let Ok(uri) = path_and_query.parse::<Uri>() else {
+        let Some(uri) = rewritten(route, request.uri()) else {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "invalid_path",
                 "The request target cannot be forwarded.",
-            );
+            )
+            .into();
         };
         *request.uri_mut() = uri;
     }
@@ -332,8 +335,12 @@ where
         host,
         ids: ids.clone(),
     };
-    let (mut response, upstream) = route.upstream.forward_unmarked(request, &forward).await;
-    access.upstream = upstream;
+    let Forwarded {
+        mut response,
+        relayed,
+        endpoint,
+    } = route.upstream.forward_unmarked(request, &forward).await;
+    access.upstream = endpoint;
     access.subject = principal.map(|p| p.subject);
     // Only the gateway's own answers carry an outcome (relayed ones skip it).
     if let Some(UpstreamOutcome {
@@ -343,13 +350,32 @@ where
     {
         gateway.metrics.upstream_error(&route.name, error);
     }
+    // Appended after the upstream's lines, as `apply_headers` appends to a map.
     for (policy, decision) in shown {
         apply_headers(response.headers_mut(), policy, &decision);
     }
+    let mut answer = Answer {
+        response,
+        relayed,
+        request_id: None,
+    };
     if let (Some(cors), Some(origin)) = (&route.cors, &origin) {
-        cors::response_headers(cors, origin, response.headers_mut());
+        // CORS replaces the upstream's values of its names: in one map.
+        answer.merge();
+        cors::response_headers(cors, origin, answer.response.headers_mut());
     }
-    response
+    answer
+}
+
+/// The request target for the upstream of a route that rewrites its prefix; `None`
+/// when the rewritten target is not a valid one.
+fn rewritten(route: &Route, uri: &Uri) -> Option<Uri> {
+    let upstream_path = route.upstream_path(uri.path());
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{upstream_path}?{query}"),
+        None => upstream_path,
+    };
+    path_and_query.parse().ok()
 }
 
 /// `X-Powered-By`, which `http` has no constant for.

@@ -16,7 +16,8 @@ use hyper::upgrade::OnUpgrade;
 
 use super::balance::{Endpoint, InFlight};
 use super::body::{self, BodyFault, FaultSlot, ResponseBody};
-use super::client::{Outgoing, SendError, UpstreamBody};
+use super::client::{Answered, Outgoing, SendError};
+use super::headers::RelayedHeaders;
 use super::outcome::{circuit_open, client_fault, finish, relayed, timed_out, unavailable};
 use super::{ForwardContext, Upstream, headers, websocket};
 
@@ -109,6 +110,8 @@ impl Tried {
 /// What [`Upstream::exchange`] ended with.
 struct Exchanged {
     response: Response<Body>,
+    /// The upstream's head lines, relayed as received, when they are not in `response`.
+    relayed: Option<RelayedHeaders>,
     /// Whether the upstream failed; `None` when the outcome does not judge the upstream
     /// (the client's own fault).
     failed: Option<bool>,
@@ -124,6 +127,7 @@ impl Exchanged {
     fn client_fault(response: Response<Body>, ended: Instant, endpoint: Option<Arc<str>>) -> Self {
         Self {
             response,
+            relayed: None,
             failed: None,
             ended,
             endpoint,
@@ -133,7 +137,7 @@ impl Exchanged {
 
 /// The result of one attempt.
 enum Attempt {
-    Answered(Response<UpstreamBody>),
+    Answered(Answered),
     /// The request never reached the endpoint.
     ConnectFailed(SendError),
     /// The exchange broke after the request was (maybe partly) sent.
@@ -147,8 +151,8 @@ impl Attempt {
     /// A 500 is the application's answer to this request and does not count.
     fn failed(&self) -> bool {
         match self {
-            Self::Answered(response) => matches!(
-                response.status(),
+            Self::Answered(answered) => matches!(
+                answered.response.status(),
                 StatusCode::BAD_GATEWAY
                     | StatusCode::SERVICE_UNAVAILABLE
                     | StatusCode::GATEWAY_TIMEOUT
@@ -163,8 +167,8 @@ impl Attempt {
     fn retryable(&self) -> bool {
         match self {
             Self::ConnectFailed(_) => true,
-            Self::Answered(response) => matches!(
-                response.status(),
+            Self::Answered(answered) => matches!(
+                answered.response.status(),
                 StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
             ),
             Self::Broken(_) | Self::TimedOut => false,
@@ -178,19 +182,21 @@ impl Upstream {
     /// answer for the upstream. Every response carries an
     /// [`UpstreamOutcome`](super::UpstreamOutcome) extension.
     pub async fn forward(&self, request: Request<Body>, ctx: &ForwardContext) -> Response<Body> {
-        self.forward_with(request, ctx, true).await.0
+        // Marked, the head lines are in the map.
+        self.forward_with(request, ctx, true).await.response
     }
 
     /// [`Upstream::forward`] for the gateway's data path, which reads no outcome: a
     /// response relayed from the upstream carries no [`UpstreamOutcome`](super::UpstreamOutcome)
     /// (its extension map is three allocations and ~1k instructions per request,
-    /// bench/README.md, gateway, session 5); the gateway's own answers still do. Returns
-    /// the endpoint of the last attempt beside the response, for the access log.
+    /// bench/README.md, gateway, session 5); the gateway's own answers still do. An
+    /// HTTP/1.1 upstream's head lines come back beside the response instead of in its
+    /// map (see [`Forwarded`]).
     pub(crate) async fn forward_unmarked(
         &self,
         request: Request<Body>,
         ctx: &ForwardContext,
-    ) -> (Response<Body>, Option<Arc<str>>) {
+    ) -> Forwarded {
         self.forward_with(request, ctx, false).await
     }
 
@@ -199,11 +205,17 @@ impl Upstream {
         request: Request<Body>,
         ctx: &ForwardContext,
         mark: bool,
-    ) -> (Response<Body>, Option<Arc<str>>) {
+    ) -> Forwarded {
         let started = Instant::now();
         let permit = match self.breaker.admit(started) {
             Ok(permit) => permit,
-            Err(wait) => return (circuit_open(wait), None),
+            Err(wait) => {
+                return Forwarded {
+                    response: circuit_open(wait),
+                    relayed: None,
+                    endpoint: None,
+                };
+            }
         };
         let exchanged = self.exchange(request, ctx, started, mark).await;
         // A failure of the client's own (an unreadable body) says nothing about the
@@ -211,7 +223,11 @@ impl Upstream {
         if let Some(failed) = exchanged.failed {
             permit.record(failed, exchanged.ended);
         }
-        (exchanged.response, exchanged.endpoint)
+        Forwarded {
+            response: exchanged.response,
+            relayed: exchanged.relayed,
+            endpoint: exchanged.endpoint,
+        }
     }
 
     /// Runs the attempts.
@@ -253,6 +269,7 @@ impl Upstream {
                 tracing::error!("upstream has no endpoints");
                 return Exchanged {
                     response: unavailable(None, 0),
+                    relayed: None,
                     failed: Some(true),
                     ended: now,
                     endpoint: None,
@@ -299,9 +316,9 @@ impl Upstream {
                 continue;
             }
 
-            let response = match attempt {
-                Attempt::Answered(response) => self.relay(
-                    response,
+            let (response, relayed) = match attempt {
+                Attempt::Answered(answered) => self.relay(
+                    answered,
                     client_upgrade,
                     deadline,
                     in_flight,
@@ -311,15 +328,16 @@ impl Upstream {
                 ),
                 Attempt::TimedOut => {
                     tracing::warn!(endpoint = %target, "upstream timed out");
-                    timed_out(Some(target.clone()), attempts)
+                    (timed_out(Some(target.clone()), attempts), None)
                 }
                 Attempt::ConnectFailed(error) | Attempt::Broken(error) => {
                     tracing::warn!(endpoint = %target, error = %chain(&error), "upstream request failed");
-                    unavailable(Some(target.clone()), attempts)
+                    (unavailable(Some(target.clone()), attempts), None)
                 }
             };
             return Exchanged {
                 response,
+                relayed,
                 failed: Some(failed),
                 ended: now,
                 endpoint: Some(target),
@@ -354,30 +372,36 @@ impl Upstream {
             Err(_) => Attempt::TimedOut,
             Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
             Ok(Err(error)) => Attempt::Broken(error),
-            Ok(Ok(response)) => Attempt::Answered(response),
+            Ok(Ok(answered)) => Attempt::Answered(answered),
         }
     }
 
     /// Turns the upstream's response into the client's: hop-by-hop headers stripped, the
-    /// body streamed under the total deadline, or a `101` spliced.
+    /// body streamed under the total deadline, or a `101` spliced. The head lines of an
+    /// HTTP/1.1 answer stay beside the response (in its map when `mark`, for callers
+    /// that read it).
     #[allow(
         clippy::too_many_arguments,
         reason = "one private step of exchange, which owns every argument"
     )]
     fn relay(
         &self,
-        mut response: Response<UpstreamBody>,
+        answered: Answered,
         client_upgrade: Option<OnUpgrade>,
         deadline: Instant,
         in_flight: InFlight,
         target: &Arc<str>,
         attempts: u32,
         mark: bool,
-    ) -> Response<Body> {
+    ) -> (Response<Body>, Option<RelayedHeaders>) {
+        let Answered {
+            mut response,
+            relayed: head,
+        } = answered;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
                 tracing::warn!(endpoint = %target, "upstream switched protocols unasked");
-                return unavailable(Some(target.clone()), attempts);
+                return (unavailable(Some(target.clone()), attempts), None);
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::splice(
@@ -388,17 +412,36 @@ impl Upstream {
             );
             let (mut parts, _) = response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, true);
-            return finish(parts, Body::empty(), Some(target.clone()), attempts, None);
+            let response = finish(parts, Body::empty(), Some(target.clone()), attempts, None);
+            return (response, None);
         }
         let (mut parts, upstream_body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         let body = Body::new(ResponseBody::new(upstream_body, deadline, in_flight));
         if mark {
-            finish(parts, body, Some(target.clone()), attempts, None)
+            if let Some(head) = &head {
+                head.append_to(&mut parts.headers);
+            }
+            (
+                finish(parts, body, Some(target.clone()), attempts, None),
+                None,
+            )
         } else {
-            relayed(parts, body)
+            (relayed(parts, body), head)
         }
     }
+}
+
+/// What [`Upstream::forward_unmarked`] answers.
+pub(crate) struct Forwarded {
+    /// The upstream's response or the gateway's problem.
+    pub(crate) response: Response<Body>,
+    /// An HTTP/1.1 upstream's head lines, relayed as received: not in `response`'s map
+    /// (building one per answer cost more than the rest of reading it, bench/README.md,
+    /// gateway, session 8).
+    pub(crate) relayed: Option<RelayedHeaders>,
+    /// The endpoint of the last attempt, for the access log.
+    pub(crate) endpoint: Option<Arc<str>>,
 }
 
 /// Methods RFC 9110 defines as idempotent that APIs use; only these are retried.

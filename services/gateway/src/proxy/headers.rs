@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use service_kit::request_context::{TRACEPARENT, X_REQUEST_ID};
 
-use super::ForwardContext;
+use super::{ForwardContext, RequestIds};
+use crate::http1::RawHeaders;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -36,9 +37,17 @@ pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
 }
 
-/// Whether one `Connection` line lists `token`.
-pub(crate) fn connection_value_has(value: &HeaderValue, token: &str) -> bool {
-    value_tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+/// Whether one `Connection` line's value lists `token`.
+pub(crate) fn connection_bytes_have(value: &[u8], token: &str) -> bool {
+    bytes_tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// Whether the `Connection` lines of `headers` list `token`.
+pub(crate) fn raw_connection_has(headers: &RawHeaders, token: &str) -> bool {
+    headers
+        .values("connection")
+        .flat_map(bytes_tokens)
+        .any(|t| t.eq_ignore_ascii_case(token))
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -49,12 +58,80 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 fn value_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
-    value
-        .to_str()
+    bytes_tokens(value.as_bytes())
+}
+
+fn bytes_tokens(value: &[u8]) -> impl Iterator<Item = &str> {
+    std::str::from_utf8(value)
         .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// An HTTP/1.1 upstream's answer head relayed as received, without a map: the lines
+/// the client gets are those [`RelayedHeaders::lines`] yields, hop-by-hop lines left out
+/// as [`strip_hop_by_hop`] removes them from a map. Only for heads whose `Connection`
+/// lines name nothing beyond `close` and `keep-alive` (see [`RelayedHeaders::new`]).
+#[derive(Debug, Clone)]
+pub(crate) struct RelayedHeaders {
+    raw: RawHeaders,
+    /// `Content-Length` is left out (it stood beside `Transfer-Encoding`).
+    drop_length: bool,
+}
+
+impl RelayedHeaders {
+    /// `raw` for relaying, leaving out its `Content-Length` when `drop_length`; `Err`
+    /// gives `raw` back when its `Connection` lines name other headers to remove (a
+    /// map strips those, [`strip_hop_by_hop`]).
+    pub(crate) fn new(raw: RawHeaders, drop_length: bool) -> Result<Self, RawHeaders> {
+        let names_others = raw
+            .values("connection")
+            .flat_map(bytes_tokens)
+            .any(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"));
+        if names_others {
+            return Err(raw);
+        }
+        Ok(Self { raw, drop_length })
+    }
+
+    /// The lines the client may get: names as received (in any case) and values.
+    pub(crate) fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.raw
+            .iter()
+            .filter(|&(name, value)| self.relayed(name, value))
+    }
+
+    /// Appends the relayed lines to `headers`.
+    pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
+        self.raw
+            .append_to(headers, |name, value| self.relayed(name, value));
+    }
+
+    fn relayed(&self, name: &[u8], value: &[u8]) -> bool {
+        if self.drop_length && name.eq_ignore_ascii_case(b"content-length") {
+            return false;
+        }
+        // `TE: trailers` is end-to-end in meaning, as in `strip_hop_by_hop`.
+        !is_hop_by_hop_name(name)
+            || name.eq_ignore_ascii_case(b"te") && value.eq_ignore_ascii_case(b"trailers")
+    }
+}
+
+/// Whether `name` (in any case) is one of [`hop_by_hop`]'s.
+fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    // Lengths first: most names differ from all of them in length.
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    }
 }
 
 /// Whether the request asks for a WebSocket upgrade (`Connection: upgrade` and
@@ -151,7 +228,8 @@ pub(crate) fn strip_request(headers: &mut HeaderMap, upgrade: bool) {
 /// `traceparent`. The HTTP/1.1 client writes them straight into the request head and
 /// skips the client's; hyper's clients get them set in the header map.
 pub(crate) struct Forwarding {
-    values: [(&'static HeaderName, Option<HeaderValue>); 5],
+    values: [(&'static HeaderName, Option<HeaderValue>); 3],
+    ids: RequestIds,
 }
 
 impl Forwarding {
@@ -179,9 +257,8 @@ impl Forwarding {
                 (&X_FORWARDED_FOR, Some(forwarded_for)),
                 (&X_FORWARDED_PROTO, proto),
                 (&X_FORWARDED_HOST, ctx.host.clone()),
-                (&X_REQUEST_ID, Some(ctx.ids.request_id.clone())),
-                (&TRACEPARENT, Some(ctx.ids.traceparent.clone())),
             ],
+            ids: ctx.ids.clone(),
         }
     }
 
@@ -198,11 +275,15 @@ impl Forwarding {
         }
     }
 
-    /// The headers to send, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.values
-            .iter()
-            .filter_map(|(name, value)| value.as_ref().map(|value| (*name, value)))
+    /// Writes the headers as HTTP/1.1 header lines into `out`.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in &self.values {
+            if let Some(value) = value {
+                line(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        line(out, b"x-request-id", self.ids.request_id.as_bytes());
+        line(out, b"traceparent", &self.ids.trace.text());
     }
 
     /// Sets the headers in `headers`, removing the client's values of those not set.
@@ -213,7 +294,17 @@ impl Forwarding {
                 None => headers.remove(*name),
             };
         }
+        headers.insert(&X_REQUEST_ID, self.ids.request_id.to_header_value());
+        headers.insert(&TRACEPARENT, self.ids.trace.to_header_value());
     }
+}
+
+/// Writes the HTTP/1.1 header line `name: value` into `out`.
+pub(crate) fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 thread_local! {
@@ -248,7 +339,7 @@ fn client_value(addr: IpAddr) -> HeaderValue {
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    use super::super::RequestIds;
+    use super::super::TraceParent;
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -269,10 +360,11 @@ mod tests {
             proto: "https",
             host: Some(HeaderValue::from_static("api.example.com")),
             ids: RequestIds {
-                request_id: HeaderValue::from_static("req-1"),
-                traceparent: HeaderValue::from_static(
+                request_id: HeaderValue::from_static("req-1").into(),
+                trace: TraceParent::parse(
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
+                )
+                .expect("valid"),
             },
         }
     }
@@ -406,9 +498,12 @@ mod tests {
         // Without a known host, no `X-Forwarded-Host` is sent at all.
         let mut ctx = ctx(IpAddr::V6(Ipv6Addr::LOCALHOST), None);
         ctx.host = None;
-        let sent: Vec<_> = Forwarding::new(&ctx)
-            .iter()
-            .map(|(name, _)| name.as_str().to_owned())
+        let mut sent = Vec::new();
+        Forwarding::new(&ctx).write(&mut sent);
+        let sent: Vec<_> = String::from_utf8(sent)
+            .expect("text")
+            .lines()
+            .map(|line| line.split(':').next().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(
             sent,

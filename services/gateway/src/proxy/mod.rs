@@ -30,6 +30,7 @@ mod budget;
 mod client;
 mod forward;
 pub(crate) mod headers;
+pub(crate) mod ids;
 mod outcome;
 mod outlier;
 mod websocket;
@@ -40,11 +41,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Uri};
-use service_kit::RequestContext;
 
 pub use breaker::BreakerState;
 pub use client::{ClientSettings, UpstreamClient};
+pub use ids::{MadeId, RequestId, RequestIds, TraceParent};
 pub use outcome::UpstreamOutcome;
+
+pub(crate) use forward::Forwarded;
 
 use balance::{Balancer, Endpoint};
 use breaker::Breaker;
@@ -241,28 +244,6 @@ pub struct ForwardContext {
     pub host: Option<HeaderValue>,
     /// The request id and trace context, sent as `X-Request-Id` and `traceparent`.
     pub ids: RequestIds,
-}
-
-/// The propagation headers of one request, as sent upstream: made once per request and
-/// cloned into each attempt without copying.
-#[derive(Debug, Clone)]
-pub struct RequestIds {
-    /// The `X-Request-Id` value.
-    pub request_id: HeaderValue,
-    /// The `traceparent` value naming the gateway's span as the callee's parent.
-    pub traceparent: HeaderValue,
-}
-
-impl From<&RequestContext> for RequestIds {
-    /// The ids of a request served through the kit's layers (which made the context).
-    fn from(context: &RequestContext) -> Self {
-        Self {
-            request_id: HeaderValue::from_str(&context.request_id)
-                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
-            traceparent: HeaderValue::from_str(&context.trace.traceparent())
-                .expect("a formatted traceparent is a valid header value"),
-        }
-    }
 }
 
 /// One upstream's endpoints and resilience state; share it as `Arc<Upstream>` and build

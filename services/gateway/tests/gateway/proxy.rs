@@ -18,8 +18,8 @@ use axum::extract::Request;
 use http::{HeaderValue, Method, Response, Uri};
 use http_body_util::BodyExt;
 use tessera_gateway::proxy::{
-    Balance, ForwardContext, RequestIds, RetryPolicy, Timeouts, Upstream, UpstreamClient,
-    UpstreamConfig,
+    Balance, ForwardContext, RequestIds, RetryPolicy, Timeouts, TraceParent, Upstream,
+    UpstreamClient, UpstreamConfig,
 };
 
 /// A configuration with every protection off, so each test turns on only the one it
@@ -68,8 +68,8 @@ fn ctx() -> ForwardContext {
         proto: "https",
         host: Some(HeaderValue::from_static("api.example.com")),
         ids: RequestIds {
-            request_id: HeaderValue::from_static("gateway-request-1"),
-            traceparent: HeaderValue::from_static(TRACEPARENT),
+            request_id: HeaderValue::from_static("gateway-request-1").into(),
+            trace: TraceParent::parse(TRACEPARENT).expect("valid traceparent"),
         },
     }
 }

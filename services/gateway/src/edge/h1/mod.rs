@@ -171,12 +171,12 @@ pub(crate) async fn serve_connection(
         let serving = pin!(Arc::clone(&edge).serve(request, peer));
         let answered = until_answered(&mut client.stream, &mut client.buf, serving).await;
         // `None`: the client went away; the request was dropped.
-        let Some(Ok(response)) = answered else { return };
+        let Some(answer) = answered else { return };
         let close = close || shutdown.is_cancelled();
         let Client {
             stream, buf, out, ..
         } = &mut client;
-        match response::write(stream, buf, out, response, head_request, close).await {
+        match response::write(stream, buf, out, answer, head_request, close).await {
             Ok(true) if !shutdown.is_cancelled() => client.answered(),
             Ok(_) => return linger(&mut client.stream).await,
             // Cut: the client sees an incomplete answer.
@@ -327,7 +327,7 @@ impl Client {
         let Self {
             stream, buf, out, ..
         } = &mut self;
-        if response::write(stream, buf, out, problem, false, true)
+        if response::write(stream, buf, out, problem.into(), false, true)
             .await
             .is_ok()
         {

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use crate::http1::{MAX_HEADERS, content_length, header_map, note_spans};
+use crate::http1::{MAX_HEADERS, header_map, note_spans};
 use crate::proxy::headers::connection_has;
 
 /// What the start of a connection's read buffer holds.
@@ -149,7 +149,7 @@ pub(super) fn parse(
         ));
     }
     let body_len = if seen.content_length {
-        match content_length(&headers) {
+        match seen.lengths.agreed() {
             Ok(length) => length.unwrap_or(0),
             Err(_) => {
                 return Head::Refuse(Refusal::bad_request(

@@ -8,18 +8,18 @@ use std::io;
 use std::pin::pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::FutureExt;
-use http::header::{self, HeaderName};
-use http::{Response, StatusCode};
+use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::until_answered;
-use crate::edge::{BoxError, SecurityChosen, is_banner};
-use crate::proxy::headers::connection_value_has;
+use crate::edge::{Answer, SecurityChosen};
+use crate::proxy::RequestId;
+use crate::proxy::headers::{RelayedHeaders, connection_bytes_have, line};
 
 /// Body bytes gathered behind the head before they are written.
 const MAX_GATHERED: usize = 64 * 1024;
@@ -33,28 +33,33 @@ enum Framing {
     Chunked,
 }
 
-/// Writes `response` to `stream` through the write buffer `out` (left empty), for a
+/// Writes `answer` to `stream` through the write buffer `out` (left empty), for a
 /// request that was `HEAD` or not, with `Connection: close` when `close`. While the body
 /// keeps the answer waiting, the client's side is watched as during the request (`buf`
 /// is the connection's read buffer): a client that leaves ends the answer. `Ok(true)`
 /// when the connection can carry another request; an error when the answer could not
 /// be sent whole (the caller closes the connection, so the client sees it cut).
-pub(super) async fn write<B>(
+pub(super) async fn write(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
-    response: Response<B>,
+    answer: Answer,
     head_request: bool,
     close: bool,
-) -> io::Result<bool>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
+) -> io::Result<bool> {
+    let Answer {
+        response,
+        relayed,
+        request_id,
+    } = answer;
     let (parts, body) = response.into_parts();
     let status = parts.status;
-    let headers = &parts.headers;
-    let declared = || crate::http1::content_length(headers).ok().flatten();
+    let head = Head {
+        headers: &parts.headers,
+        relayed: relayed.as_ref(),
+        request_id: request_id.as_ref().map(RequestId::as_bytes),
+    };
+    let declared = || head.declared_length();
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
@@ -76,8 +81,9 @@ where
         (None, Framing::Chunked)
     };
     let mut close = close;
-    encode_head(out, status, headers, announced, framing, &mut close);
+    encode_head(out, status, &head, announced, framing, &mut close);
     drop(parts);
+    drop(relayed);
     if framing == Framing::None {
         stream.write_all(out).await?;
         out.clear();
@@ -97,7 +103,7 @@ where
                 .ok_or_else(|| io::Error::other("the client left during the answer"))?
         };
         let Some(frame) = frame else { break };
-        let frame = frame.map_err(|error| io::Error::other(error.into()))?;
+        let frame = frame.map_err(io::Error::other)?;
         let Ok(data) = frame.into_data() else {
             // Trailers are not sent on HTTP/1.1 (as hyper does without `TE: trailers`).
             continue;
@@ -147,20 +153,80 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// Hop-by-hop and framing headers of the answer that the gateway writes itself.
-fn framed_here(name: &HeaderName) -> bool {
-    name == header::CONTENT_LENGTH
-        || name == header::TRANSFER_ENCODING
-        || name == header::CONNECTION
-        || name.as_str() == "keep-alive"
+/// The headers of an answer: the upstream's lines relayed as received, then those the
+/// gateway set, and the request id in place of any other.
+struct Head<'a> {
+    headers: &'a http::HeaderMap,
+    relayed: Option<&'a RelayedHeaders>,
+    request_id: Option<&'a [u8]>,
+}
+
+impl Head<'_> {
+    /// Every line, names in any case (relayed ones as received).
+    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let set = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        self.relayed
+            .into_iter()
+            .flat_map(RelayedHeaders::lines)
+            .chain(set)
+    }
+
+    /// The length the upstream declared (for the answer to a `HEAD`).
+    fn declared_length(&self) -> Option<u64> {
+        let lengths = self
+            .lines()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"content-length"))
+            .map(|(_, value)| value);
+        crate::http1::agreed_length(lengths).ok().flatten()
+    }
+}
+
+/// What the head encoder does with a header line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ContentLength,
+    Connection,
+    /// `Transfer-Encoding` and `Keep-Alive`: the gateway frames the answer itself.
+    Framing,
+    /// `Server`, `X-Powered-By` (see `edge::secure_response`).
+    Banner,
+    RequestId,
+    Date,
+    ContentTypeOptions,
+    FrameOptions,
+    Other,
+}
+
+impl Kind {
+    /// The kind of a header `name` (in any case).
+    fn of(name: &[u8]) -> Self {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        // Lengths first: most names differ from all of them in length.
+        match name.len() {
+            4 if is(b"date") => Self::Date,
+            6 if is(b"server") => Self::Banner,
+            10 if is(b"connection") => Self::Connection,
+            10 if is(b"keep-alive") => Self::Framing,
+            12 if is(b"x-request-id") => Self::RequestId,
+            12 if is(b"x-powered-by") => Self::Banner,
+            14 if is(b"content-length") => Self::ContentLength,
+            15 if is(b"x-frame-options") => Self::FrameOptions,
+            17 if is(b"transfer-encoding") => Self::Framing,
+            22 if is(b"x-content-type-options") => Self::ContentTypeOptions,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// The status line and headers, with the gateway's security headers (see
-/// `edge::secure_response`). A `Connection: close` among `headers` sets `close`.
+/// `edge::secure_response`). A `Connection: close` among the headers sets `close`.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    headers: &http::HeaderMap,
+    head: &Head<'_>,
     announced: Option<u64>,
     framing: Framing,
     close: &mut bool,
@@ -172,20 +238,25 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
     let mut dated = false;
     let mut chosen = SecurityChosen::default();
-    for (name, value) in headers {
-        if framed_here(name) {
-            *close |= name == header::CONNECTION && connection_value_has(value, "close");
-            // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5).
-            if !(status == StatusCode::NOT_MODIFIED && name == header::CONTENT_LENGTH) {
+    for (name, value) in head.lines() {
+        match Kind::of(name) {
+            Kind::Connection => {
+                *close |= connection_bytes_have(value, "close");
                 continue;
             }
+            // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5).
+            Kind::ContentLength if status != StatusCode::NOT_MODIFIED => continue,
+            Kind::Framing | Kind::Banner => continue,
+            Kind::RequestId if head.request_id.is_some() => continue,
+            Kind::Date => dated = true,
+            Kind::ContentTypeOptions => chosen.sniffing = true,
+            Kind::FrameOptions => chosen.framing = true,
+            Kind::ContentLength | Kind::RequestId | Kind::Other => {}
         }
-        if is_banner(name) {
-            continue;
-        }
-        dated |= name == header::DATE;
-        chosen.note(name);
-        line(out, name.as_str().as_bytes(), value.as_bytes());
+        line(out, name, value);
+    }
+    if let Some(id) = head.request_id {
+        line(out, b"x-request-id", id);
     }
     for (name, value) in chosen.missing() {
         line(out, name.as_str().as_bytes(), value.as_bytes());
@@ -216,13 +287,6 @@ fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
             return &digits[at..];
         }
     }
-}
-
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 thread_local! {
@@ -267,7 +331,12 @@ mod tests {
         }
         let mut out = Vec::new();
         let mut close = false;
-        encode_head(&mut out, status, &map, announced, framing, &mut close);
+        let head = Head {
+            headers: &map,
+            relayed: None,
+            request_id: None,
+        };
+        encode_head(&mut out, status, &head, announced, framing, &mut close);
         (String::from_utf8(out).expect("text"), close)
     }
 

@@ -25,7 +25,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 pub(crate) use target::Target;
 
 use super::forward::is_idempotent;
-use super::headers::Forwarding;
+use super::headers::{Forwarding, RelayedHeaders};
 use connect::ConnectTimeouts;
 use h1::{Connection, RequestHead};
 use target::Protocol;
@@ -115,11 +115,15 @@ impl UpstreamClient {
         outgoing: Outgoing<'_>,
         body: Body,
         now: Instant,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Result<Answered, SendError> {
         if target.protocol != Protocol::Http1 || outgoing.upgrade {
             // Boxed: the common path's future stays small (it is moved into a box per
             // request; bench/README.md, gateway, session 6).
-            return Box::pin(self.send_with_hyper(target, outgoing, body)).await;
+            let response = Box::pin(self.send_with_hyper(target, outgoing, body)).await?;
+            return Ok(Answered {
+                response,
+                relayed: None,
+            });
         }
         let head = RequestHead {
             method: &outgoing.parts.method,
@@ -139,7 +143,7 @@ impl UpstreamClient {
             None => self.connect_http1(target).await?,
         };
         let failed = match conn.send(target, head, body, self.checkin(target)).await {
-            Ok(response) => return Ok(response.map(UpstreamBody::Http1)),
+            Ok(answered) => return Ok(Answered::http1(answered)),
             Err(failed) => failed,
         };
         if !(reused && resendable && failed.unanswered) {
@@ -147,11 +151,11 @@ impl UpstreamClient {
         }
         tracing::debug!(endpoint = %target, error = %failed.error, "pooled connection closed under the request; sending it on a new one");
         let conn = self.connect_http1(target).await?;
-        let response = conn
+        let answered = conn
             .send(target, head, Body::empty(), self.checkin(target))
             .await
             .map_err(|failed| SendError::Exchange(failed.error))?;
-        Ok(response.map(UpstreamBody::Http1))
+        Ok(Answered::http1(answered))
     }
 
     /// A new HTTP/1.1 connection to `target` (boxed where it is made: rare, and its
@@ -209,6 +213,22 @@ impl UpstreamClient {
         request.headers_mut().remove(header::HOST);
         let client = self.h2c_client();
         Ok(client.request(request).await?.map(UpstreamBody::Hyper))
+    }
+}
+
+/// An upstream's answer: the response, and the lines of an HTTP/1.1 answer's head when
+/// they are relayed as received instead of being in its map.
+pub(crate) struct Answered {
+    pub(crate) response: Response<UpstreamBody>,
+    pub(crate) relayed: Option<RelayedHeaders>,
+}
+
+impl Answered {
+    fn http1((response, relayed): (Response<h1::ResponseBody>, Option<RelayedHeaders>)) -> Self {
+        Self {
+            response: response.map(UpstreamBody::Http1),
+            relayed,
+        }
     }
 }
 

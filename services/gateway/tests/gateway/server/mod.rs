@@ -5,9 +5,11 @@
 //! loop (session 7): "FIXED" tests failed against its first version (the comment says
 //! how), "GUARD" tests passed from the start and guard a property nothing else covers,
 //! "twin" tests run the same case through hyper, the behaviour the loop replaced.
-//! `drain` holds those about shutdown and timeouts.
+//! `drain` holds those about shutdown and timeouts; `relay` — answers relayed from an
+//! HTTP/1.1 upstream as received (hop-by-hop, banner and framing lines left out).
 
 mod drain;
+mod relay;
 mod review;
 mod wire;
 

@@ -1,29 +1,29 @@
-//! Response heads: parsed with `httparse` into a zero-copy `HeaderMap`, and the framing
-//! of the body that follows (RFC 9112 §6.3).
+//! Response heads: parsed with `httparse` into the lines as received ([`RawHeaders`],
+//! no map: the gateway relays them), and the framing of the body that follows (RFC 9112
+//! §6.3).
 
 use std::io;
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
 
 use super::body::{Chunk, Framing};
 use super::invalid;
-use crate::http1::{MAX_HEADERS, Seen, content_length, header_map, is_chunked, note_spans};
-use crate::proxy::headers::connection_has;
+use crate::http1::{MAX_HEADERS, RawHeaders, Seen, last_coding_is_chunked, note_spans};
+use crate::proxy::headers::raw_connection_has;
 
 /// A parsed response head.
 pub(super) struct ResponseHead {
     pub(super) status: StatusCode,
     pub(super) version: Version,
-    pub(super) headers: HeaderMap,
+    pub(super) headers: RawHeaders,
     pub(super) seen: Seen,
 }
 
 /// Parses a response head at the start of `buf` and splits it off; `None` while it is
-/// incomplete. Header values share the head's bytes instead of being copied; `spans`
-/// is room to note where they lie.
+/// incomplete. The lines keep the head's bytes instead of being copied; `spans` is room
+/// to note where they lie.
 pub(super) fn parse_head(
     buf: &mut BytesMut,
     spans: &mut Vec<[usize; 4]>,
@@ -49,33 +49,30 @@ pub(super) fn parse_head(
     } else {
         Version::HTTP_11
     };
+    let seen = Seen::of(response.headers);
     // Where each name and value lies in `buf`, to slice them once the head is split off.
     note_spans(response.headers, buf.as_ptr(), spans);
     let head = buf.split_to(length).freeze();
-    // Room for what the gateway adds to the response (`X-Request-Id`, rate-limit and
-    // CORS headers) without growing the map.
-    let (headers, seen) = header_map(&head, spans, 4)
-        .map_err(|error| invalid(&format!("{error} in the response")))?;
     Ok(Some(ResponseHead {
         status,
         version,
-        headers,
+        headers: RawHeaders::new(head, spans),
         seen,
     }))
 }
 
-/// How the response body is delimited (RFC 9112 §6.3) and whether the connection can
-/// carry another request afterwards. A `Content-Length` beside `Transfer-Encoding` is
-/// removed: it does not describe the body the client will get.
+/// How the response body is delimited (RFC 9112 §6.3), whether the connection can carry
+/// another request afterwards, and whether the head's `Content-Length` is to be left out
+/// (beside `Transfer-Encoding` it does not describe the body the client will get).
 pub(super) fn response_framing(
     method: &Method,
     status: StatusCode,
     version: Version,
-    headers: &mut HeaderMap,
+    headers: &RawHeaders,
     seen: Seen,
-) -> io::Result<(Framing, bool)> {
+) -> io::Result<(Framing, bool, bool)> {
     let keep_alive =
-        version == Version::HTTP_11 && !(seen.connection && connection_has(headers, "close"));
+        version == Version::HTTP_11 && !(seen.connection && raw_connection_has(headers, "close"));
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -84,6 +81,7 @@ pub(super) fn response_framing(
         return Ok((
             Framing::Length(0),
             keep_alive && status != StatusCode::SWITCHING_PROTOCOLS,
+            false,
         ));
     }
     if seen.transfer_encoding {
@@ -94,24 +92,24 @@ pub(super) fn response_framing(
         // RFC 9112 §6.3: a length beside the coding is removed before forwarding, and
         // such a message (a smuggling attempt, or a broken server) does not get to
         // frame another one on this connection.
-        let chunked = is_chunked(headers);
-        let smuggled_length = headers.remove(header::CONTENT_LENGTH).is_some();
+        let chunked = last_coding_is_chunked(headers.values("transfer-encoding"));
+        let smuggled_length = seen.content_length;
         return Ok(if chunked {
             (
                 Framing::Chunked(Chunk::Size),
                 keep_alive && !smuggled_length,
+                smuggled_length,
             )
         } else {
-            (Framing::UntilClose, false)
+            (Framing::UntilClose, false, smuggled_length)
         });
     }
-    let length = if seen.content_length {
-        content_length(headers).map_err(|error| invalid(&format!("{error} in the response")))?
-    } else {
-        None
-    };
+    let length = seen
+        .lengths
+        .agreed()
+        .map_err(|error| invalid(&format!("{error} in the response")))?;
     Ok(match length {
-        Some(length) => (Framing::Length(length), keep_alive),
-        None => (Framing::UntilClose, false),
+        Some(length) => (Framing::Length(length), keep_alive, false),
+        None => (Framing::UntilClose, false, false),
     })
 }

@@ -7,9 +7,11 @@
 //! That machinery cost more instructions per proxied request than everything the gateway
 //! itself does (bench/README.md, gateway, session 6). Here the request head is encoded
 //! from the borrowed request parts straight into the connection's write buffer, the
-//! response head is parsed with `httparse` (hyper's parser) into a `HeaderMap` whose
-//! values share the read buffer, and the response body reads the connection itself and
-//! returns it to the pool once it is complete.
+//! response head is parsed with `httparse` (hyper's parser) and kept as the lines
+//! received, sharing the read buffer: no map is built for it (its lines go back beside
+//! the response, [`RelayedHeaders`], and are written to the client as they are), and the
+//! response body reads the connection itself and returns it to the pool once it is
+//! complete.
 //!
 //! What it speaks: requests with an empty, sized or streamed (`chunked`) body, request
 //! trailers dropped; responses framed by `Content-Length`, `chunked` (trailers read and
@@ -48,7 +50,7 @@ use request::{RequestFraming, Upload, encode_head};
 
 use super::pool::Checkin;
 use super::target::Target;
-use crate::proxy::headers::Forwarding;
+use crate::proxy::headers::{Forwarding, RelayedHeaders};
 
 /// Largest response head (status line and headers, or trailers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -125,7 +127,7 @@ impl Connection {
         head: RequestHead<'_>,
         body: Body,
         home: Checkin,
-    ) -> Result<Response<ResponseBody>, Failed> {
+    ) -> Result<(Response<ResponseBody>, Option<RelayedHeaders>), Failed> {
         let framing = RequestFraming::of(head.method, &body);
         self.answered = false;
         self.write.clear();
@@ -165,16 +167,16 @@ impl Connection {
         let ResponseHead {
             status,
             version,
-            mut headers,
+            headers,
             seen,
         } = answer;
-        let (framing, keep_alive) =
-            response_framing(head.method, status, version, &mut headers, seen).map_err(
-                |error| Failed {
+        let (framing, keep_alive, drop_length) =
+            response_framing(head.method, status, version, &headers, seen).map_err(|error| {
+                Failed {
                     error,
                     unanswered: false,
-                },
-            )?;
+                }
+            })?;
         let mut body = ResponseBody {
             conn: Some(self),
             home: (keep_alive && uploaded).then_some(home),
@@ -188,8 +190,18 @@ impl Connection {
         let mut response = Response::new(body);
         *response.status_mut() = status;
         *response.version_mut() = version;
-        *response.headers_mut() = headers;
-        Ok(response)
+        // The head goes on as received unless its `Connection` names headers to remove,
+        // which the relay then strips from a map.
+        let relayed = match RelayedHeaders::new(headers, drop_length) {
+            Ok(relayed) => Some(relayed),
+            Err(headers) => {
+                headers.append_to(response.headers_mut(), |name, _| {
+                    !(drop_length && name.eq_ignore_ascii_case(b"content-length"))
+                });
+                None
+            }
+        };
+        Ok((response, relayed))
     }
 
     /// Writes the request head and body; ready once all of it is written. Body frames

@@ -9,7 +9,7 @@ use hyper::body::Body as HttpBody;
 
 use super::super::target::Target;
 use super::{RequestHead, invalid};
-use crate::proxy::headers::Forwarding;
+use crate::proxy::headers::{Forwarding, line};
 
 /// How the request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +109,10 @@ pub(super) fn encode_head(
             && *name != header::TRANSFER_ENCODING
             && !Forwarding::replaces(name)
     });
-    for (name, value) in sent.chain(head.forwarding.iter()) {
-        buf.extend_from_slice(name.as_str().as_bytes());
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(value.as_bytes());
-        buf.extend_from_slice(b"\r\n");
+    for (name, value) in sent {
+        line(buf, name.as_str().as_bytes(), value.as_bytes());
     }
+    head.forwarding.write(buf);
     match framing {
         RequestFraming::Empty => {}
         RequestFraming::Length(length) => {

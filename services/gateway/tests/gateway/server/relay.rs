@@ -1,0 +1,145 @@
+//! Answers relayed from an HTTP/1.1 upstream: their head's lines go to the client as
+//! received, without a header map (session 8), less what never crosses the gateway.
+//! Each case runs on the gateway's own loop and, as a twin, through hyper (an HTTP/1.0
+//! request is handed to it), which gets the lines merged into one map.
+
+use tokio::io::AsyncWriteExt;
+
+use super::{answering, connect, gateway_with, read_answer, read_to_close};
+
+/// An upstream answer with every kind of line the gateway must not relay, in the case
+/// a server might send it, beside lines it must relay.
+const NOISY_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\n\
+    Connection: Keep-Alive\r\n\
+    Keep-Alive: timeout=5\r\n\
+    Proxy-Authenticate: Basic\r\n\
+    Trailer: X-Sum\r\n\
+    Upgrade: h2c\r\n\
+    Server: Werkzeug/2.0.1\r\n\
+    X-Powered-By: PHP/8.1\r\n\
+    X-Request-Id: chosen-upstream\r\n\
+    X-Kept: 1\r\n\
+    Set-Cookie: a=1\r\n\
+    Set-Cookie: b=2\r\n\
+    Content-Type: text/plain\r\n\
+    Content-Length: 2\r\n\
+    \r\n\
+    ok";
+
+/// What the client must (not) see of [`NOISY_ANSWER`] in `answer` (a whole answer's
+/// text).
+fn assert_relayed_cleanly(answer: &str) {
+    let lower = answer.to_ascii_lowercase();
+    let (head, body) = lower.split_once("\r\n\r\n").expect("a whole answer");
+    // hyper answers an HTTP/1.0 request in HTTP/1.0.
+    assert!(
+        head.starts_with("http/1.") && head[8..].starts_with(" 200 ok\r\n"),
+        "{answer}"
+    );
+    assert_eq!(body, "ok", "{answer}");
+    let lines: Vec<&str> = head.lines().skip(1).collect();
+    let named = |name: &str| {
+        lines
+            .iter()
+            .filter(|line| line.split(':').next() == Some(name))
+            .count()
+    };
+    for gone in [
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+        "server",
+        "x-powered-by",
+    ] {
+        assert_eq!(named(gone), 0, "{gone} reached the client: {answer}");
+    }
+    assert_eq!(named("x-kept"), 1, "{answer}");
+    assert_eq!(named("set-cookie"), 2, "every value is relayed: {answer}");
+    assert_eq!(named("content-length"), 1, "{answer}");
+    assert!(lines.contains(&"content-length: 2"), "{answer}");
+    // The gateway's own request id replaces the upstream's.
+    assert_eq!(named("x-request-id"), 1, "{answer}");
+    assert!(!lower.contains("chosen-upstream"), "{answer}");
+    assert_eq!(named("x-content-type-options"), 1, "{answer}");
+}
+
+async fn noisy_answer_relayed(request: &[u8]) {
+    let (_issuer, gw) = gateway_with(answering(NOISY_ANSWER).await, &[]).await;
+    let mut stream = connect(&gw).await;
+    stream.write_all(request).await.expect("write");
+    assert_relayed_cleanly(&read_to_close(&mut stream).await);
+}
+
+#[tokio::test]
+async fn a_relayed_head_loses_hop_by_hop_banner_and_upstream_id_lines_in_any_case() {
+    noisy_answer_relayed(b"GET /pub/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn the_same_answer_served_by_hyper_loses_the_same_lines() {
+    noisy_answer_relayed(b"GET /pub/x HTTP/1.0\r\nHost: a\r\n\r\n").await;
+}
+
+/// An upstream framing its answer both by a length and `chunked` (a smuggling
+/// attempt): the length is not relayed, on either path (hyper would frame the answer
+/// by it).
+async fn smuggled_length_dropped(request: &[u8]) {
+    let upstream = answering(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+          2\r\nok\r\n0\r\n\r\n",
+    )
+    .await;
+    let (_issuer, gw) = gateway_with(upstream, &[]).await;
+    let mut stream = connect(&gw).await;
+    stream.write_all(request).await.expect("write");
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.contains(" 200 OK\r\n"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("content-length: 5"),
+        "{answer}"
+    );
+    assert!(answer.contains("ok"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_not_relayed() {
+    smuggled_length_dropped(b"GET /pub/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_not_relayed_by_hyper_either() {
+    smuggled_length_dropped(b"GET /pub/x HTTP/1.0\r\nHost: a\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn a_head_answer_keeps_the_upstream_length_and_a_304_its_own() {
+    let upstream = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n").await;
+    let (_issuer, gw) = gateway_with(upstream, &[]).await;
+    let mut stream = connect(&gw).await;
+    let mut buf = Vec::new();
+    stream
+        .write_all(b"HEAD /pub/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let head = read_answer(&mut stream, &mut buf, true).await;
+    assert_eq!(head.header("content-length"), Some("42"), "{head:?}");
+
+    let upstream =
+        answering(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 42\r\n\r\n").await;
+    let (_issuer, gw) = gateway_with(upstream, &[]).await;
+    let mut stream = connect(&gw).await;
+    let mut buf = Vec::new();
+    stream
+        .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let unchanged = read_answer(&mut stream, &mut buf, false).await;
+    assert_eq!(unchanged.status, 304);
+    assert_eq!(
+        unchanged.header("content-length"),
+        Some("42"),
+        "{unchanged:?}"
+    );
+    assert_eq!(unchanged.header("etag"), Some("\"v1\""), "{unchanged:?}");
+}
