@@ -6,10 +6,12 @@
 //! how), "GUARD" tests passed from the start and guard a property nothing else covers,
 //! "twin" tests run the same case through hyper, the behaviour the loop replaced.
 //! `drain` holds those about shutdown and timeouts; `relay` — answers relayed from an
-//! HTTP/1.1 upstream as received (hop-by-hop, banner and framing lines left out).
+//! HTTP/1.1 upstream as received (hop-by-hop, banner and framing lines left out), and
+//! `relay_review` its adversarial review.
 
 mod drain;
 mod relay;
+mod relay_review;
 mod review;
 mod wire;
 
