@@ -6,9 +6,11 @@
 //! ([`Answer::into_response`]).
 
 use axum::response::Response;
-use http::HeaderMap;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use service_kit::request_context::X_REQUEST_ID;
 
+use crate::http1::agreed_length;
 use crate::proxy::RequestId;
 use crate::proxy::headers::RelayedHeaders;
 
@@ -46,7 +48,8 @@ impl Answer {
         append_all(headers, set);
     }
 
-    /// The answer as one response, for hyper and axum.
+    /// The answer as one response, for hyper and axum: merged, the request id set, and
+    /// its `Content-Length` one number, or none where the status allows no body.
     pub(crate) fn into_response(mut self) -> Response {
         self.merge();
         if let Some(id) = &self.request_id {
@@ -54,7 +57,39 @@ impl Answer {
                 .headers_mut()
                 .insert(X_REQUEST_ID.clone(), id.to_header_value());
         }
+        one_length(&mut self.response);
         self.response
+    }
+}
+
+/// Leaves `response` at most one `Content-Length`, a number (RFC 9110 §8.6: a list of
+/// one repeated value, which an upstream may send, is not one a sender may forward, and
+/// HTTP/2 refuses it), and none on a `1xx` or `204`.
+fn one_length(response: &mut Response) {
+    let status = response.status();
+    let headers = response.headers_mut();
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let (Some(first), more) = (lengths.next(), lengths.next().is_some()) else {
+        return;
+    };
+    if !more && first.as_bytes().iter().all(u8::is_ascii_digit) && !first.is_empty() {
+        if status.is_informational() || status == StatusCode::NO_CONTENT {
+            headers.remove(CONTENT_LENGTH);
+        }
+        return;
+    }
+    let agreed = agreed_length(
+        headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    headers.remove(CONTENT_LENGTH);
+    if let (Ok(Some(length)), false) = (
+        agreed,
+        status.is_informational() || status == StatusCode::NO_CONTENT,
+    ) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     }
 }
 

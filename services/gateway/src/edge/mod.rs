@@ -434,6 +434,17 @@ impl SecurityChosen {
         .into_iter()
         .flatten()
     }
+
+    /// Writes the header lines [`SecurityChosen::missing`] names into an HTTP/1.1 head
+    /// (as constants, which the compiler copies inline).
+    pub(crate) fn write_missing(&self, out: &mut Vec<u8>) {
+        if !self.sniffing {
+            out.extend_from_slice(b"x-content-type-options: nosniff\r\n");
+        }
+        if !self.framing {
+            out.extend_from_slice(b"x-frame-options: DENY\r\n");
+        }
+    }
 }
 
 /// Drops headers that look like identity assertions (see [`IDENTITY_HEADER_PREFIXES`]).

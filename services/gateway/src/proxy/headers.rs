@@ -78,6 +78,9 @@ pub(crate) struct RelayedHeaders {
     raw: RawHeaders,
     /// `Content-Length` is left out (it stood beside `Transfer-Encoding`).
     drop_length: bool,
+    /// `Connection` lists `close`, so a field named `Close` is left out too (RFC 9110
+    /// §7.6.1: every field `Connection` names is this connection's).
+    drop_close: bool,
 }
 
 impl RelayedHeaders {
@@ -85,14 +88,22 @@ impl RelayedHeaders {
     /// gives `raw` back when its `Connection` lines name other headers to remove (a
     /// map strips those, [`strip_hop_by_hop`]).
     pub(crate) fn new(raw: RawHeaders, drop_length: bool) -> Result<Self, RawHeaders> {
-        let names_others = raw
-            .values("connection")
-            .flat_map(bytes_tokens)
-            .any(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"));
+        let (mut drop_close, mut names_others) = (false, false);
+        for token in raw.values("connection").flat_map(bytes_tokens) {
+            if token.eq_ignore_ascii_case("close") {
+                drop_close = true;
+            } else {
+                names_others |= !token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
         if names_others {
             return Err(raw);
         }
-        Ok(Self { raw, drop_length })
+        Ok(Self {
+            raw,
+            drop_length,
+            drop_close,
+        })
     }
 
     /// The lines the client may get: names as received (in any case) and values.
@@ -109,7 +120,9 @@ impl RelayedHeaders {
     }
 
     fn relayed(&self, name: &[u8], value: &[u8]) -> bool {
-        if self.drop_length && name.eq_ignore_ascii_case(b"content-length") {
+        if self.drop_length && name.eq_ignore_ascii_case(b"content-length")
+            || self.drop_close && name.eq_ignore_ascii_case(b"close")
+        {
             return false;
         }
         // `TE: trailers` is end-to-end in meaning, as in `strip_hop_by_hop`.
@@ -275,15 +288,26 @@ impl Forwarding {
         }
     }
 
-    /// Writes the headers as HTTP/1.1 header lines into `out`.
+    /// Writes the headers as HTTP/1.1 header lines into `out` (each name with its colon
+    /// a constant, which the compiler copies inline).
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        for (name, value) in &self.values {
+        const PREFIXES: [&[u8]; 3] = [
+            b"x-forwarded-for: ",
+            b"x-forwarded-proto: ",
+            b"x-forwarded-host: ",
+        ];
+        for (prefix, (_, value)) in PREFIXES.iter().zip(&self.values) {
             if let Some(value) = value {
-                line(out, name.as_str().as_bytes(), value.as_bytes());
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
-        line(out, b"x-request-id", self.ids.request_id.as_bytes());
-        line(out, b"traceparent", &self.ids.trace.text());
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(self.ids.request_id.as_bytes());
+        out.extend_from_slice(b"\r\ntraceparent: ");
+        out.extend_from_slice(&self.ids.trace.text());
+        out.extend_from_slice(b"\r\n");
     }
 
     /// Sets the headers in `headers`, removing the client's values of those not set.

@@ -65,7 +65,12 @@ pub(super) async fn write(
         || status == StatusCode::NOT_MODIFIED;
     // The length to announce, and how the body is sent.
     let (announced, framing) = if bodiless {
-        (None, Framing::None)
+        // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5), as
+        // one number.
+        let kept = (status == StatusCode::NOT_MODIFIED)
+            .then(declared)
+            .flatten();
+        (kept, Framing::None)
     } else if head_request {
         // The length a `GET` would have had: the upstream's, else the body's (not an
         // empty body's 0: the proxy holds one for every HEAD answer it relays).
@@ -244,25 +249,28 @@ fn encode_head(
                 *close |= connection_bytes_have(value, "close");
                 continue;
             }
-            // A `304` keeps the length it describes (of the resource, RFC 9110 §15.4.5).
-            Kind::ContentLength if status != StatusCode::NOT_MODIFIED => continue,
-            Kind::Framing | Kind::Banner => continue,
+            // The length is written below, once, as one number.
+            Kind::ContentLength | Kind::Framing | Kind::Banner => continue,
             Kind::RequestId if head.request_id.is_some() => continue,
             Kind::Date => dated = true,
             Kind::ContentTypeOptions => chosen.sniffing = true,
             Kind::FrameOptions => chosen.framing = true,
-            Kind::ContentLength | Kind::RequestId | Kind::Other => {}
+            Kind::RequestId | Kind::Other => {}
         }
         line(out, name, value);
     }
+    // Constant names (and lines) are copied inline, not through `memcpy` calls.
     if let Some(id) = head.request_id {
-        line(out, b"x-request-id", id);
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(id);
+        out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in chosen.missing() {
-        line(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+    chosen.write_missing(out);
     if !dated {
-        DATE.with_borrow_mut(|date| line(out, b"date", date.now()));
+        let date = DATE.with_borrow_mut(|date| *date.now());
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(&date);
+        out.extend_from_slice(b"\r\n");
     }
     if let Some(length) = announced {
         let mut digits = [0_u8; 20];
@@ -301,7 +309,7 @@ struct CachedDate {
 }
 
 impl CachedDate {
-    fn now(&mut self) -> &[u8] {
+    fn now(&mut self) -> &[u8; 29] {
         let now = SystemTime::now();
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if second != self.second {

@@ -1,7 +1,6 @@
 //! An adversarial review of the answers relayed as received (session 8, `relay.rs`):
 //! each test here failed against the code it was written for ("FIXED", the comment says
-//! how) or guards a property nothing else covers ("GUARD"); "FAILS" tests still fail
-//! (the comment says how and where).
+//! how, and what fixed it) or guards a property nothing else covers ("GUARD").
 
 use axum::body::Bytes;
 use http::StatusCode;
@@ -58,7 +57,7 @@ fn named(answer: &str, name: &str) -> Vec<String> {
 /// 9110 §8.6 lets a recipient read as that value (the gateway's upstream client does).
 const LENGTH_LIST: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok";
 
-/// FAILS: an h2c client gets its stream reset (`PROTOCOL_ERROR`) for an answer the
+/// FIXED: an h2c client got its stream reset (`PROTOCOL_ERROR`) for an answer the
 /// gateway accepted from its upstream and serves whole to HTTP/1.1 clients: the
 /// upstream's `Content-Length: 2, 2` line is merged as received into the map hyper's
 /// HTTP/2 server writes (`edge::answer::Answer::merge` → `RawHeaders::append_to`), and
@@ -66,6 +65,8 @@ const LENGTH_LIST: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok";
 /// HTTP/1.1 loop writes its own `content-length: 2` instead. Already so before the
 /// change (the map held the line then too), but `Answer::merge` is now the one place
 /// where relayed lines become a map, and it could write the agreed length once.
+/// Fixed: `Answer::into_response` leaves one `Content-Length`, the number the lines agree
+/// on (`one_length`).
 #[tokio::test]
 async fn an_h2c_client_gets_an_answer_whose_length_the_upstream_listed_twice() {
     let on_loop = relayed_raw(
@@ -83,13 +84,14 @@ async fn an_h2c_client_gets_an_answer_whose_length_the_upstream_listed_twice() {
     assert_eq!(&body[..], b"ok");
 }
 
-/// FAILS: an HTTP/1.0 client (served by hyper, with the relayed lines merged into a
+/// FIXED: an HTTP/1.0 client (served by hyper, with the relayed lines merged into a
 /// map) gets the upstream's length lines as received where an HTTP/1.1 client gets one
 /// `content-length: 2`: `Content-Length: 2, 2` verbatim (a list many clients refuse
 /// as a length), and for a `HEAD` answered with two `Content-Length: 2` lines no answer
 /// at all (hyper refuses the map and closes the connection). Root cause as in the h2c
 /// test: `Answer::merge` (src/edge/answer.rs) copies every `Content-Length` line into
 /// the map; it could put the agreed value once (or none, hyper frames by the body).
+/// Fixed as the h2c case: `one_length` in `Answer::into_response`.
 #[tokio::test]
 async fn an_http_1_0_client_gets_one_length_as_an_http_1_1_client_does() {
     let listed = relayed_raw(LENGTH_LIST, b"GET /pub/x HTTP/1.0\r\nHost: a\r\n\r\n").await;
@@ -116,12 +118,13 @@ async fn an_http_1_0_client_gets_one_length_as_an_http_1_1_client_does() {
     );
 }
 
-/// FAILS: a `204` relayed to an h2c client, or to a `HEAD` over HTTP/1.0, carries the
+/// FIXED: a `204` relayed to an h2c client, or to a `HEAD` over HTTP/1.0, carries the
 /// upstream's `Content-Length: 5`, which RFC 9110 §8.6 forbids in a `204` ("A server
 /// MUST NOT send a Content-Length header field in any response with a status code of
 /// ... 204"); the HTTP/1.1 loop leaves it out (`Kind::ContentLength`, src/edge/h1/
 /// response.rs). The merged map (`Answer::merge`, src/edge/answer.rs) keeps it: no
 /// `Content-Length` line should be merged for a `1xx`/`204` answer.
+/// Fixed: `one_length` removes the length of a `1xx` or `204` answer.
 #[tokio::test]
 async fn a_204_reaches_no_client_with_a_length() {
     const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Kept: 1\r\n\r\n";
@@ -153,7 +156,7 @@ async fn a_204_reaches_no_client_with_a_length() {
     );
 }
 
-/// FAILS (a regression of this change): a header the upstream names in `Connection`
+/// FIXED (a regression of the change): a header the upstream names in `Connection`
 /// is relayed when the option is `close`. RFC 9110 §7.6.1: a proxy removes every field
 /// named by a connection option, and `strip_hop_by_hop` did so for every token before
 /// (fbbf405 dropped `Close: secret` here). `RelayedHeaders::new` (src/proxy/headers.rs)
@@ -162,6 +165,8 @@ async fn a_204_reaches_no_client_with_a_length() {
 /// `Close` line is not. Fix: treat a line named `close` as hop-by-hop when a
 /// `Connection` line lists `close` (in `RelayedHeaders::relayed`), or send such heads
 /// down the map path.
+/// Fixed: `RelayedHeaders` leaves out a field named `Close` when `Connection` lists `close`
+/// (`drop_close`).
 #[tokio::test]
 async fn a_field_named_by_connection_close_is_not_relayed() {
     const NAMED: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nClose: secret\r\nX-Kept: 1\r\n\
@@ -180,7 +185,7 @@ async fn a_field_named_by_connection_close_is_not_relayed() {
     }
 }
 
-/// FAILS: the answer to a `HEAD` announces the length an upstream sent beside
+/// FIXED: the answer to a `HEAD` announced the length an upstream sent beside
 /// `Transfer-Encoding: chunked` (the smuggling pattern `relay.rs` says is never
 /// relayed, "on either path"), on the HTTP/1.1 loop and through hyper alike; a `GET`
 /// of the same resource gets `chunked` and 2 bytes, so the `HEAD` describes a body no
@@ -188,6 +193,8 @@ async fn a_field_named_by_connection_close_is_not_relayed() {
 /// (and `1xx`/`204`/`304`) before it decides `drop_length`, so the length stays; the
 /// `Transfer-Encoding` check should come first (a `Content-Length` beside it is dropped
 /// whatever the method or status). Already so before the change.
+/// Fixed: `response_framing` decides `drop_length` before its early return (and keeps no
+/// such connection).
 #[tokio::test]
 async fn a_head_answer_does_not_announce_a_length_sent_beside_chunked() {
     const SMUGGLED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\

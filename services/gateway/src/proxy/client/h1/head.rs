@@ -73,6 +73,10 @@ pub(super) fn response_framing(
 ) -> io::Result<(Framing, bool, bool)> {
     let keep_alive =
         version == Version::HTTP_11 && !(seen.connection && raw_connection_has(headers, "close"));
+    // RFC 9112 §6.3: a length beside the coding is removed before forwarding, and such a
+    // message (a smuggling attempt, or a broken server) does not get to frame another
+    // one on this connection; also when its own body has no framing (`HEAD`, `204`...).
+    let smuggled_length = seen.transfer_encoding && seen.content_length;
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -80,8 +84,8 @@ pub(super) fn response_framing(
     {
         return Ok((
             Framing::Length(0),
-            keep_alive && status != StatusCode::SWITCHING_PROTOCOLS,
-            false,
+            keep_alive && status != StatusCode::SWITCHING_PROTOCOLS && !smuggled_length,
+            smuggled_length,
         ));
     }
     if seen.transfer_encoding {
@@ -89,11 +93,7 @@ pub(super) fn response_framing(
         if version == Version::HTTP_10 {
             return Err(invalid("Transfer-Encoding in an HTTP/1.0 response"));
         }
-        // RFC 9112 §6.3: a length beside the coding is removed before forwarding, and
-        // such a message (a smuggling attempt, or a broken server) does not get to
-        // frame another one on this connection.
         let chunked = last_coding_is_chunked(headers.values("transfer-encoding"));
-        let smuggled_length = seen.content_length;
         return Ok(if chunked {
             (
                 Framing::Chunked(Chunk::Size),
