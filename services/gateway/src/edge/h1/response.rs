@@ -400,24 +400,25 @@ mod tests {
     }
 
     #[test]
-    fn a_304_keeps_its_length_and_announces_none_of_its_own() {
+    fn a_304_gets_its_kept_length_once_and_no_banner() {
+        // `write` announces the length the upstream's lines agree on (a list here).
         let (text, _) = head(
             StatusCode::NOT_MODIFIED,
             &[
-                ("content-length", "42"),
+                ("content-length", "42, 42"),
                 ("date", "x"),
                 ("server", "nginx/1.2"),
                 ("x-powered-by", "PHP"),
                 ("x-frame-options", "SAMEORIGIN"),
             ],
             Framing::None,
-            None,
+            Some(42),
         );
         // The upstream's framing policy wins; its software banner does not get out.
         assert_eq!(
             text,
-            "HTTP/1.1 304 Not Modified\r\ncontent-length: 42\r\ndate: x\r\n\
-             x-frame-options: SAMEORIGIN\r\nx-content-type-options: nosniff\r\n\r\n"
+            "HTTP/1.1 304 Not Modified\r\ndate: x\r\nx-frame-options: SAMEORIGIN\r\n\
+             x-content-type-options: nosniff\r\ncontent-length: 42\r\n\r\n"
         );
     }
 }
