@@ -85,11 +85,16 @@ pub(crate) struct RelayedHeaders {
 
 impl RelayedHeaders {
     /// `raw` for relaying, leaving out its `Content-Length` when `drop_length`; `Err`
-    /// gives `raw` back when its `Connection` lines name other headers to remove (a
-    /// map strips those, [`strip_hop_by_hop`]).
-    pub(crate) fn new(raw: RawHeaders, drop_length: bool) -> Result<Self, RawHeaders> {
+    /// gives `raw` back when its `Connection` lines (`connection`: whether it has any)
+    /// name other headers to remove (a map strips those, [`strip_hop_by_hop`]).
+    pub(crate) fn new(
+        raw: RawHeaders,
+        drop_length: bool,
+        connection: bool,
+    ) -> Result<Self, RawHeaders> {
         let (mut drop_close, mut names_others) = (false, false);
-        for token in raw.values("connection").flat_map(bytes_tokens) {
+        let tokens = connection.then(|| raw.values("connection").flat_map(bytes_tokens));
+        for token in tokens.into_iter().flatten() {
             if token.eq_ignore_ascii_case("close") {
                 drop_close = true;
             } else {

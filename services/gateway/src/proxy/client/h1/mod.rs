@@ -192,7 +192,7 @@ impl Connection {
         *response.version_mut() = version;
         // The head goes on as received unless its `Connection` names headers to remove,
         // which the relay then strips from a map.
-        let relayed = match RelayedHeaders::new(headers, drop_length) {
+        let relayed = match RelayedHeaders::new(headers, drop_length, seen.connection) {
             Ok(relayed) => Some(relayed),
             Err(headers) => {
                 headers.append_to(response.headers_mut(), |name, _| {
