@@ -12,7 +12,7 @@ use service_kit::request_context::X_REQUEST_ID;
 
 use crate::http1::agreed_length;
 use crate::proxy::RequestId;
-use crate::proxy::headers::RelayedHeaders;
+use crate::proxy::relayed::RelayedHeaders;
 
 /// One request's answer (see the module docs).
 #[derive(Debug)]

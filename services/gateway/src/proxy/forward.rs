@@ -17,8 +17,8 @@ use hyper::upgrade::OnUpgrade;
 use super::balance::{Endpoint, InFlight};
 use super::body::{self, BodyFault, FaultSlot, ResponseBody};
 use super::client::{Answered, Outgoing, SendError};
-use super::headers::RelayedHeaders;
 use super::outcome::{circuit_open, client_fault, finish, relayed, timed_out, unavailable};
+use super::relayed::RelayedHeaders;
 use super::{ForwardContext, Upstream, headers, websocket};
 
 /// Largest request body buffered so the request can be retried: 64 KiB holds any JSON

@@ -33,6 +33,7 @@ pub(crate) mod headers;
 pub(crate) mod ids;
 mod outcome;
 mod outlier;
+pub(crate) mod relayed;
 mod websocket;
 mod window;
 

@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 use super::until_answered;
 use crate::edge::{Answer, SecurityChosen};
 use crate::proxy::RequestId;
-use crate::proxy::headers::{RelayedHeaders, connection_bytes_have, line};
+use crate::proxy::headers::{connection_bytes_have, line};
+use crate::proxy::relayed::RelayedHeaders;
 
 /// Body bytes gathered behind the head before they are written.
 const MAX_GATHERED: usize = 64 * 1024;

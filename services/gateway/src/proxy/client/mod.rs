@@ -25,7 +25,8 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 pub(crate) use target::Target;
 
 use super::forward::is_idempotent;
-use super::headers::{Forwarding, RelayedHeaders};
+use super::headers::Forwarding;
+use super::relayed::RelayedHeaders;
 use connect::ConnectTimeouts;
 use h1::{Connection, RequestHead};
 use target::Protocol;

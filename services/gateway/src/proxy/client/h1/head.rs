@@ -11,7 +11,7 @@ use http::{Method, StatusCode, Version};
 use super::body::{Chunk, Framing};
 use super::invalid;
 use crate::http1::{MAX_HEADERS, RawHeaders, Seen, last_coding_is_chunked, note_spans};
-use crate::proxy::headers::raw_connection_has;
+use crate::proxy::relayed::raw_connection_has;
 
 /// A parsed response head.
 pub(super) struct ResponseHead {

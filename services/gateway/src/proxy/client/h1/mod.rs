@@ -50,7 +50,8 @@ use request::{RequestFraming, Upload, encode_head};
 
 use super::pool::Checkin;
 use super::target::Target;
-use crate::proxy::headers::{Forwarding, RelayedHeaders};
+use crate::proxy::headers::Forwarding;
+use crate::proxy::relayed::RelayedHeaders;
 
 /// Largest response head (status line and headers, or trailers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
