@@ -1,0 +1,512 @@
+//! An HTTP/1.1 upstream's answer relayed through a whole gateway to an HTTP/1.1 client
+//! (`proxy/relayed.rs`, `edge/h1/response.rs`, and `edge/answer.rs` for hyper's paths):
+//! a raw TCP upstream writes the input's bytes as its answer and closes; a raw TCP client
+//! sends one request (`Connection: close`, or HTTP/1.0) and reads until the gateway
+//! closes. What the client gets must be one valid HTTP/1.x answer head, within
+//! `ANSWER_WAIT`, with none of what the gateway promises never crosses it (services/
+//! gateway/README.md, "An HTTP/1.1 upstream's answer head is relayed as received"):
+//! hop-by-hop lines (and a field named by the upstream's `Connection`), a second framing
+//! or length, a length on a `1xx`/`204`, `Server`/`X-Powered-By`, an upstream's
+//! `X-Request-Id` (exactly one, the gateway's). When the upstream's answer was a valid
+//! final `2xx` and the client got its status, the body must be framed as the head says
+//! and be the upstream's body.
+//!
+//! The first byte picks the request (`% 3`: GET, HEAD, HTTP/1.0 GET); the rest is the
+//! answer, written in one piece.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use clap::Parser;
+use libfuzzer_sys::fuzz_target;
+use service_kit::{CancellationToken, SystemClock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long the gateway may take to answer and close (the upstream closes at once after
+/// its answer, so no timeout of the gateway's is ever needed).
+const ANSWER_WAIT: Duration = Duration::from_secs(4);
+/// How long the upstream waits for the gateway to close before giving up on it.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// Names the gateway writes itself: a field the upstream's `Connection` names may come
+/// back under one of them.
+const GATEWAY_NAMES: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "date",
+    "x-request-id",
+    "x-content-type-options",
+    "x-frame-options",
+];
+
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    gateway: SocketAddr,
+    /// What the upstream answers: the current input.
+    answer: Arc<Mutex<Vec<u8>>>,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let answer = Arc::new(Mutex::new(Vec::new()));
+    let gateway = runtime.block_on(start(Arc::clone(&answer)));
+    Fixture {
+        runtime,
+        gateway,
+        answer,
+    }
+});
+
+/// The raw upstream and the gateway in front of it (one worker, a public route `/`, no
+/// retries, short upstream timeouts), as `server.rs` builds it.
+async fn start(answer: Arc<Mutex<Vec<u8>>>) -> SocketAddr {
+    let upstream = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let upstream_addr = upstream.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                continue;
+            };
+            tokio::spawn(answer_one(stream, Arc::clone(&answer)));
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("tessera-fuzz-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let routes = dir.join("routes.yaml");
+    std::fs::write(
+        &routes,
+        format!(
+            "version: 1\nroutes:\n  - name: all\n    match: {{ prefix: / }}\n    upstreams: [http://{upstream_addr}]\n    auth: public\n    timeouts: {{ connect_ms: 1000, first_byte_ms: 1000, total_ms: 2000 }}\n    retry: {{ attempts: 0, budget_ratio: 0.2 }}\n"
+        ),
+    )
+    .expect("routes file");
+    let routes = routes.display().to_string();
+    let config = tessera_gateway::config::Config::try_parse_from([
+        "tessera-gateway",
+        "--routes-file",
+        &routes,
+        "--jwks-url",
+        "http://127.0.0.1:9/jwks.json",
+        "--issuer",
+        "https://fuzz.example",
+        "--request-timeout-secs",
+        "3",
+        "--log-filter",
+        "off",
+    ])
+    .expect("config");
+    let shutdown = CancellationToken::new();
+    let built = tessera_gateway::build(&config, Arc::new(SystemClock), &shutdown)
+        .await
+        .expect("gateway builds");
+    let public = tessera_gateway::serve::bind_public(SocketAddr::from(([127, 0, 0, 1], 0)), 1)
+        .expect("bind public");
+    let addr = public[0].local_addr().expect("addr");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    tokio::spawn(async move {
+        let _keep = shutdown.clone();
+        tessera_gateway::serve::serve_per_core(built, public, admin, shutdown)
+            .await
+            .expect("gateway serves");
+    });
+    addr
+}
+
+/// Reads a request head, writes the current answer, closes its side, then reads until
+/// the gateway closes (closing with unread bytes would reset the connection and lose
+/// the answer at random).
+async fn answer_one(mut stream: TcpStream, answer: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = vec![0u8; 8 * 1024];
+    let mut head = Vec::new();
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                // Search from just before the new bytes: the CRLFCRLF may straddle reads.
+                let from = head.len().saturating_sub(3);
+                head.extend_from_slice(&buf[..n]);
+                if head[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    let answer = answer
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let _ = stream.write_all(&answer).await;
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(DRAIN_WAIT, async {
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// The request the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Get,
+    Head,
+    Http10,
+}
+
+impl Ask {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Self::Get => {
+                b"GET /fuzz?q=1 HTTP/1.1\r\nhost: api.example.com\r\nconnection: close\r\n\r\n"
+            }
+            Self::Head => {
+                b"HEAD /fuzz?q=1 HTTP/1.1\r\nhost: api.example.com\r\nconnection: close\r\n\r\n"
+            }
+            Self::Http10 => b"GET /fuzz?q=1 HTTP/1.0\r\nhost: api.example.com\r\n\r\n",
+        }
+    }
+}
+
+/// A valid final answer of the upstream: its status, its header lines, and the body a
+/// client must get (empty for `HEAD`, `204`, `304`).
+struct Valid {
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// The upstream's answer as a client would read it when it is valid: interim `1xx`
+/// heads (not `101`) skipped, one final head httparse accepts, one framing at most, one
+/// agreed length or a complete `chunked` body. `None` for anything else.
+fn valid_answer(mut answer: &[u8], ask: Ask) -> Option<Valid> {
+    loop {
+        let mut lines = vec![httparse::EMPTY_HEADER; 256];
+        let mut response = httparse::Response::new(&mut lines);
+        let httparse::Status::Complete(end) = response.parse(answer).ok()? else {
+            return None;
+        };
+        let status = response.code?;
+        if (100..200).contains(&status) {
+            if status == 101 {
+                return None;
+            }
+            answer = &answer[end..];
+            continue;
+        }
+        let rest = &answer[end..];
+        let values = |name: &str| {
+            response
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+                .collect::<Vec<_>>()
+        };
+        let encodings = values("transfer-encoding");
+        let lengths = values("content-length");
+        if response.version == Some(0) && !encodings.is_empty() {
+            // RFC 9112 §6.1: faulty framing.
+            return None;
+        }
+        let bodiless = ask == Ask::Head || status == 204 || status == 304;
+        if status == 204 && !(encodings.is_empty() && lengths.is_empty()) {
+            return None;
+        }
+        if !(200..300).contains(&status) {
+            return None;
+        }
+        let body = match (encodings.as_slice(), lengths.as_slice()) {
+            (_, _) if bodiless => Vec::new(),
+            ([], []) => {
+                // HTTP/1.1 answers without a framing end with the connection.
+                rest.to_vec()
+            }
+            ([encoding], []) => {
+                if !trim(encoding).eq_ignore_ascii_case(b"chunked") {
+                    return None;
+                }
+                let (body, _) = dechunk(rest)?;
+                body
+            }
+            ([], lengths) => {
+                let length = agreed_length(lengths)?;
+                rest.get(..usize::try_from(length).ok()?)?.to_vec()
+            }
+            _ => return None,
+        };
+        return Some(Valid { status, body });
+    }
+}
+
+/// The one length every `Content-Length` line (each maybe a list) gives.
+fn agreed_length(lines: &[&[u8]]) -> Option<u64> {
+    let mut agreed = None;
+    for line in lines {
+        for item in line.split(|&b| b == b',') {
+            let item = trim(item);
+            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) || item.len() > 15 {
+                return None;
+            }
+            let n: u64 = std::str::from_utf8(item).ok()?.parse().ok()?;
+            if agreed.is_some_and(|a| a != n) {
+                return None;
+            }
+            agreed = Some(n);
+        }
+    }
+    agreed
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// A complete `chunked` body at the start of `bytes` (extensions allowed, trailers
+/// skipped): the data, and how many bytes it took.
+fn dechunk(bytes: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut at = 0;
+    let mut data = Vec::new();
+    loop {
+        let line_end = at + bytes[at..].windows(2).position(|w| w == b"\r\n")?;
+        let line = &bytes[at..line_end];
+        let size = line.split(|&b| b == b';').next()?;
+        let size = trim(size);
+        if size.is_empty() || size.len() > 12 || !size.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let size = usize::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            // Trailer lines, then the empty line.
+            loop {
+                let end = at + bytes[at..].windows(2).position(|w| w == b"\r\n")?;
+                let empty = end == at;
+                at = end + 2;
+                if empty {
+                    return Some((data, at));
+                }
+            }
+        }
+        data.extend_from_slice(bytes.get(at..at + size)?);
+        at += size;
+        if bytes.get(at..at + 2)? != b"\r\n" {
+            return None;
+        }
+        at += 2;
+    }
+}
+
+/// The values of the lines named `name` in whatever head the upstream wrote (parsed
+/// loosely: its answer need not be valid).
+fn loose_values<'a>(answer: &'a [u8], name: &str) -> Vec<&'a [u8]> {
+    answer
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            trim(&line[..colon])
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| trim(&line[colon + 1..]))
+        })
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+fn check(ask: Ask, upstream: &[u8], got: &[u8]) {
+    let mut lines = vec![httparse::EMPTY_HEADER; 2048];
+    let mut response = httparse::Response::new(&mut lines);
+    let end = match response.parse(got) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => {
+            panic!("the gateway's answer has no complete head: {:?}", text(got))
+        }
+        Err(error) => panic!(
+            "the gateway's answer does not start with a valid head ({error}): {:?}",
+            text(got)
+        ),
+    };
+    let status = response.code.expect("a parsed status");
+    let headers = &*response.headers;
+    let head = text(&got[..end]);
+    let named = |name: &str| -> Vec<&[u8]> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect()
+    };
+
+    // Hop-by-hop lines: only the gateway's own `Connection: close`, `TE: trailers` and
+    // `Transfer-Encoding: chunked`.
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "server",
+        "x-powered-by",
+    ] {
+        assert!(
+            named(name).is_empty(),
+            "`{name}` reached the client: {head:?}"
+        );
+    }
+    for value in named("connection") {
+        assert!(
+            trim(value).eq_ignore_ascii_case(b"close"),
+            "a `Connection` other than `close` reached the client: {head:?}"
+        );
+    }
+    for value in named("te") {
+        assert!(
+            trim(value).eq_ignore_ascii_case(b"trailers"),
+            "a `TE` other than `trailers` reached the client: {head:?}"
+        );
+    }
+    let encodings = named("transfer-encoding");
+    assert!(
+        encodings.is_empty() || encodings == [b"chunked"],
+        "a `Transfer-Encoding` other than the gateway's one `chunked`: {head:?}"
+    );
+    let lengths = named("content-length");
+    assert!(
+        lengths.len() <= 1,
+        "more than one `Content-Length` line: {head:?}"
+    );
+    assert!(
+        lengths.is_empty() || encodings.is_empty(),
+        "`Content-Length` beside `Transfer-Encoding`: {head:?}"
+    );
+    assert!(
+        lengths.is_empty() || !((100..200).contains(&status) || status == 204),
+        "a `Content-Length` on a {status}: {head:?}"
+    );
+    let length = lengths.first().map(|value| {
+        std::str::from_utf8(value)
+            .ok()
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("a `Content-Length` that is not one number: {head:?}"))
+    });
+
+    // The request id: exactly one, the gateway's.
+    let ids = named("x-request-id");
+    assert_eq!(ids.len(), 1, "not exactly one `X-Request-Id`: {head:?}");
+    let sent = loose_values(upstream, "x-request-id");
+    assert!(
+        !trim(ids[0]).is_empty() && !sent.contains(&trim(ids[0])),
+        "the upstream's `X-Request-Id` reached the client: {head:?}"
+    );
+
+    let valid = valid_answer(upstream, ask);
+    let relayed = valid.as_ref().is_some_and(|v| v.status == status);
+
+    // The fields the upstream's `Connection` names are this connection's (RFC 9110
+    // §7.6.1), `Close` too when it lists `close`.
+    if relayed {
+        for tokens in loose_values(upstream, "connection") {
+            for token in tokens.split(|&b| b == b',').map(trim) {
+                let Ok(token) = std::str::from_utf8(token) else {
+                    continue;
+                };
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("keep-alive")
+                    || GATEWAY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(token))
+                {
+                    continue;
+                }
+                assert!(
+                    named(token).is_empty(),
+                    "the field `{token}` the upstream's `Connection` names reached the client: {head:?}"
+                );
+            }
+        }
+    }
+
+    // A valid final 2xx the client got: the body framed as the head says, and the
+    // upstream's.
+    let Some(valid) = valid.filter(|_| relayed && (200..300).contains(&status)) else {
+        return;
+    };
+    let rest = &got[end..];
+    let body = if ask == Ask::Head || status == 204 {
+        assert!(
+            rest.is_empty(),
+            "bytes after the head of a bodiless {status}: {:?}",
+            text(got)
+        );
+        return;
+    } else if let Some(length) = length {
+        assert_eq!(
+            rest.len() as u64,
+            length,
+            "a body of another length than announced: {:?}",
+            text(got)
+        );
+        rest.to_vec()
+    } else if !encodings.is_empty() {
+        let Some((body, used)) = dechunk(rest) else {
+            panic!("a `chunked` body that does not parse: {:?}", text(got));
+        };
+        assert_eq!(
+            used,
+            rest.len(),
+            "bytes after the `chunked` body: {:?}",
+            text(got)
+        );
+        body
+    } else {
+        // Delimited by the close (HTTP/1.0).
+        rest.to_vec()
+    };
+    assert!(
+        body == valid.body,
+        "the body differs from the upstream's {:?}: {:?}",
+        text(&valid.body),
+        text(got)
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&choice, upstream)) = data.split_first() else {
+        return;
+    };
+    let ask = match choice % 3 {
+        0 => Ask::Get,
+        1 => Ask::Head,
+        _ => Ask::Http10,
+    };
+    let fixture = &*FIXTURE;
+    upstream.clone_into(
+        &mut fixture
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    let got = fixture.runtime.block_on(async {
+        let mut client = TcpStream::connect(fixture.gateway).await.expect("connect");
+        client.write_all(ask.bytes()).await.expect("send");
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(ANSWER_WAIT, client.read_to_end(&mut got)).await;
+        assert!(
+            read.is_ok(),
+            "no answer ended by a close within {ANSWER_WAIT:?} to {ask:?}; sent so far: {:?}",
+            text(&got)
+        );
+        got
+    });
+    if std::env::var_os("TESSERA_FUZZ_TRACE").is_some() {
+        eprintln!("{ask:?} -> {:?}", text(&got));
+    }
+    check(ask, upstream, &got);
+});
