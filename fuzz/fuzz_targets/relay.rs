@@ -191,6 +191,8 @@ impl Ask {
 struct Valid {
     status: u16,
     body: Vec<u8>,
+    /// The tokens of the final head's `Connection` lines.
+    connection: Vec<Vec<u8>>,
 }
 
 /// The upstream's answer as a client would read it when it is valid: interim `1xx`
@@ -249,7 +251,16 @@ fn valid_answer(mut answer: &[u8], ask: Ask) -> Option<Valid> {
             }
             _ => return None,
         };
-        return Some(Valid { status, body });
+        let connection = values("connection")
+            .iter()
+            .flat_map(|line| line.split(|&b| b == b','))
+            .map(|token| trim(token).to_vec())
+            .collect();
+        return Some(Valid {
+            status,
+            body,
+            connection,
+        });
     }
 }
 
@@ -454,24 +465,25 @@ fn check(ask: Ask, upstream: &[u8], got: &[u8]) {
 
     // The fields the upstream's `Connection` names are this connection's (RFC 9110
     // §7.6.1), `Close` too when it lists `close`.
-    if relayed {
-        for tokens in loose_values(upstream, "connection") {
-            for token in tokens.split(|&b| b == b',').map(trim) {
-                let Ok(token) = std::str::from_utf8(token) else {
-                    continue;
-                };
-                if token.is_empty()
-                    || token.eq_ignore_ascii_case("keep-alive")
-                    || GATEWAY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(token))
-                {
-                    continue;
-                }
-                assert!(
-                    named(token).is_empty(),
-                    "the field `{token}` the upstream's `Connection` names reached the client: {head:?}"
-                );
-            }
+    let tokens = valid
+        .as_ref()
+        .filter(|_| relayed)
+        .map(|v| v.connection.as_slice())
+        .unwrap_or_default();
+    for token in tokens {
+        let Ok(token) = std::str::from_utf8(token) else {
+            continue;
+        };
+        if token.is_empty()
+            || token.eq_ignore_ascii_case("keep-alive")
+            || GATEWAY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(token))
+        {
+            continue;
         }
+        assert!(
+            named(token).is_empty(),
+            "the field `{token}` the upstream's `Connection` names reached the client: {head:?}"
+        );
     }
 
     // A valid final 2xx the client got: the body framed as the head says, and the
