@@ -58,6 +58,7 @@ mod response;
 
 use handoff::hand_off;
 use request::{Head, Refusal};
+use response::Written;
 
 use super::direct::Edge;
 
@@ -74,6 +75,16 @@ const KEPT_BUFFER: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes read while lingering.
 const LINGER_BYTES: usize = 1024 * 1024;
+
+/// The answer to a request whose upstream answer failed before any of it was sent to
+/// the client (cut short, or longer than its length): the same 502 as an upstream that
+/// could not be reached, instead of a connection closed without a byte (hyper's
+/// connections, where the head waits for the body too, still close).
+const UPSTREAM_BROKE_OFF: Refusal = Refusal {
+    status: http::StatusCode::BAD_GATEWAY,
+    code: "upstream_unavailable",
+    detail: "The service behind this route broke off its answer.",
+};
 
 /// hyper's server, for the connections handed to it.
 pub(crate) type Fallback = Arc<AutoBuilder<TokioExecutor>>;
@@ -177,7 +188,14 @@ pub(crate) async fn serve_connection(
             stream, buf, out, ..
         } = &mut client;
         match response::write(stream, buf, out, answer, head_request, close).await {
-            Ok(true) if !shutdown.is_cancelled() => client.answered(),
+            Ok(Written::KeepOpen) if !shutdown.is_cancelled() => client.answered(),
+            Ok(Written::BodyFailedUnsent) => {
+                tracing::warn!(
+                    "the upstream's answer body failed before any of it was sent; answering 502"
+                );
+                client.out.clear();
+                return client.refuse(UPSTREAM_BROKE_OFF).await;
+            }
             Ok(_) => return linger(&mut client.stream).await,
             // Cut: the client sees an incomplete answer.
             Err(_) => return,

@@ -143,3 +143,78 @@ async fn a_head_answer_keeps_the_upstream_length_and_a_304_its_own() {
     );
     assert_eq!(unchanged.header("etag"), Some("\"v1\""), "{unchanged:?}");
 }
+
+/// A raw upstream that answers each connection's first request with `answer` and
+/// closes it.
+async fn answering_and_closing(answer: &'static [u8]) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if super::read_head(&mut stream).await.is_some() {
+                    let _ = stream.write_all(answer).await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// An upstream that breaks off its answer: the client is told, never left with nothing
+/// (as before: the head waited for the body and went down with it) nor with an answer
+/// that looks whole. When the gateway learns of the break before it sent any of the
+/// answer (the usual case, the upstream's bytes and close arrive together) the client
+/// gets a 502 problem; when the head already went out, the answer's own framing shows
+/// it cut (fewer bytes than its length, no last chunk) and the connection closes.
+///
+/// Which of the two happens depends on when the upstream's close is seen, so each case
+/// runs several times (before the fix, the answer was empty whenever the close was seen
+/// first).
+async fn a_broken_off_answer_is_not_taken_for_a_whole_one(answer: &'static [u8]) {
+    let upstream = answering_and_closing(answer).await;
+    for _ in 0..8 {
+        // A gateway each: no breaker or ejection in the way of the repeated failures.
+        let (_issuer, gw) = gateway_with(upstream, &[]).await;
+        let mut stream = connect(&gw).await;
+        stream
+            .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_to_close(&mut stream).await;
+        if answer.starts_with("HTTP/1.1 502 ") {
+            assert!(answer.contains("upstream_unavailable"), "{answer}");
+            continue;
+        }
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("neither a 502 nor a head: {answer:?}"));
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{answer:?}");
+        if head.contains("content-length: 99") {
+            assert!(body.len() < 99, "{answer:?}");
+        } else {
+            assert!(head.contains("transfer-encoding: chunked"), "{answer:?}");
+            let whole = body.ends_with("0\r\n\r\n");
+            assert!(!whole, "a cut body ends like a whole one: {answer:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_answer_shorter_than_its_length_is_not_taken_for_a_whole_one() {
+    a_broken_off_answer_is_not_taken_for_a_whole_one(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nhello",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_chunked_answer_cut_before_its_end_is_not_taken_for_a_whole_one() {
+    a_broken_off_answer_is_not_taken_for_a_whole_one(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await;
+}
