@@ -60,7 +60,9 @@ use handoff::hand_off;
 use request::{Head, Refusal};
 use response::Written;
 
+use super::Answer;
 use super::direct::Edge;
+use crate::proxy::RequestId;
 
 /// Largest request body read whole before its request is served; longer ones stream
 /// through hyper.
@@ -189,12 +191,12 @@ pub(crate) async fn serve_connection(
         } = &mut client;
         match response::write(stream, buf, out, answer, head_request, close).await {
             Ok(Written::KeepOpen) if !shutdown.is_cancelled() => client.answered(),
-            Ok(Written::BodyFailedUnsent) => {
+            Ok(Written::BodyFailedUnsent(request_id)) => {
                 tracing::warn!(
                     "the upstream's answer body failed before any of it was sent; answering 502"
                 );
                 client.out.clear();
-                return client.refuse(UPSTREAM_BROKE_OFF).await;
+                return client.refuse_with(UPSTREAM_BROKE_OFF, request_id).await;
             }
             Ok(_) => return linger(&mut client.stream).await,
             // Cut: the client sees an incomplete answer.
@@ -335,17 +337,26 @@ impl Client {
     }
 
     /// Answers `refusal` with a problem and closes the connection.
-    async fn refuse(mut self, refusal: Refusal) {
+    async fn refuse(self, refusal: Refusal) {
+        self.refuse_with(refusal, None).await;
+    }
+
+    /// [`Client::refuse`] for a request whose id is `request_id`.
+    async fn refuse_with(mut self, refusal: Refusal, request_id: Option<RequestId>) {
         tracing::debug!(
             status = refusal.status.as_u16(),
             code = refusal.code,
             "request refused"
         );
         let problem = super::problem(refusal.status, refusal.code, refusal.detail);
+        let answer = Answer {
+            request_id,
+            ..Answer::from(problem)
+        };
         let Self {
             stream, buf, out, ..
         } = &mut self;
-        if response::write(stream, buf, out, problem.into(), false, true)
+        if response::write(stream, buf, out, answer, false, true)
             .await
             .is_ok()
         {

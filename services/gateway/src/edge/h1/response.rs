@@ -35,7 +35,7 @@ enum Framing {
 }
 
 /// How an answer was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Written {
     /// Whole, and the connection can carry another request.
     KeepOpen,
@@ -43,8 +43,8 @@ pub(super) enum Written {
     Close,
     /// The body failed before a byte of the answer was sent (an upstream that broke
     /// off its answer, or gave more or fewer bytes than its length): nothing reached
-    /// the client, which can still be told.
-    BodyFailedUnsent,
+    /// the client, which can still be told (with the answer's request id).
+    BodyFailedUnsent(Option<RequestId>),
 }
 
 /// Writes `answer` to `stream` through the write buffer `out` (left empty), for a
@@ -92,15 +92,9 @@ pub(super) async fn write(
     let mut sent: u64 = 0;
     // Whether any of the answer went out (the head waits for a body ready with it).
     let mut begun = false;
-    // A fault of the body's: the answer is cut, or, when nothing of it went out yet,
-    // replaced by the caller.
-    let body_fault = |begun: bool, error: io::Error| {
-        if begun {
-            Err(error)
-        } else {
-            Ok(Written::BodyFailedUnsent)
-        }
-    };
+    // A fault of the body's cuts the answer once some of it went out; before that, the
+    // caller answers in its stead.
+    let cut = |begun: bool, error: io::Error| if begun { Err(error) } else { Ok(()) };
     while !body.is_end_stream() {
         // A body ready with the head goes out with it; one that is not yet ready lets
         // the head go first (a client streaming events sees the headers at once).
@@ -116,7 +110,10 @@ pub(super) async fn write(
         let Some(frame) = frame else { break };
         let frame = match frame {
             Ok(frame) => frame,
-            Err(error) => return body_fault(begun, io::Error::other(error)),
+            Err(error) => {
+                cut(begun, io::Error::other(error))?;
+                return Ok(Written::BodyFailedUnsent(request_id));
+            }
         };
         let Ok(data) = frame.into_data() else {
             // Trailers are not sent on HTTP/1.1 (as hyper does without `TE: trailers`).
@@ -128,8 +125,11 @@ pub(super) async fn write(
         sent += data.len() as u64;
         match framing {
             Framing::Length(length) if sent > length => {
-                let error = io::Error::other("the body is longer than its length");
-                return body_fault(begun, error);
+                cut(
+                    begun,
+                    io::Error::other("the body is longer than its length"),
+                )?;
+                return Ok(Written::BodyFailedUnsent(request_id));
             }
             Framing::Chunked => {
                 out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -141,8 +141,8 @@ pub(super) async fn write(
     }
     match framing {
         Framing::Length(length) if sent < length => {
-            let error = io::Error::other("the body ended before its length");
-            return body_fault(begun, error);
+            cut(begun, io::Error::other("the body ended before its length"))?;
+            return Ok(Written::BodyFailedUnsent(request_id));
         }
         Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
         _ => {}
