@@ -52,6 +52,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
+mod answer_head;
 mod handoff;
 mod request;
 mod response;
