@@ -174,6 +174,24 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
+/// `request` on a fresh connection to a gateway before a raw upstream answering
+/// `answer`; all the gateway sent back until it closed.
+async fn relayed_raw(answer: &'static [u8], request: &[u8]) -> String {
+    let (_issuer, gw) = gateway_with(answering(answer).await, &[]).await;
+    let mut stream = connect(&gw).await;
+    stream.write_all(request).await.expect("write");
+    read_to_close(&mut stream).await
+}
+
+/// `request` on a fresh connection to `gw`; its answer (a `HEAD`'s when
+/// `head_request`).
+async fn one_answer(gw: &TestGateway, request: &[u8], head_request: bool) -> Answer {
+    let mut stream = connect(gw).await;
+    let mut buf = Vec::new();
+    stream.write_all(request).await.expect("write");
+    read_answer(&mut stream, &mut buf, head_request).await
+}
+
 /// A raw upstream answering every request on every connection with `answer`.
 async fn answering(answer: &'static [u8]) -> SocketAddr {
     answering_slowly(answer, Duration::ZERO).await

@@ -5,7 +5,7 @@
 
 use tokio::io::AsyncWriteExt;
 
-use super::{answering, connect, gateway_with, read_answer, read_to_close};
+use super::{answering, connect, gateway_with, one_answer, read_to_close, relayed_raw};
 
 /// An upstream answer with every kind of line the gateway must not relay, in the case
 /// a server might send it, beside lines it must relay.
@@ -65,10 +65,7 @@ fn assert_relayed_cleanly(answer: &str) {
 }
 
 async fn noisy_answer_relayed(request: &[u8]) {
-    let (_issuer, gw) = gateway_with(answering(NOISY_ANSWER).await, &[]).await;
-    let mut stream = connect(&gw).await;
-    stream.write_all(request).await.expect("write");
-    assert_relayed_cleanly(&read_to_close(&mut stream).await);
+    assert_relayed_cleanly(&relayed_raw(NOISY_ANSWER, request).await);
 }
 
 #[tokio::test]
@@ -85,15 +82,12 @@ async fn the_same_answer_served_by_hyper_loses_the_same_lines() {
 /// attempt): the length is not relayed, on either path (hyper would frame the answer
 /// by it).
 async fn smuggled_length_dropped(request: &[u8]) {
-    let upstream = answering(
+    let answer = relayed_raw(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
           2\r\nok\r\n0\r\n\r\n",
+        request,
     )
     .await;
-    let (_issuer, gw) = gateway_with(upstream, &[]).await;
-    let mut stream = connect(&gw).await;
-    stream.write_all(request).await.expect("write");
-    let answer = read_to_close(&mut stream).await;
     assert!(answer.contains(" 200 OK\r\n"), "{answer}");
     assert!(
         !answer.to_ascii_lowercase().contains("content-length: 5"),
@@ -116,25 +110,13 @@ async fn a_length_beside_chunked_is_not_relayed_by_hyper_either() {
 async fn a_head_answer_keeps_the_upstream_length_and_a_304_its_own() {
     let upstream = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n").await;
     let (_issuer, gw) = gateway_with(upstream, &[]).await;
-    let mut stream = connect(&gw).await;
-    let mut buf = Vec::new();
-    stream
-        .write_all(b"HEAD /pub/x HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    let head = read_answer(&mut stream, &mut buf, true).await;
+    let head = one_answer(&gw, b"HEAD /pub/x HTTP/1.1\r\nHost: a\r\n\r\n", true).await;
     assert_eq!(head.header("content-length"), Some("42"), "{head:?}");
 
     let upstream =
         answering(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 42\r\n\r\n").await;
     let (_issuer, gw) = gateway_with(upstream, &[]).await;
-    let mut stream = connect(&gw).await;
-    let mut buf = Vec::new();
-    stream
-        .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .expect("write");
-    let unchanged = read_answer(&mut stream, &mut buf, false).await;
+    let unchanged = one_answer(&gw, b"GET /pub/x HTTP/1.1\r\nHost: a\r\n\r\n", false).await;
     assert_eq!(unchanged.status, 304);
     assert_eq!(
         unchanged.header("content-length"),

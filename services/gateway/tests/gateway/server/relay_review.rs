@@ -6,18 +6,9 @@ use axum::body::Bytes;
 use http::StatusCode;
 use http::response::Parts;
 use http_body_util::{BodyExt, Empty};
-use tokio::io::AsyncWriteExt;
 
-use super::{answering, connect, gateway_with, read_answer, read_to_close};
+use super::{answering, connect, gateway_with, one_answer, relayed_raw};
 use crate::support::{Issuer, TestGateway};
-
-/// `request` on a fresh connection to a gateway before `answer`; all it got back.
-async fn relayed_raw(answer: &'static [u8], request: &[u8]) -> String {
-    let (_issuer, gw) = gateway_with(answering(answer).await, &[]).await;
-    let mut stream = connect(&gw).await;
-    stream.write_all(request).await.expect("write");
-    read_to_close(&mut stream).await
-}
 
 /// `method /pub/h2` from an h2c (prior knowledge) client to a gateway before `answer`:
 /// the answer's head and body, or the client's error.
@@ -239,13 +230,8 @@ async fn a_cors_route_answers_with_one_allowed_origin_over_the_upstream_s() {
     .await;
     let issuer = Issuer::start(true).await;
     let gw = TestGateway::start(&issuer, CORS_ROUTES, upstream, &[]).await;
-    let mut stream = connect(&gw).await;
-    let mut buf = Vec::new();
-    stream
-        .write_all(b"GET /pub/x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example.com\r\n\r\n")
-        .await
-        .expect("write");
-    let answer = read_answer(&mut stream, &mut buf, false).await;
+    let request = b"GET /pub/x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example.com\r\n\r\n";
+    let answer = one_answer(&gw, request, false).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, b"ok");
     let origins: Vec<_> = answer
