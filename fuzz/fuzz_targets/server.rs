@@ -9,6 +9,9 @@
 //! hook), so a panic in the gateway's tasks is a finding too.
 #![no_main]
 
+#[path = "support/gateway.rs"]
+mod gateway;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -40,7 +43,9 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 /// The raw upstream and the gateway in front of it (a public route `/`, a 1 s request
 /// timeout so a body that never comes ends quickly).
 async fn start() -> SocketAddr {
-    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let upstream = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let upstream_addr = upstream.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
@@ -50,48 +55,13 @@ async fn start() -> SocketAddr {
             tokio::spawn(answer_one(stream));
         }
     });
-    let dir = std::env::temp_dir().join(format!("tessera-fuzz-server-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("fixture dir");
-    let routes = dir.join("routes.yaml");
-    std::fs::write(
-        &routes,
-        format!(
-            "version: 1\nroutes:\n  - name: all\n    match: {{ prefix: / }}\n    upstreams: [http://{upstream_addr}]\n    auth: public\n    max_body_bytes: 100000\n"
-        ),
+    gateway::serve(
+        "server",
+        upstream_addr,
+        &["max_body_bytes: 100000"],
+        &["--request-timeout-secs", "1", "--max-header-bytes", "8192"],
     )
-    .expect("routes file");
-    let routes = routes.display().to_string();
-    let config = tessera_gateway::config::Config::try_parse_from([
-        "tessera-gateway",
-        "--routes-file",
-        &routes,
-        "--jwks-url",
-        "http://127.0.0.1:9/jwks.json",
-        "--issuer",
-        "https://fuzz.example",
-        "--request-timeout-secs",
-        "1",
-        "--max-header-bytes",
-        "8192",
-        "--log-filter",
-        "off",
-    ])
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let built = tessera_gateway::build(&config, Arc::new(SystemClock), &shutdown)
-        .await
-        .expect("gateway builds");
-    let public = tessera_gateway::serve::bind_public(SocketAddr::from(([127, 0, 0, 1], 0)), 1)
-        .expect("bind public");
-    let addr = public[0].local_addr().expect("addr");
-    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    tokio::spawn(async move {
-        let _keep = shutdown.clone();
-        tessera_gateway::serve::serve_per_core(built, public, admin, shutdown)
-            .await
-            .expect("gateway serves");
-    });
-    addr
+    .await
 }
 
 /// Reads one request head from the gateway, checks it, answers and closes (so framing
