@@ -54,5 +54,6 @@ pub(crate) fn context() -> ForwardContext {
             trace: TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01")
                 .expect("valid traceparent"),
         },
+        started: std::time::Instant::now(),
     }
 }

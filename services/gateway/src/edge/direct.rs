@@ -78,7 +78,7 @@ impl Edge {
     {
         let started = Instant::now();
         let in_flight = self.recorder.in_flight();
-        let ids = Ids::for_request(request.headers());
+        let ids = Ids::for_request(request.headers(), started);
         let method = request.method().clone();
         // Fields are only evaluated when the span is enabled (`RUST_LOG=info`).
         let span = tracing::info_span!(
@@ -152,6 +152,7 @@ impl Edge {
             request,
             peer,
             &ids.upstream,
+            started,
             access,
         )));
         // The deadline from the request's own start: no clock read of its own.

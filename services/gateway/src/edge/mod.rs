@@ -13,6 +13,7 @@ mod security;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -103,7 +104,10 @@ pub async fn handle(
         return Problem::internal().into_response();
     };
     let mut access = Access::default();
-    let answer = gateway.respond(request, peer, &ids, &mut access).await;
+    let started = Instant::now();
+    let answer = gateway
+        .respond(request, peer, &ids, started, &mut access)
+        .await;
     let mut response = answer.into_response();
     response.extensions_mut().insert(AccessFields {
         upstream: access.upstream,
@@ -125,6 +129,7 @@ impl Gateway {
         request: http::Request<B>,
         peer: SocketAddr,
         ids: &RequestIds,
+        started: Instant,
         access: &mut Access,
     ) -> Answer
     where
@@ -166,6 +171,7 @@ impl Gateway {
             host,
             request,
             ids,
+            started,
             access,
         )
         .await
@@ -255,6 +261,7 @@ async fn route_request<B>(
     host: Option<HeaderValue>,
     mut request: http::Request<B>,
     ids: &RequestIds,
+    started: Instant,
     access: &mut Access,
 ) -> Answer
 where
@@ -336,6 +343,7 @@ where
         proto: "http",
         host,
         ids: ids.clone(),
+        started,
     };
     let Forwarded {
         mut response,

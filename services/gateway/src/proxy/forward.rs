@@ -206,7 +206,7 @@ impl Upstream {
         ctx: &ForwardContext,
         mark: bool,
     ) -> Forwarded {
-        let started = Instant::now();
+        let started = ctx.started;
         let permit = match self.breaker.admit(started) {
             Ok(permit) => permit,
             Err(wait) => {

@@ -303,6 +303,7 @@ mod tests {
                 )
                 .expect("valid"),
             },
+            started: std::time::Instant::now(),
         }
     }
 

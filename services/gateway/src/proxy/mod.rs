@@ -245,6 +245,10 @@ pub struct ForwardContext {
     pub host: Option<HeaderValue>,
     /// The request id and trace context, sent as `X-Request-Id` and `traceparent`.
     pub ids: RequestIds,
+    /// When the request reached the gateway: the total timeout, the breaker and the
+    /// retry budget count from it (forwarding reads no clock of its own before the
+    /// first attempt).
+    pub started: Instant,
 }
 
 /// One upstream's endpoints and resilience state; share it as `Arc<Upstream>` and build

@@ -71,6 +71,7 @@ fn ctx() -> ForwardContext {
             request_id: HeaderValue::from_static("gateway-request-1").into(),
             trace: TraceParent::parse(TRACEPARENT).expect("valid traceparent"),
         },
+        started: std::time::Instant::now(),
     }
 }
 
