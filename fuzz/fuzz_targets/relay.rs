@@ -26,9 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use clap::Parser;
 use libfuzzer_sys::fuzz_target;
-use service_kit::{CancellationToken, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -13,12 +13,10 @@
 mod gateway;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::Parser;
 use libfuzzer_sys::fuzz_target;
-use service_kit::{CancellationToken, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
