@@ -4,7 +4,6 @@
 
 use std::error::Error as StdError;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -356,12 +355,15 @@ impl Upstream {
         deadline: Instant,
     ) -> Attempt {
         let give_up = super::after(now, self.config.timeouts.first_byte).min(deadline);
-        // Boxed where it is made, so the timeout wrapper moves a pointer, not the
-        // connection-making future (several KiB).
-        let sent = Box::pin(self.client.send(endpoint.target(), outgoing, body, now));
-        let mut timed = pin!(tokio::time::timeout_at(give_up.into(), sent));
+        // The client gives up at `give_up` itself (a pooled HTTP/1.1 connection with the
+        // timer it keeps). Boxed where it is made: the future that may connect is
+        // several KiB, and this one is moved into the request's box.
+        let mut sent = Box::pin(
+            self.client
+                .send(endpoint.target(), outgoing, body, now, give_up),
+        );
         let waited = poll_fn(|cx| {
-            let polled = timed.as_mut().poll(cx);
+            let polled = sent.as_mut().poll(cx);
             if polled.is_pending() {
                 // The edge's request timer is not needed while this one waits.
                 crate::deadline::covered_until(give_up);
@@ -369,10 +371,10 @@ impl Upstream {
             polled
         });
         match waited.await {
-            Err(_) => Attempt::TimedOut,
-            Ok(Err(error)) if error.is_connect() => Attempt::ConnectFailed(error),
-            Ok(Err(error)) => Attempt::Broken(error),
-            Ok(Ok(answered)) => Attempt::Answered(answered),
+            Err(SendError::TimedOut) => Attempt::TimedOut,
+            Err(error) if error.is_connect() => Attempt::ConnectFailed(error),
+            Err(error) => Attempt::Broken(error),
+            Ok(answered) => Attempt::Answered(answered),
         }
     }
 

@@ -28,7 +28,7 @@ use super::forward::is_idempotent;
 use super::headers::Forwarding;
 use super::relayed::RelayedHeaders;
 use connect::ConnectTimeouts;
-use h1::{Connection, RequestHead};
+use h1::{Connection, FirstByteTimeout, RequestHead};
 use target::Protocol;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -116,11 +116,15 @@ impl UpstreamClient {
         outgoing: Outgoing<'_>,
         body: Body,
         now: Instant,
+        give_up: Instant,
     ) -> Result<Answered, SendError> {
         if target.protocol != Protocol::Http1 || outgoing.upgrade {
             // Boxed: the common path's future stays small (it is moved into a box per
             // request; bench/README.md, gateway, session 6).
-            let response = Box::pin(self.send_with_hyper(target, outgoing, body)).await?;
+            let sending = Box::pin(self.send_with_hyper(target, outgoing, body));
+            let response = tokio::time::timeout_at(give_up.into(), sending)
+                .await
+                .map_err(|_| SendError::TimedOut)??;
             return Ok(Answered {
                 response,
                 relayed: None,
@@ -141,30 +145,49 @@ impl UpstreamClient {
         let resendable = body.is_end_stream() && is_idempotent(head.method);
         let conn = match pooled {
             Some(conn) => conn,
-            None => self.connect_http1(target).await?,
+            None => self.connect_http1(target, give_up).await?,
         };
-        let failed = match conn.send(target, head, body, self.checkin(target)).await {
+        let failed = match conn
+            .send(target, head, body, self.checkin(target), give_up)
+            .await
+        {
             Ok(answered) => return Ok(Answered::http1(answered)),
             Err(failed) => failed,
         };
+        if FirstByteTimeout::is(&failed.error) {
+            return Err(SendError::TimedOut);
+        }
         if !(reused && resendable && failed.unanswered) {
             return Err(SendError::Exchange(failed.error));
         }
         tracing::debug!(endpoint = %target, error = %failed.error, "pooled connection closed under the request; sending it on a new one");
-        let conn = self.connect_http1(target).await?;
+        let conn = self.connect_http1(target, give_up).await?;
         let answered = conn
-            .send(target, head, Body::empty(), self.checkin(target))
+            .send(target, head, Body::empty(), self.checkin(target), give_up)
             .await
-            .map_err(|failed| SendError::Exchange(failed.error))?;
+            .map_err(|failed| {
+                if FirstByteTimeout::is(&failed.error) {
+                    SendError::TimedOut
+                } else {
+                    SendError::Exchange(failed.error)
+                }
+            })?;
         Ok(Answered::http1(answered))
     }
 
-    /// A new HTTP/1.1 connection to `target` (boxed where it is made: rare, and its
-    /// future is large).
-    async fn connect_http1(&self, target: &Target) -> Result<Box<Connection>, SendError> {
-        Ok(Box::new(Connection::new(
-            Box::pin(self.connect(target)).await?,
-        )))
+    /// A new HTTP/1.1 connection to `target`, given up at `give_up` (a timer of its own:
+    /// the connection's first-byte timer comes with it; boxed where it is made: rare,
+    /// and its future is large).
+    async fn connect_http1(
+        &self,
+        target: &Target,
+        give_up: Instant,
+    ) -> Result<Box<Connection>, SendError> {
+        let connecting = Box::pin(self.connect(target));
+        let stream = tokio::time::timeout_at(give_up.into(), connecting)
+            .await
+            .map_err(|_| SendError::TimedOut)??;
+        Ok(Box::new(Connection::new(stream)))
     }
 
     /// Upgrades over hyper's HTTP/1.1 (`Upgrade` does not exist in HTTP/2, RFC 8441's
@@ -315,6 +338,9 @@ pub(crate) enum SendError {
     /// The h2c client failed.
     #[error(transparent)]
     Client(#[from] hyper_util::client::legacy::Error),
+    /// No answer head came before the attempt's first-byte deadline.
+    #[error("no answer head before the first-byte timeout")]
+    TimedOut,
 }
 
 impl SendError {
@@ -323,7 +349,7 @@ impl SendError {
         match self {
             Self::Connect(_) => true,
             Self::Client(error) => error.is_connect(),
-            Self::Uri(_) | Self::Exchange(_) | Self::Http(_) => false,
+            Self::Uri(_) | Self::Exchange(_) | Self::Http(_) | Self::TimedOut => false,
         }
     }
 }

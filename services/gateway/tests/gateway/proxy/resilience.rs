@@ -1,10 +1,12 @@
 //! Failing upstreams: ejection, the circuit breaker, retries and their budget, timeouts.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::{ConnectInfo, Path};
 use axum::response::IntoResponse;
 use http::{Method, StatusCode};
 use http_body_util::Limited;
@@ -14,7 +16,7 @@ use super::servers::{self, answering, echo};
 use super::{config, ctx, get, problem_code, request, text, upstream};
 
 /// A loopback port nobody listens on (bound, then released): connections are refused.
-async fn closed_port() -> std::net::SocketAddr {
+async fn closed_port() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -229,6 +231,82 @@ async fn an_upstream_slow_to_answer_gets_504_at_the_first_byte_timeout() {
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(problem_code(response).await, "upstream_timeout");
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+}
+
+/// Answers `/wait/<ms>` after that many milliseconds with the port of the connection
+/// the request came on, so a test can tell that two requests shared one.
+async fn waiting_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = axum::Router::new().route(
+        "/wait/{ms}",
+        axum::routing::get(
+            |Path(ms): Path<u64>, ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                peer.port().to_string()
+            },
+        ),
+    );
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.expect("serve") });
+    addr
+}
+
+#[tokio::test]
+async fn a_reused_connection_gives_each_exchange_its_own_first_byte_deadline() {
+    let backend = waiting_backend().await;
+    let mut config = config(&[backend]);
+    config.timeouts.first_byte = Duration::from_millis(600);
+    let upstream = upstream(config);
+
+    let first = get(&upstream, "/wait/0").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let port = text(first).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // On the same connection, an answer 400 ms after its request (200 ms past the first
+    // exchange's deadline) is in time.
+    let second = get(&upstream, "/wait/400").await;
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(text(second).await, port, "the pooled connection was reused");
+    // And a deadline moved on still fires: a slow answer is a 504 at its own deadline.
+    let started = Instant::now();
+    let third = get(&upstream, "/wait/5000").await;
+    let waited = started.elapsed();
+    assert_eq!(third.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(problem_code(third).await, "upstream_timeout");
+    assert!(waited >= Duration::from_millis(590), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_nearer_deadline_on_a_reused_connection_is_not_put_off_by_an_earlier_exchange() {
+    let backend = waiting_backend().await;
+    let mut config = config(&[backend]);
+    config.timeouts.first_byte = Duration::from_secs(5);
+    let upstream = upstream(config);
+    // Read to its end, the answer puts its connection back in the pool with the
+    // connection's timer 5 s ahead.
+    let first = get(&upstream, "/wait/0").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    text(first).await;
+
+    // A request that reached the gateway 4.7 s ago has 300 ms of its first-byte
+    // timeout left.
+    let mut late = ctx();
+    late.started = late
+        .started
+        .checked_sub(Duration::from_millis(4700))
+        .expect("the clock is older than 4.7 s");
+    let started = Instant::now();
+    let response = upstream
+        .forward(request(Method::GET, "/wait/5000", Body::empty()), &late)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
     assert!(waited < Duration::from_secs(2), "{waited:?}");
 }
 

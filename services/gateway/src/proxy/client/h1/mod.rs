@@ -24,10 +24,11 @@
 //! be read as the next request's answer). Upgrades (WebSocket) and h2c stay with hyper
 //! (`connect.rs`).
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Instant;
 
 use axum::body::Body;
 use bytes::BytesMut;
@@ -36,6 +37,7 @@ use http::{Method, Response, StatusCode, Uri};
 use hyper::body::Body as HttpBody;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
 mod body;
@@ -75,6 +77,25 @@ pub(crate) struct Connection {
     spans: Vec<[usize; 4]>,
     /// Whether any byte of an answer to the current request arrived.
     answered: bool,
+    /// The first-byte timer, made by the connection's first exchange and moved on by
+    /// each later one: a deadline later than the one registered only updates it, where
+    /// a timer per exchange was registered in Tokio's wheel and removed from it again
+    /// (~600 instructions a request, bench/README.md, gateway, session 9). When it fires
+    /// at a deadline that was moved on, the runtime registers it anew without waking
+    /// anyone; an idle connection's fires once, waking the last task that waited on it.
+    first_byte: Option<Pin<Box<Sleep>>>,
+}
+
+/// The answer's head did not come before the first-byte deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer head before the first-byte timeout")]
+pub(crate) struct FirstByteTimeout;
+
+impl FirstByteTimeout {
+    /// Whether `error` is this one.
+    pub(crate) fn is(error: &io::Error) -> bool {
+        matches!(error.get_ref(), Some(inner) if inner.is::<FirstByteTimeout>())
+    }
 }
 
 /// The parts of a request the client sends besides its body, borrowed from the request
@@ -96,7 +117,21 @@ impl Connection {
             write: Vec::new(),
             spans: Vec::new(),
             answered: false,
+            first_byte: None,
         }
+    }
+
+    /// The connection's first-byte timer, set to fire at `give_up`.
+    fn first_byte_timer(&mut self, give_up: Instant) -> Pin<&mut Sleep> {
+        let give_up = tokio::time::Instant::from_std(give_up);
+        match &mut self.first_byte {
+            Some(timer) => timer.as_mut().reset(give_up),
+            None => self.first_byte = Some(Box::pin(tokio::time::sleep_until(give_up))),
+        }
+        self.first_byte
+            .as_mut()
+            .expect("the timer was just set")
+            .as_mut()
     }
 
     /// Whether an idle connection can take a request: nothing arrived while it was idle
@@ -114,8 +149,10 @@ impl Connection {
         }
     }
 
-    /// Sends a request and reads the head of its answer. The returned response's body
-    /// owns the connection and hands it to `home` once it was read to its end.
+    /// Sends a request and reads the head of its answer, failing with
+    /// [`FirstByteTimeout`] if the head has not come by `give_up`. The returned
+    /// response's body owns the connection and hands it to `home` once it was read to
+    /// its end.
     ///
     /// An answer may come before the whole request body was sent: a streaming upstream
     /// answers while it reads, a refusing one before. The upload then goes on beside
@@ -128,8 +165,11 @@ impl Connection {
         head: RequestHead<'_>,
         body: Body,
         home: Checkin,
+        give_up: Instant,
     ) -> Result<(Response<ResponseBody>, Option<RelayedHeaders>), Failed> {
         let framing = RequestFraming::of(head.method, &body);
+        // Armed (or moved on) before the request goes out, polled only while waiting.
+        self.first_byte_timer(give_up);
         self.answered = false;
         self.write.clear();
         encode_head(&mut self.write, target, &head, framing);
@@ -154,7 +194,17 @@ impl Connection {
                 }
             }
             let uploaded = upload.is_none();
-            self.poll_head(cx).map_ok(|answer| (answer, uploaded))
+            let polled = self.poll_head(cx).map_ok(|answer| (answer, uploaded));
+            if polled.is_pending()
+                && let Some(timer) = self.first_byte.as_mut()
+                && timer.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    FirstByteTimeout,
+                )));
+            }
+            polled
         });
         let (answer, uploaded) = match answer.await {
             Ok(answered) => answered,
