@@ -1,14 +1,15 @@
 //! The load: profile creations (closed loop for the rate, open loop at a fixed rate for
-//! the end-to-end latency) and bare SMTP sends with lettre for the server's own limit.
+//! the end-to-end latency) and bare SMTP sends with notification's SMTP channel for the
+//! server's own limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use serde_json::json;
+use tessera_notification::channel::smtp::{SmtpChannel, SmtpSettings, SmtpTls};
+use tessera_notification::channel::{Channel as _, Outgoing};
 
 use tessera_bench_report::Stats;
 
@@ -152,40 +153,64 @@ pub(crate) async fn open_loop(
     Ok((created, failed))
 }
 
-/// The SMTP server alone: `connections` pooled lettre connections sending a welcome-sized
-/// message back to back for `window` after `warmup`.
+/// Notification's SMTP channel (the client the service sends with) to the server on
+/// `port`, keeping up to `connections` connections.
+fn smtp_channel(port: u16, connections: u32) -> anyhow::Result<Arc<SmtpChannel>> {
+    let channel = SmtpChannel::new(&SmtpSettings {
+        url: None,
+        host: "127.0.0.1".to_owned(),
+        port,
+        tls: SmtpTls::None,
+        username: None,
+        password: None,
+        from: "Tessera Bench <bench@tessera.test>".parse()?,
+        timeout: Duration::from_secs(10),
+        pool_size: connections,
+    })
+    .map_err(anyhow::Error::msg)?;
+    Ok(Arc::new(channel))
+}
+
+/// A welcome-sized message to `to`.
+fn welcome(n: u64, to: String) -> Outgoing {
+    Outgoing {
+        job_id: format!("{}", uuid::Uuid::now_v7()),
+        to,
+        subject: Some(format!("Welcome to Tessera {n}")),
+        body: "Hello,\n\nwelcome to Tessera: your profile is ready.\n".repeat(8),
+    }
+}
+
+/// The SMTP server alone: `connections` clients sending a welcome-sized message back to
+/// back through notification's SMTP channel for `window` after `warmup`.
 pub(crate) async fn smtp_limit(
     port: u16,
     connections: u32,
     warmup: Duration,
     window: Duration,
 ) -> anyhow::Result<Stats> {
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(port)
-        .pool_config(PoolConfig::new().max_size(connections))
-        .build();
+    let channel = smtp_channel(port, connections)?;
     let from = Instant::now() + warmup;
     let end = from + window;
     let mut tasks = Vec::new();
     for i in 0..connections {
-        let transport = transport.clone();
+        let channel = channel.clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut errors = 0u64;
+            let mut n = 0;
             loop {
                 let started = Instant::now();
                 if started >= end {
                     break;
                 }
-                let message = Message::builder()
-                    .from("Tessera Bench <bench@tessera.test>".parse()?)
-                    .to(format!("limit{i}@bench.test").parse()?)
-                    .subject("Welcome to Tessera")
-                    .body("Hello,\n\nwelcome to Tessera: your profile is ready.\n".repeat(8))?;
-                let sent = transport.send(message).await;
+                n += 1;
+                let sent = channel
+                    .send(&welcome(n, format!("limit{i}@bench.test")))
+                    .await;
                 if started >= from && Instant::now() <= end {
                     match sent {
-                        Ok(_) => samples.push(started.elapsed()),
+                        Ok(()) => samples.push(started.elapsed()),
                         Err(_) => errors += 1,
                     }
                 }
@@ -199,6 +224,45 @@ pub(crate) async fn smtp_limit(
         let (s, e) = task.await.context("smtp task")??;
         samples.extend(s);
         errors += e;
+    }
+    Ok(Stats::from_samples(samples, errors, window))
+}
+
+/// The SMTP server alone at the steady rate: one welcome-sized message started every
+/// 1/`rate` s for `window` through notification's SMTP channel keeping `connections`
+/// connections; latency is the whole send. The floor under the end-to-end row, which
+/// ends with the same send.
+pub(crate) async fn smtp_steady(
+    port: u16,
+    connections: u32,
+    rate: u32,
+    window: Duration,
+) -> anyhow::Result<Stats> {
+    let channel = smtp_channel(port, connections)?;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + window;
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < end {
+        ticker.tick().await;
+        let channel = channel.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let sent = channel
+                .send(&welcome(n, format!("steady{n}@bench.test")))
+                .await;
+            sent.ok().map(|()| started.elapsed())
+        }));
+        n += 1;
+    }
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        match task.await.context("smtp task")? {
+            Some(took) => samples.push(took),
+            None => errors += 1,
+        }
     }
     Ok(Stats::from_samples(samples, errors, window))
 }

@@ -6,6 +6,7 @@
 
 mod load;
 mod stack;
+mod stages;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,12 +139,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("measuring the SMTP server alone …");
     let limit_server = SmtpServer::start().await;
     let limit = load::smtp_limit(limit_server.port(), args.concurrency, warmup, window).await?;
+    let steady = load::smtp_steady(
+        limit_server.port(),
+        args.delivery_workers,
+        args.rate,
+        Duration::from_secs(args.duration_secs),
+    )
+    .await?;
+    table.row(Row::new(
+        format!("SMTP server alone at {}/s (open loop)", args.rate),
+        steady,
+        "the floor under end to end",
+    ));
     drop(limit_server);
     table.row(Row::new(
-        format!(
-            "SMTP server alone (lettre, {} connections)",
-            args.concurrency
-        ),
+        format!("SMTP server alone ({} connections)", args.concurrency),
         limit,
         "the limit",
     ));
@@ -169,7 +179,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "profile rows: closed loop, latency is the POST; end-to-end rows: latency is the POST's \
          201 to the SMTP server writing the message (its envelope file's mtime), rate is mails \
          accepted per second between the first and last acceptance; errors are failed POSTs \
-         plus mails that never arrived",
+         plus mails that never arrived; SMTP rows send through notification's own SMTP \
+         channel (TCP_NODELAY, kept connections), so the limit is the server's, not a client's",
     );
     for note in goals {
         table.note(note);
@@ -232,6 +243,7 @@ async fn end_to_end(
     let (created, failed) =
         load::open_loop(&profile, ctx.tokens, "steady", args.rate, steady).await?;
     let (steady_stats, missing) = delivered(&smtp, &created, failed, 0).await?;
+    let steps = steady_steps(args, ctx, &smtp, &created, &e2e_id).await?;
     let p99_holds = missing == 0 && failed == 0 && steady_stats.p99 < GOAL_P99;
     table.row(Row::new(
         format!("welcome mail end to end at {}/s (SQLite)", args.rate),
@@ -293,7 +305,37 @@ async fn end_to_end(
         tessera_bench_report::rate(limit.rate()),
         drain_missing
     );
-    Ok(vec![p99_goal, share_goal])
+    Ok(vec![p99_goal, share_goal, steps])
+}
+
+/// Where the steady window's time went, step by step (see `stages`), as a note; also
+/// printed.
+async fn steady_steps(
+    args: &Args,
+    ctx: &Ctx<'_>,
+    smtp: &SmtpServer,
+    created: &[Created],
+    e2e_id: &str,
+) -> anyhow::Result<String> {
+    let bus =
+        tessera_events::JetStreamBus::connect(stack::nats_config(&args.nats_url, "bench", e2e_id))
+            .await
+            .context("the benchmark's bus")?;
+    let steps = stages::breakdown(
+        created,
+        smtp,
+        &bus,
+        &format!("BENCH{e2e_id}"),
+        &ctx.dir.join("notification.db"),
+    )
+    .await?;
+    for step in &steps {
+        eprintln!("  {step}");
+    }
+    Ok(format!(
+        "where the steady window's time goes (per mail, p50/p99/max of each step): {}",
+        steps.join("; ")
+    ))
 }
 
 /// One row per backend: profiles created per second, each profile on its own stream

@@ -132,7 +132,7 @@ pub(crate) async fn start_jwks(
 }
 
 /// A private stream and subject root on the NATS server.
-fn nats_config(url: &str, service: &str, id: &str) -> NatsConfig {
+pub(crate) fn nats_config(url: &str, service: &str, id: &str) -> NatsConfig {
     let mut config = NatsConfig::new(url, service);
     config.stream = format!("BENCH{id}");
     config.subject_root = format!("bench{id}");

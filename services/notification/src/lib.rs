@@ -152,6 +152,7 @@ fn channels(config: &Config) -> Result<HashMap<ChannelKind, Arc<dyn Channel>>, S
                 password: email.smtp_password.clone(),
                 from: from.clone(),
                 timeout: Duration::from_secs(email.smtp_timeout_secs),
+                pool_size: config.delivery.delivery_workers,
             })
             .map_err(StartError::Config)?,
         )

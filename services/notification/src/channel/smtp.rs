@@ -1,14 +1,27 @@
-//! Email over SMTP with lettre: STARTTLS, implicit TLS or plain (local relays only),
-//! optional authentication, pooled connections. TLS is rustls with aws-lc-rs.
+//! Email over SMTP with lettre's protocol client: STARTTLS, implicit TLS or plain (local
+//! relays only), optional authentication, pooled connections. TLS is rustls with aws-lc-rs.
+//!
+//! The connections are opened here, not by lettre's transport, to set `TCP_NODELAY`:
+//! lettre writes a message's body and its closing `.` in two writes and then waits for
+//! the answer. With Nagle's algorithm on, the second write waits for the server's ACK of
+//! the first, and the server delays that ACK (40 ms on Linux) because it has nothing to
+//! say until the `.` arrives: every mail took 40 ms longer than the server needed.
 
-use std::time::Duration;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpStream;
 
 use super::{Channel, Outgoing, SendError};
 
@@ -34,7 +47,10 @@ pub struct SmtpSettings {
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub from: Mailbox,
+    /// Longest wait for a new connection's session (TCP, TLS, EHLO, AUTH).
     pub timeout: Duration,
+    /// Connections kept open between sends (one per delivery worker serves them all).
+    pub pool_size: u32,
 }
 
 /// Builds the email a job sends: plain text, `Message-ID` derived from the job id.
@@ -53,9 +69,226 @@ pub fn build_message(from: &Mailbox, message: &Outgoing) -> Result<Message, Send
         .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
 }
 
-/// The SMTP channel.
+/// How long a connection may sit unused in the pool before it is closed (lettre's
+/// default): servers drop idle clients after a few minutes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a connection is secured, with the TLS parameters for the host.
+#[derive(Clone)]
+enum Security {
+    Plain,
+    /// STARTTLS, required.
+    Starttls(TlsParameters),
+    /// STARTTLS when the server offers it (`?tls=opportunistic` in the URL).
+    Opportunistic(TlsParameters),
+    /// TLS from the first byte.
+    Implicit(TlsParameters),
+}
+
+/// Where and how to open a connection.
+#[derive(Clone)]
+struct Endpoint {
+    host: String,
+    port: u16,
+    security: Security,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
+}
+
+/// Why a send failed before the server could answer it.
+enum Failure {
+    /// The server answered (or the protocol broke): lettre's error.
+    Smtp(lettre::transport::smtp::Error),
+    /// The connection could not be opened in time.
+    Connect(String),
+}
+
+const URL_ERROR: &str =
+    "--smtp-url: expected smtps://user:pass@host:465 or smtp://user:pass@host:587?tls=required";
+
+impl Endpoint {
+    /// From lettre's URL format: `smtp://` (plain, port 25), `smtp://…?tls=required` or
+    /// `?tls=opportunistic` (STARTTLS, port 587), `smtps://` (implicit TLS, port 465);
+    /// user and password percent-encoded; a path names the EHLO domain.
+    fn from_url(url: &str, timeout: Duration) -> Result<Self, String> {
+        // The URL holds the password: never repeat it in the error.
+        let url = url::Url::parse(url).map_err(|_| URL_ERROR.to_owned())?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| URL_ERROR.to_owned())?
+            .to_owned();
+        let tls = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        let parameters =
+            || TlsParameters::new(host.clone()).map_err(|e| format!("--smtp-url: {e}"));
+        let (security, default_port) = match (url.scheme(), tls.as_deref()) {
+            ("smtp", None) => (Security::Plain, 25),
+            ("smtp", Some("required")) => (Security::Starttls(parameters()?), 587),
+            ("smtp", Some("opportunistic")) => (Security::Opportunistic(parameters()?), 587),
+            ("smtps", _) => (Security::Implicit(parameters()?), 465),
+            _ => return Err(URL_ERROR.to_owned()),
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| URL_ERROR.to_owned())
+        };
+        let credentials = match url.password() {
+            Some(password) => Some(Credentials::new(decode(url.username())?, decode(password)?)),
+            None => None,
+        };
+        let hello = match url.path().trim_matches('/') {
+            "" => ClientId::default(),
+            name => ClientId::Domain(name.to_owned()),
+        };
+        Ok(Self {
+            port: url.port().unwrap_or(default_port),
+            host,
+            security,
+            credentials,
+            hello,
+            timeout,
+        })
+    }
+
+    fn from_settings(settings: &SmtpSettings) -> Result<Self, String> {
+        let host = settings.host.clone();
+        let parameters =
+            || TlsParameters::new(host.clone()).map_err(|e| format!("--smtp-host: {e}"));
+        let security = match settings.tls {
+            SmtpTls::None => Security::Plain,
+            SmtpTls::Starttls => Security::Starttls(parameters()?),
+            SmtpTls::Implicit => Security::Implicit(parameters()?),
+        };
+        let credentials = match (&settings.username, &settings.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            host,
+            port: settings.port,
+            security,
+            credentials,
+            hello: ClientId::default(),
+            timeout: settings.timeout,
+        })
+    }
+
+    /// A new connection: TCP with `TCP_NODELAY`, TLS as configured, EHLO, AUTH.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| {
+                Failure::Connect(format!(
+                    "cannot connect to {}:{}: {e}",
+                    self.host, self.port
+                ))
+            })?;
+        tcp.set_nodelay(true)
+            .map_err(|e| Failure::Connect(format!("cannot set TCP_NODELAY: {e}")))?;
+        let mut conn = match &self.security {
+            Security::Implicit(parameters) => {
+                let stream = Tls::handshake(tcp, parameters.clone())
+                    .await
+                    .map_err(Failure::Smtp)?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await
+            }
+            _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
+        }
+        .map_err(Failure::Smtp)?;
+        match &self.security {
+            Security::Starttls(parameters) => conn.starttls(parameters.clone(), &self.hello).await,
+            Security::Opportunistic(parameters) if conn.can_starttls() => {
+                conn.starttls(parameters.clone(), &self.hello).await
+            }
+            _ => Ok(()),
+        }
+        .map_err(Failure::Smtp)?;
+        if let Some(credentials) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .await
+                .map_err(Failure::Smtp)?;
+        }
+        Ok(conn)
+    }
+}
+
+/// Implicit TLS over a `TCP_NODELAY` socket, through lettre's own TLS setup (the same
+/// rustls configuration and certificate checks as its transport).
+#[expect(
+    deprecated,
+    reason = "lettre's only way to wrap a socket of our own in its TLS"
+)]
+#[derive(Debug)]
+struct Tls(lettre::transport::smtp::client::AsyncNetworkStream);
+
+#[expect(
+    deprecated,
+    reason = "lettre's only way to wrap a socket of our own in its TLS"
+)]
+impl Tls {
+    async fn handshake(
+        tcp: TcpStream,
+        parameters: TlsParameters,
+    ) -> Result<Self, lettre::transport::smtp::Error> {
+        let mut stream =
+            lettre::transport::smtp::client::AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+        stream.upgrade_tls(parameters).await?;
+        Ok(Self(stream))
+    }
+}
+
+impl tokio::io::AsyncRead for Tls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = futures_util::io::AsyncRead::poll_read(
+            Pin::new(&mut self.0),
+            cx,
+            buf.initialize_unfilled(),
+        );
+        read.map_ok(|n| buf.advance(n))
+    }
+}
+
+impl tokio::io::AsyncWrite for Tls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        futures_util::io::AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures_util::io::AsyncWrite::poll_flush(Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        futures_util::io::AsyncWrite::poll_close(Pin::new(&mut self.0), cx)
+    }
+}
+
+impl AsyncTokioStream for Tls {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+}
+
+/// The SMTP channel: connections kept between sends, at most `pool_size` of them idle.
 pub struct SmtpChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    endpoint: Endpoint,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    pool_size: usize,
     from: Mailbox,
 }
 
@@ -69,37 +302,65 @@ impl std::fmt::Debug for SmtpChannel {
 
 impl SmtpChannel {
     pub fn new(settings: &SmtpSettings) -> Result<Self, String> {
-        if let Some(url) = &settings.url {
-            // The URL holds the password: never repeat it in the error.
-            let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
-                .map_err(|_| {
-                    "--smtp-url: expected smtps://user:pass@host:465 or smtp://user:pass@host:587?tls=required"
-                        .to_owned()
-                })?;
-            return Ok(Self {
-                transport: builder.timeout(Some(settings.timeout)).build(),
-                from: settings.from.clone(),
-            });
-        }
-        let host = settings.host.as_str();
-        let builder = match settings.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| format!("--smtp-host: {e}"))?,
-            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| format!("--smtp-host: {e}"))?,
+        let endpoint = match &settings.url {
+            Some(url) => Endpoint::from_url(url.expose_secret(), settings.timeout)?,
+            None => Endpoint::from_settings(settings)?,
         };
-        let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
         Ok(Self {
-            transport: builder.build(),
+            endpoint,
+            idle: Mutex::new(Vec::new()),
+            pool_size: usize::try_from(settings.pool_size.max(1)).unwrap_or(usize::MAX),
             from: settings.from.clone(),
         })
+    }
+
+    /// An idle connection that still answers (NOOP), or a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, Failure> {
+        loop {
+            let parked = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let Some((mut conn, since)) = parked else {
+                break;
+            };
+            if since.elapsed() < IDLE_TIMEOUT && conn.test_connected().await {
+                return Ok(conn);
+            }
+            conn.abort().await;
+        }
+        let timeout = self.endpoint.timeout;
+        tokio::time::timeout(timeout, self.endpoint.connect())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Connect(format!(
+                    "no SMTP session with {}:{} within {timeout:?}",
+                    self.endpoint.host, self.endpoint.port
+                )))
+            })
+    }
+
+    /// Puts a connection back unless it broke or the pool is full.
+    async fn checkin(&self, mut conn: AsyncSmtpConnection) {
+        if !conn.has_broken() {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < self.pool_size {
+                idle.push((conn, Instant::now()));
+                return;
+            }
+        }
+        conn.abort().await;
+    }
+
+    async fn send_message(&self, email: &Message) -> Result<(), Failure> {
+        let mut conn = self.checkout().await?;
+        let sent = conn.send(email.envelope(), &email.formatted()).await;
+        self.checkin(conn).await;
+        sent.map(drop).map_err(Failure::Smtp)
     }
 }
 
@@ -107,12 +368,15 @@ impl Channel for SmtpChannel {
     fn send<'a>(&'a self, message: &'a Outgoing) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             let email = build_message(&self.from, message)?;
-            match self.transport.send(email).await {
-                Ok(_) => Ok(()),
+            match self.send_message(&email).await {
+                Ok(()) => Ok(()),
                 // 5xx: the server refuses for good. Everything else (4xx, connection
                 // refused, timeouts, TLS trouble) may pass.
-                Err(error) if error.is_permanent() => Err(SendError::Permanent(error.to_string())),
-                Err(error) => Err(SendError::Transient(error.to_string())),
+                Err(Failure::Smtp(error)) if error.is_permanent() => {
+                    Err(SendError::Permanent(error.to_string()))
+                }
+                Err(Failure::Smtp(error)) => Err(SendError::Transient(error.to_string())),
+                Err(Failure::Connect(reason)) => Err(SendError::Transient(reason)),
             }
         })
     }

@@ -9,4 +9,5 @@ mod delivery;
 mod faults;
 mod logging;
 mod openapi;
+mod smtp;
 mod welcome;
