@@ -63,10 +63,17 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabels {
+    trigger: &'static str,
+    outcome: &'static str,
+}
+
 /// Delivery counters on `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryMetrics {
     attempts: Family<OutcomeLabels, Counter>,
+    claims: Family<ClaimLabels, Counter>,
 }
 
 impl DeliveryMetrics {
@@ -77,6 +84,18 @@ impl DeliveryMetrics {
             "Delivery attempts by channel and outcome (delivered, skipped, transient, permanent)",
             self.attempts.clone(),
         );
+        metrics.register(
+            "notification_claims",
+            "Delivery workers' looks for due jobs by what made them look (start, wake, poll, \
+             loop after a send, retry after an error) and what they found (job, none)",
+            self.claims.clone(),
+        );
+    }
+
+    fn claim(&self, trigger: &'static str, outcome: &'static str) {
+        self.claims
+            .get_or_create(&ClaimLabels { trigger, outcome })
+            .inc();
     }
 }
 
@@ -129,20 +148,24 @@ impl Delivery {
 
     async fn work(self, shutdown: CancellationToken) {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let mut trigger = "start";
         while !shutdown.is_cancelled() {
             let claimed = jobs::claim(&self.pool, self.now_ms(), lease_ms, 1).await;
             match claimed {
                 Ok(claimed) if claimed.is_empty() => {
-                    tokio::select! {
+                    self.metrics.claim(trigger, "none");
+                    trigger = tokio::select! {
                         () = shutdown.cancelled() => return,
-                        () = self.wake.notified() => {}
-                        () = tokio::time::sleep(POLL_INTERVAL) => {}
-                    }
+                        () = self.wake.notified() => "wake",
+                        () = tokio::time::sleep(POLL_INTERVAL) => "poll",
+                    };
                 }
                 Ok(claimed) => {
+                    self.metrics.claim(trigger, "job");
                     for job in claimed {
                         self.deliver(job).await;
                     }
+                    trigger = "loop";
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot claim delivery jobs; retrying");
@@ -150,6 +173,7 @@ impl Delivery {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(ERROR_PAUSE) => {}
                     }
+                    trigger = "retry";
                 }
             }
         }
@@ -358,6 +382,18 @@ impl Delivery {
             Ok(()) => Step::Delivered,
             Err(error) => Step::Failed(error),
         }
+    }
+}
+
+/// Wakes one delivery worker per queued job. Not every idle worker (`notify_waiters`):
+/// each woken worker claims, and on SQLite every claim takes the one write lock, so 32
+/// workers woken for one job made 31 empty claims queue behind (and in front of) the
+/// one that mattered. A wake-up with no worker waiting is kept for the next one to wait
+/// (`notify_one` stores it), so a job queued while every worker is busy is not left for
+/// the poll either.
+pub fn wake_for(wake: &Notify, jobs: usize) {
+    for _ in 0..jobs {
+        wake.notify_one();
     }
 }
 

@@ -105,7 +105,7 @@ impl Intake {
         notifications::create(&self.pool, &notification, &jobs, guard, now_ms)
             .await
             .map_err(HandlerError::retry)?;
-        self.wake.notify_waiters();
+        crate::delivery::wake_for(&self.wake, jobs.len());
         Ok(())
     }
 }

@@ -336,7 +336,7 @@ pub async fn create(
     let (id, replayed) =
         match notifications::create(&state.pool, &notification, &jobs, guard, now_ms).await? {
             Created::New | Created::AlreadyHandled => {
-                state.wake.notify_waiters();
+                crate::delivery::wake_for(&state.wake, jobs.len());
                 (notification.id, false)
             }
             Created::KeyUsed {

@@ -68,6 +68,8 @@ pub(crate) struct Stack {
     pub(crate) identity: String,
     pub(crate) profile: String,
     pub(crate) notification: String,
+    /// Notification's admin listener (`/metrics`, health); empty like `notification`.
+    pub(crate) notification_admin: String,
     pub(crate) smtp: SmtpServer,
     pub(crate) sms: Recorder,
     pub(crate) http: reqwest::Client,
@@ -187,6 +189,7 @@ impl Stack {
         args.extend(options.args.iter().cloned());
 
         let mut notification = String::new();
+        let mut notification_admin = String::new();
         if options.notification {
             let config = tessera_notification::config::Config::try_parse_from(&args)
                 .expect("valid notification config");
@@ -203,11 +206,13 @@ impl Stack {
             tokio::spawn(service.service.serve(listeners, shutdown.clone()));
             testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(20)).await;
             notification = endpoints.base;
+            notification_admin = endpoints.admin;
         }
         Self {
             identity,
             profile: profile_base,
             notification,
+            notification_admin,
             smtp,
             sms,
             http: reqwest::Client::new(),
