@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +35,12 @@ use crate::templates::Templates;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Wait after a database error before claiming again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Jobs one claim takes at most. On SQLite every claim is a write transaction on the one
+/// writer; taking a few at once cuts those per mail when a backlog is queued (a lone job
+/// is still claimed alone). The worker sends them one after the other; each is checked
+/// for its lease right before its send, so one left waiting too long is not sent if
+/// another worker took it over.
+const CLAIM_BATCH: i64 = 4;
 
 /// `dev.tessera.notification.delivery.failed.v1`: a job failed for good.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +71,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    by: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClaimLabels {
     trigger: &'static str,
     outcome: &'static str,
@@ -74,6 +86,7 @@ struct ClaimLabels {
 pub struct DeliveryMetrics {
     attempts: Family<OutcomeLabels, Counter>,
     claims: Family<ClaimLabels, Counter>,
+    lease_checks: Family<CheckLabels, Counter>,
 }
 
 impl DeliveryMetrics {
@@ -90,6 +103,17 @@ impl DeliveryMetrics {
              loop after a send, retry after an error) and what they found (job, none)",
             self.claims.clone(),
         );
+        metrics.register(
+            "notification_lease_checks",
+            "Lease checks right before a send, by how the lease was known to be held: \
+             clock (claimed or renewed by this worker with over two thirds of the lease \
+             left) or database (renewed there first); lost: taken over, not sent",
+            self.lease_checks.clone(),
+        );
+    }
+
+    fn lease_check(&self, by: &'static str) {
+        self.lease_checks.get_or_create(&CheckLabels { by }).inc();
     }
 
     fn claim(&self, trigger: &'static str, outcome: &'static str) {
@@ -123,6 +147,13 @@ pub struct Delivery {
     pub metrics: DeliveryMetrics,
 }
 
+/// What this worker knows of its lease on a job: until when it holds (unix ms, as last
+/// written by the claim or a renewal) and whether a renewal found the job taken over.
+struct Lease {
+    until: AtomicI64,
+    lost: AtomicBool,
+}
+
 /// How one attempt ended.
 enum Step {
     Delivered,
@@ -147,10 +178,15 @@ impl Delivery {
     }
 
     async fn work(self, shutdown: CancellationToken) {
-        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let lease_ms = self.lease_ms();
         let mut trigger = "start";
         while !shutdown.is_cancelled() {
-            let claimed = jobs::claim(&self.pool, self.now_ms(), lease_ms, 1).await;
+            // A worker woken for a job takes one: each queued job wakes one worker, and
+            // a woken worker taking several would leave the others woken for nothing (an
+            // empty claim, a write on SQLite, each). One looking again right after a send
+            // is working through a backlog and takes a few.
+            let limit = if trigger == "loop" { CLAIM_BATCH } else { 1 };
+            let claimed = jobs::claim(&self.pool, self.now_ms(), lease_ms, limit).await;
             match claimed {
                 Ok(claimed) if claimed.is_empty() => {
                     self.metrics.claim(trigger, "none");
@@ -185,9 +221,13 @@ impl Delivery {
         // The lease is renewed while the attempt runs: a rate-limit wait or a slow server
         // (lettre's timeout bounds each SMTP command, not the whole send) may outlast it,
         // and another worker would then claim the job and send it a second time.
+        let lease = Lease {
+            until: AtomicI64::new(job.lease_until),
+            lost: AtomicBool::new(false),
+        };
         let step = tokio::select! {
-            step = self.attempt(&job) => step,
-            never = self.keep_lease(&job) => match never {},
+            step = self.attempt(&job, &lease) => step,
+            never = self.keep_lease(&job, &lease) => match never {},
         };
         let finished_at = self.now_ms();
         let (outcome, detail, next) = match step {
@@ -264,8 +304,8 @@ impl Delivery {
             tracing::warn!(job = %job.id, %error, "cannot record a delivery attempt; retrying");
             tokio::time::sleep(pause).await;
             match self.renew_lease(job).await {
-                Ok(true) => renewed = tokio::time::Instant::now(),
-                Ok(false) => return Ok(false),
+                Ok(Some(_)) => renewed = tokio::time::Instant::now(),
+                Ok(None) => return Ok(false),
                 Err(_) if renewed.elapsed() >= self.lease => return Err(error),
                 Err(_) => {}
             }
@@ -274,13 +314,16 @@ impl Delivery {
 
     /// Extends the job's lease every third of its length until dropped; stops renewing
     /// (and never completes) once the job turns out to be someone else's.
-    async fn keep_lease(&self, job: &ClaimedJob) -> std::convert::Infallible {
+    async fn keep_lease(&self, job: &ClaimedJob, lease: &Lease) -> std::convert::Infallible {
         let every = self.lease / 3;
         loop {
             tokio::time::sleep(every).await;
             match self.renew_lease(job).await {
-                Ok(true) => {}
-                Ok(false) => break,
+                Ok(Some(until)) => lease.until.store(until, Ordering::Release),
+                Ok(None) => {
+                    lease.lost.store(true, Ordering::Release);
+                    break;
+                }
                 // The next renewal may work; the lease still has two thirds to run.
                 Err(error) => {
                     tracing::warn!(job = %job.id, %error, "cannot renew a delivery lease");
@@ -290,15 +333,52 @@ impl Delivery {
         std::future::pending().await
     }
 
-    async fn renew_lease(&self, job: &ClaimedJob) -> Result<bool, sqlx::Error> {
-        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
-        jobs::renew(
-            &self.pool,
-            &job.id,
-            job.attempts,
-            self.now_ms().saturating_add(lease_ms),
-        )
-        .await
+    /// Extends the lease on `job`; the new end (unix ms), or `None` when the job is no
+    /// longer this worker's.
+    async fn renew_lease(&self, job: &ClaimedJob) -> Result<Option<i64>, sqlx::Error> {
+        let until = self.now_ms().saturating_add(self.lease_ms());
+        let renewed = jobs::renew(&self.pool, &job.id, job.attempts, until).await?;
+        Ok(renewed.then_some(until))
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether `job` may be sent now: only while this worker's lease on it holds. No
+    /// other worker can claim a job before its `lease_until`, so a lease this worker
+    /// wrote that still has over two thirds of its length to run (a fresh claim, or a
+    /// recent renewal) proves it without a database write — keeping the renewal still
+    /// two chances (every third) before it runs out during the send, as a renewal here
+    /// would. Otherwise the lease is renewed in the database first (a write; `false` if
+    /// another worker took the job over).
+    async fn still_ours(&self, job: &ClaimedJob, lease: &Lease) -> bool {
+        if lease.lost.load(Ordering::Acquire) {
+            self.metrics.lease_check("lost");
+            return false;
+        }
+        let left = lease.until.load(Ordering::Acquire) - self.now_ms();
+        if left > self.lease_ms() / 3 * 2 {
+            self.metrics.lease_check("clock");
+            return true;
+        }
+        self.metrics.lease_check("database");
+        match self.renew_lease(job).await {
+            Ok(Some(until)) => {
+                lease.until.store(until, Ordering::Release);
+                true
+            }
+            Ok(None) => {
+                self.metrics.lease_check("lost");
+                false
+            }
+            // As before this check could skip the write: a failed renewal is not proof
+            // the job was taken over, and the send goes ahead.
+            Err(error) => {
+                tracing::warn!(job = %job.id, %error, "cannot renew a delivery lease before the send");
+                true
+            }
+        }
     }
 
     fn failure_event(&self, job: &ClaimedJob, reason: &str) -> OutboxMessage {
@@ -314,7 +394,7 @@ impl Delivery {
         OutboxMessage::new(&event, self.clock.now())
     }
 
-    async fn attempt(&self, job: &ClaimedJob) -> Step {
+    async fn attempt(&self, job: &ClaimedJob, lease: &Lease) -> Step {
         let Some(kind) = ChannelKind::parse(&job.channel) else {
             return Step::Failed(SendError::Permanent(format!(
                 "unknown channel {}",
@@ -368,8 +448,9 @@ impl Delivery {
         };
         route.pacer.wait().await;
         // Last check before the message leaves: a job another worker took over (this
-        // one's renewals failed) must not be sent by both.
-        if let Ok(false) = self.renew_lease(job).await {
+        // one's renewals failed, or it waited behind the others of its claim) must not
+        // be sent by both.
+        if !self.still_ours(job, lease).await {
             return Step::Lost;
         }
         let message = Outgoing {

@@ -18,6 +18,8 @@ pub struct ClaimedJob {
     pub locale: Option<String>,
     pub data: String,
     pub critical: bool,
+    /// Unix ms until which the claim holds (as written by the claim).
+    pub lease_until: i64,
 }
 
 const CLAIMABLE: &str =
@@ -56,20 +58,27 @@ pub async fn claim(
             .fetch_all(p)
             .await?,
         };
-    let mut claimed = Vec::with_capacity(ids.len());
-    for (id,) in ids {
-        let job: Option<ClaimedJob> = with_pool!(pool, |p| {
-            sqlx::query_as(
-                "SELECT j.id, j.notification_id, j.channel, j.address, j.attempts, n.user_id, \
-                 n.template, n.locale, n.data, n.critical FROM jobs j \
-                 JOIN notifications n ON n.id = j.notification_id WHERE j.id = $1",
-            )
-            .bind(&id)
-            .fetch_optional(p)
-            .await
-        })?;
-        claimed.extend(job);
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
+    // One read for the whole batch, oldest first (the order they were due in).
+    let placeholders = (1..=ids.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT j.id, j.notification_id, j.channel, j.address, j.attempts, n.user_id, \
+         n.template, n.locale, n.data, n.critical, COALESCE(j.lease_until, 0) AS lease_until \
+         FROM jobs j JOIN notifications n ON n.id = j.notification_id \
+         WHERE j.id IN ({placeholders}) ORDER BY j.due_at, j.id"
+    );
+    let claimed: Vec<ClaimedJob> = with_pool!(pool, |p| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for (id,) in &ids {
+            query = query.bind(id);
+        }
+        query.fetch_all(p).await
+    })?;
     Ok(claimed)
 }
 

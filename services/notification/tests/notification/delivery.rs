@@ -183,3 +183,113 @@ async fn a_queued_job_wakes_one_delivery_worker_not_all_of_them() {
         "11 jobs, at most one wake-up each; {wasted} woken workers found nothing"
     );
 }
+
+/// Sum of the `/metrics` samples of `metric` whose labels contain every one of `labels`
+/// (`name="value"` each).
+async fn metric(stack: &Stack, metric: &str, labels: &[&str]) -> u64 {
+    let text = stack
+        .http
+        .get(format!("{}/metrics", stack.notification_admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Requests `count` email notifications for `user_id` through the API, as fast as they
+/// are answered.
+async fn request_mails(stack: &Stack, user_id: &str, count: usize) {
+    let token = stack.service_token().await;
+    for _ in 0..count {
+        let answer = stack
+            .http
+            .post(format!("{}/v1/notifications", stack.notification))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "user_id": user_id, "template": "welcome", "channels": ["email"] }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), 202);
+    }
+}
+
+/// How many messages `stack`'s SMTP server holds, and how many distinct `Message-ID`s
+/// (one per job) among them.
+fn sent_and_distinct(stack: &Stack) -> (usize, usize) {
+    let messages = stack.smtp.messages();
+    let ids: std::collections::HashSet<String> =
+        messages.iter().map(|m| m.header("message-id")).collect();
+    (messages.len(), ids.len())
+}
+
+/// Claims of several jobs and the lease check before each send.
+mod batch {
+    use super::*;
+
+    on_both_backends! {
+        async fn a_backlog_is_claimed_several_jobs_at_a_time_and_fresh_claims_need_no_renewal(backend: Backend) {
+            // One worker, each send held 400 ms by the server, a lease of 1 s: the jobs
+            // requested while the welcome mail is being sent queue up, and one claim takes
+            // several of them. A fresh claim is sent without a lease renewal first (one write
+            // less per mail); one that waited behind a 400 ms send has under two thirds of its
+            // lease left and is renewed in the database before it goes.
+            let stack = Stack::start(Options {
+                backend,
+                args: vec![
+                    "--delivery-workers".into(), "1".into(),
+                    "--delivery-lease-secs".into(), "1".into(),
+                ],
+                ..Options::default()
+            })
+            .await;
+            stack.smtp.delay(400).await;
+            let (user_id, _) = stack
+                .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
+                .await;
+            request_mails(&stack, &user_id, 8).await;
+            stack.mails(9, WITHIN).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(sent_and_distinct(&stack), (9, 9), "every mail sent once");
+            let claims = metric(&stack, "tessera_notification_claims_total", &["outcome=\"job\""]).await;
+            assert!(claims <= 5, "9 jobs, a backlog of 8 behind the first: {claims} claims found jobs");
+            let clock = metric(&stack, "tessera_notification_lease_checks_total", &["by=\"clock\""]).await;
+            let database = metric(&stack, "tessera_notification_lease_checks_total", &["by=\"database\""]).await;
+            assert!(clock >= 2, "fresh claims are sent on the lease they hold ({clock} were)");
+            assert!(database >= 2, "jobs that waited in a claim are renewed first ({database} were)");
+            assert_eq!(clock + database, 9, "one check per send");
+        }
+
+        async fn a_job_taken_over_while_it_waited_in_a_claim_is_not_sent_twice(backend: Backend) {
+            // Two workers, sends held 1.5 s, a lease of 1 s: the jobs one worker claimed
+            // together wait behind its first send until their leases run out, and the other
+            // worker takes them over. The first worker must then find them lost, not send them.
+            let stack = Stack::start(Options {
+                backend,
+                args: vec![
+                    "--delivery-workers".into(), "2".into(),
+                    "--delivery-lease-secs".into(), "1".into(),
+                ],
+                ..Options::default()
+            })
+            .await;
+            stack.smtp.delay(1500).await;
+            let (user_id, _) = stack
+                .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
+                .await;
+            request_mails(&stack, &user_id, 5).await;
+            stack.mails(6, Duration::from_secs(60)).await;
+            // Past any further lease and send.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            assert_eq!(sent_and_distinct(&stack), (6, 6), "every mail sent once");
+            let lost = metric(&stack, "tessera_notification_lease_checks_total", &["by=\"lost\""]).await;
+            assert!(lost >= 1, "a job taken over while it waited was found lost ({lost} times)");
+        }
+    }
+}
