@@ -186,11 +186,12 @@ pub(crate) struct NotificationSetup<'a> {
     pub(crate) workers: u32,
 }
 
-/// Notification with no email rate limit, consuming stream `nats_id`.
+/// Notification with no email rate limit, consuming stream `nats_id`; returns its admin
+/// listener's base URL (`/metrics`).
 pub(crate) async fn start_notification(
     setup: &NotificationSetup<'_>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let args: Vec<String> = [
         "tessera-notification",
         "--database-url",
@@ -241,5 +242,5 @@ pub(crate) async fn start_notification(
     let admin = format!("http://{}", listeners.admin_addr()?);
     tokio::spawn(service.service.serve(listeners, shutdown.clone()));
     testkit::wait_until_ready(&admin, Duration::from_secs(30)).await;
-    Ok(())
+    Ok(admin)
 }
