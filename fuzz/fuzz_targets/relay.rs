@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// How long the gateway may take to answer and close (the upstream closes at once after
 /// its answer, so no timeout of the gateway's is ever needed).
@@ -80,18 +80,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 /// The raw upstream and the gateway in front of it (one worker, a public route `/`, no
 /// retries, short upstream timeouts), as `server.rs` builds it.
 async fn start(answer: Arc<Mutex<Vec<u8>>>) -> SocketAddr {
-    let upstream = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let upstream_addr = upstream.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = upstream.accept().await else {
-                continue;
-            };
-            tokio::spawn(answer_one(stream, Arc::clone(&answer)));
-        }
-    });
+    let upstream_addr =
+        gateway::raw_upstream(move |stream| answer_one(stream, Arc::clone(&answer))).await;
     gateway::serve(
         "relay",
         upstream_addr,

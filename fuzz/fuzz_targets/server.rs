@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// How long the gateway may take to close a connection whose client closed its side.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
@@ -41,18 +41,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 /// The raw upstream and the gateway in front of it (a public route `/`, a 1 s request
 /// timeout so a body that never comes ends quickly).
 async fn start() -> SocketAddr {
-    let upstream = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let upstream_addr = upstream.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = upstream.accept().await else {
-                continue;
-            };
-            tokio::spawn(answer_one(stream));
-        }
-    });
+    let upstream_addr = gateway::raw_upstream(answer_one).await;
     gateway::serve(
         "server",
         upstream_addr,

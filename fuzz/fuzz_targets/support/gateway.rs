@@ -2,12 +2,35 @@
 //! routes file with one public route `/` to `upstream`, built and served on the calling
 //! runtime with one worker, until the process ends.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
 use service_kit::{CancellationToken, SystemClock};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A raw upstream on loopback that hands every connection it accepts to `answer`, on a
+/// task of its own; returns its address.
+pub(crate) async fn raw_upstream<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let upstream = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = upstream.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                continue;
+            };
+            tokio::spawn(answer(stream));
+        }
+    });
+    addr
+}
 
 /// Serves a gateway in front of `upstream`; `route` is YAML added to the route (its
 /// settings, one per line, indented as route keys), `args` the command-line flags added

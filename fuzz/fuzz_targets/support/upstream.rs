@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use tessera_gateway::proxy::{
-    Balance, ClientSettings, ForwardContext, RequestIds, TraceParent, RetryPolicy, Timeouts, Upstream,
-    UpstreamClient, UpstreamConfig,
+    Balance, ClientSettings, ForwardContext, RequestIds, RetryPolicy, Timeouts, TraceParent,
+    Upstream, UpstreamClient, UpstreamConfig,
 };
 
 /// An upstream at `addr` keeping `max_idle` idle connections, with timeouts of 1 s to

@@ -233,6 +233,32 @@ fn sent_and_distinct(stack: &Stack) -> (usize, usize) {
 mod batch {
     use super::*;
 
+    /// A stack with `workers` delivery workers, a lease of 1 s and every SMTP answer held
+    /// `delay_ms`, where Ada signed up (her welcome mail) and then `more` mails were
+    /// requested for her.
+    async fn backlog(backend: testkit::Backend, workers: u32, delay_ms: u64, more: usize) -> Stack {
+        let stack = Stack::start(Options {
+            backend,
+            args: vec![
+                "--delivery-workers".into(),
+                workers.to_string(),
+                "--delivery-lease-secs".into(),
+                "1".into(),
+            ],
+            ..Options::default()
+        })
+        .await;
+        stack.smtp.delay(delay_ms).await;
+        let (user_id, _) = stack
+            .user_with_profile(
+                "ada@example.com",
+                &profile("Ada", "ada@example.com", "en", None, true),
+            )
+            .await;
+        request_mails(&stack, &user_id, more).await;
+        stack
+    }
+
     on_both_backends! {
         async fn a_backlog_is_claimed_several_jobs_at_a_time_and_fresh_claims_need_no_renewal(backend: Backend) {
             // One worker, each send held 400 ms by the server, a lease of 1 s: the jobs
@@ -240,20 +266,7 @@ mod batch {
             // several of them. A fresh claim is sent without a lease renewal first (one write
             // less per mail); one that waited behind a 400 ms send has under two thirds of its
             // lease left and is renewed in the database before it goes.
-            let stack = Stack::start(Options {
-                backend,
-                args: vec![
-                    "--delivery-workers".into(), "1".into(),
-                    "--delivery-lease-secs".into(), "1".into(),
-                ],
-                ..Options::default()
-            })
-            .await;
-            stack.smtp.delay(400).await;
-            let (user_id, _) = stack
-                .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
-                .await;
-            request_mails(&stack, &user_id, 8).await;
+            let stack = backlog(backend, 1, 400, 8).await;
             stack.mails(9, WITHIN).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
             assert_eq!(sent_and_distinct(&stack), (9, 9), "every mail sent once");
@@ -270,20 +283,7 @@ mod batch {
             // Two workers, sends held 1.5 s, a lease of 1 s: the jobs one worker claimed
             // together wait behind its first send until their leases run out, and the other
             // worker takes them over. The first worker must then find them lost, not send them.
-            let stack = Stack::start(Options {
-                backend,
-                args: vec![
-                    "--delivery-workers".into(), "2".into(),
-                    "--delivery-lease-secs".into(), "1".into(),
-                ],
-                ..Options::default()
-            })
-            .await;
-            stack.smtp.delay(1500).await;
-            let (user_id, _) = stack
-                .user_with_profile("ada@example.com", &profile("Ada", "ada@example.com", "en", None, true))
-                .await;
-            request_mails(&stack, &user_id, 5).await;
+            let stack = backlog(backend, 2, 1500, 5).await;
             stack.mails(6, Duration::from_secs(60)).await;
             // Past any further lease and send.
             tokio::time::sleep(Duration::from_secs(4)).await;

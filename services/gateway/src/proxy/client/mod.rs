@@ -154,24 +154,16 @@ impl UpstreamClient {
             Ok(answered) => return Ok(Answered::http1(answered)),
             Err(failed) => failed,
         };
-        if FirstByteTimeout::is(&failed.error) {
-            return Err(SendError::TimedOut);
-        }
-        if !(reused && resendable && failed.unanswered) {
-            return Err(SendError::Exchange(failed.error));
+        // A timeout is not resent: the attempt's time is up.
+        if FirstByteTimeout::is(&failed.error) || !(reused && resendable && failed.unanswered) {
+            return Err(SendError::exchange(failed.error));
         }
         tracing::debug!(endpoint = %target, error = %failed.error, "pooled connection closed under the request; sending it on a new one");
         let conn = self.connect_http1(target, give_up).await?;
         let answered = conn
             .send(target, head, Body::empty(), self.checkin(target), give_up)
             .await
-            .map_err(|failed| {
-                if FirstByteTimeout::is(&failed.error) {
-                    SendError::TimedOut
-                } else {
-                    SendError::Exchange(failed.error)
-                }
-            })?;
+            .map_err(|failed| SendError::exchange(failed.error))?;
         Ok(Answered::http1(answered))
     }
 
@@ -344,6 +336,16 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
+    /// The error of a failed HTTP/1.1 exchange: [`SendError::TimedOut`] when it was the
+    /// first-byte deadline.
+    fn exchange(error: io::Error) -> Self {
+        if FirstByteTimeout::is(&error) {
+            Self::TimedOut
+        } else {
+            Self::Exchange(error)
+        }
+    }
+
     /// Whether the request never reached the endpoint (safe to retry anywhere).
     pub(crate) fn is_connect(&self) -> bool {
         match self {

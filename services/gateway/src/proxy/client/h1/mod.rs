@@ -121,17 +121,13 @@ impl Connection {
         }
     }
 
-    /// The connection's first-byte timer, set to fire at `give_up`.
-    fn first_byte_timer(&mut self, give_up: Instant) -> Pin<&mut Sleep> {
+    /// Sets the connection's first-byte timer to fire at `give_up`.
+    fn arm_first_byte(&mut self, give_up: Instant) {
         let give_up = tokio::time::Instant::from_std(give_up);
         match &mut self.first_byte {
             Some(timer) => timer.as_mut().reset(give_up),
             None => self.first_byte = Some(Box::pin(tokio::time::sleep_until(give_up))),
         }
-        self.first_byte
-            .as_mut()
-            .expect("the timer was just set")
-            .as_mut()
     }
 
     /// Whether an idle connection can take a request: nothing arrived while it was idle
@@ -169,7 +165,7 @@ impl Connection {
     ) -> Result<(Response<ResponseBody>, Option<RelayedHeaders>), Failed> {
         let framing = RequestFraming::of(head.method, &body);
         // Armed (or moved on) before the request goes out, polled only while waiting.
-        self.first_byte_timer(give_up);
+        self.arm_first_byte(give_up);
         self.answered = false;
         self.write.clear();
         encode_head(&mut self.write, target, &head, framing);
