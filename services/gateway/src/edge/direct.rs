@@ -184,7 +184,7 @@ impl hyper::service::Service<Request<Incoming>> for EdgeService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let serving = Edge::serve(Arc::clone(&self.edge), request, self.peer);
         Box::pin(async move {
-            let mut response = serving.await.into_response();
+            let mut response = super::prefetch::read_ahead(serving.await).into_response();
             super::secure_response(response.headers_mut());
             Ok(response)
         })

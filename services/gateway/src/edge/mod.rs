@@ -9,6 +9,7 @@ pub mod direct;
 pub(crate) mod h1;
 mod ids;
 mod metrics;
+mod prefetch;
 mod security;
 
 use std::net::SocketAddr;

@@ -82,7 +82,7 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// The answer to a request whose upstream answer failed before any of it was sent to
 /// the client (cut short, or longer than its length): the same 502 as an upstream that
 /// could not be reached, instead of a connection closed without a byte (hyper's
-/// connections, where the head waits for the body too, still close).
+/// connections get it from `edge::prefetch`).
 const UPSTREAM_BROKE_OFF: Refusal = Refusal {
     status: http::StatusCode::BAD_GATEWAY,
     code: "upstream_unavailable",
