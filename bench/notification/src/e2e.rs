@@ -11,6 +11,7 @@ use service_kit::CancellationToken;
 use tessera_bench_report::{Row, Stats, Table};
 use testkit::SmtpServer;
 
+use crate::cpu::Cpu;
 use crate::load::Created;
 use crate::stack::{NotificationSetup, Tokens};
 use crate::{Args, GOAL_P99, GOAL_SHARE, load, mail_dir, stack, stages};
@@ -34,7 +35,6 @@ pub(crate) async fn end_to_end(
     limit: &Stats,
     table: &mut Table,
 ) -> anyhow::Result<Vec<String>> {
-    let concurrency = usize::try_from(args.concurrency)?;
     eprintln!("starting profile and notification for the end-to-end run …");
     let smtp_dir = mail_dir()?;
     let smtp = SmtpServer::start_in(smtp_dir.path()).await;
@@ -78,20 +78,8 @@ pub(crate) async fn end_to_end(
         format!("goal p99 < {} ms", GOAL_P99.as_millis()),
     ));
 
-    eprintln!(
-        "backlog: creating profiles as fast as possible for {}s …",
-        args.backlog_secs
-    );
     let (already, counted_before) = (smtp.count(), Counted::scrape(&admin).await?);
-    let (_, burst) = load::closed_loop(
-        &profile,
-        ctx.tokens,
-        "burst",
-        concurrency,
-        Duration::ZERO,
-        Duration::from_secs(args.backlog_secs),
-    )
-    .await?;
+    let (burst, cpu) = backlog(args, ctx, &profile, &smtp, smtp_dir.path()).await?;
     let (drain, drain_missing) = delivered(&smtp, &burst, 0, already).await?;
     let counted = counted_before.note_since(&admin, burst.len()).await?;
     let share = if limit.rate() > 0.0 {
@@ -133,7 +121,38 @@ pub(crate) async fn end_to_end(
         tessera_bench_report::rate(limit.rate()),
         drain_missing
     );
-    Ok(vec![p99_goal, share_goal, steps, counted])
+    Ok(vec![p99_goal, share_goal, steps, counted, cpu])
+}
+
+/// Creates the backlog (closed loop for `--backlog-secs`) and waits for its mails;
+/// returns the creations and the note on the CPU they took.
+async fn backlog(
+    args: &Args,
+    ctx: &Ctx<'_>,
+    profile: &str,
+    smtp: &SmtpServer,
+    smtp_dir: &std::path::Path,
+) -> anyhow::Result<(Vec<Created>, String)> {
+    eprintln!(
+        "backlog: creating profiles as fast as possible for {}s …",
+        args.backlog_secs
+    );
+    let already = smtp.count();
+    let start = Cpu::now(smtp_dir);
+    let (_, burst) = load::closed_loop(
+        profile,
+        ctx.tokens,
+        "burst",
+        usize::try_from(args.concurrency)?,
+        Duration::ZERO,
+        Duration::from_secs(args.backlog_secs),
+    )
+    .await?;
+    let (created, sent) = (Cpu::now(smtp_dir), smtp.count() - already);
+    // The CPU is read before `delivered` reads every envelope file.
+    arrived(smtp, already + burst.len()).await;
+    let cpu = Cpu::now(smtp_dir).note(&start, &created, burst.len(), sent);
+    Ok((burst, cpu))
 }
 
 /// Notification's claim and lease-check counters (`/metrics`), to say per backlog mail
@@ -193,9 +212,11 @@ impl Counted {
             "backlog delivery, per mail: {job:.2} claims that found jobs and {none:.2} that \
              found none (each a write transaction), lease checks before the send {clock:.2} \
              from the claim's own lease and {database:.2} renewed in the database (a write \
-             each); with the intake's insert and the attempt's record: {:.2} SQLite write \
-             transactions per mail",
-            job + none + database + 2.0
+             each); with the intake's insert (one transaction of three statements: begin, \
+             the inserts, commit) and the attempt's record (two statements, each its own \
+             transaction): {:.2} SQLite write transactions and {:.2} statements per mail",
+            job + none + database + 3.0,
+            job + none + database + 5.0
         ))
     }
 }
@@ -230,16 +251,9 @@ async fn steady_steps(
     ))
 }
 
-/// Waits (up to 60 s, stopping early when nothing new arrives for 10 s) for the welcome
-/// mails of `created`, skipping the first `skip` accepted messages' recipients; returns
-/// the end-to-end stats (window: first to last acceptance) and how many never arrived.
-async fn delivered(
-    smtp: &SmtpServer,
-    created: &[Created],
-    failed: u64,
-    skip: usize,
-) -> anyhow::Result<(Stats, u64)> {
-    let want = skip + created.len();
+/// Waits (up to 60 s, stopping early when nothing new arrives for 10 s) until the server
+/// holds `want` messages.
+async fn arrived(smtp: &SmtpServer, want: usize) {
     let started = std::time::Instant::now();
     let mut last = (smtp.count(), std::time::Instant::now());
     while last.0 < want && started.elapsed() < Duration::from_secs(60) {
@@ -251,6 +265,17 @@ async fn delivered(
             break;
         }
     }
+}
+
+/// Waits (see `arrived`) for the welcome mails of `created`, skipping the first `skip` accepted messages' recipients; returns
+/// the end-to-end stats (window: first to last acceptance) and how many never arrived.
+async fn delivered(
+    smtp: &SmtpServer,
+    created: &[Created],
+    failed: u64,
+    skip: usize,
+) -> anyhow::Result<(Stats, u64)> {
+    arrived(smtp, skip + created.len()).await;
     let answered: HashMap<&str, SystemTime> = created
         .iter()
         .map(|c| (c.email.as_str(), c.answered))

@@ -4,6 +4,7 @@
 //! rate, and notification's email delivery beside the SMTP server's own limit. Prints one
 //! Markdown table with the date, the machine and its load average.
 
+mod cpu;
 mod e2e;
 mod load;
 mod stack;

@@ -25,21 +25,41 @@ pub struct ClaimedJob {
 const CLAIMABLE: &str =
     "(status = 'pending' AND due_at <= $1) OR (status = 'sending' AND lease_until <= $1)";
 
+/// What a claim returns of each job: its own columns and, through one lookup by primary
+/// key each, its notification's (SQLite's `RETURNING` names only the updated table).
+const CLAIMED: &str = "id, notification_id, channel, address, attempts, due_at, \
+     lease_until, \
+     (SELECT n.user_id FROM notifications n WHERE n.id = jobs.notification_id) AS user_id, \
+     (SELECT n.template FROM notifications n WHERE n.id = jobs.notification_id) AS template, \
+     (SELECT n.locale FROM notifications n WHERE n.id = jobs.notification_id) AS locale, \
+     (SELECT n.data FROM notifications n WHERE n.id = jobs.notification_id) AS data, \
+     (SELECT n.critical FROM notifications n WHERE n.id = jobs.notification_id) AS critical";
+
+/// A claimed job as the claim returns it, before ordering.
+#[derive(Debug, sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    job: ClaimedJob,
+    due_at: i64,
+}
+
 /// Claims up to `limit` due jobs (and jobs whose lease ran out: their process died while
-/// sending) for `lease_ms`; each claim counts as an attempt.
+/// sending) for `lease_ms`; each claim counts as an attempt. One statement: on SQLite
+/// every statement is a hand-off to the connection's thread and back, and the claim
+/// returns what the send needs instead of reading it in a second one.
 pub async fn claim(
     pool: &Pool,
     now_ms: i64,
     lease_ms: i64,
     limit: i64,
 ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-    let ids: Vec<(String,)> =
+    let mut rows: Vec<ClaimedRow> =
         match pool {
             // Concurrent workers and replicas skip each other's rows instead of waiting.
             Pool::Postgres(p) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET status = 'sending', attempts = attempts + 1, lease_until = $2, \
-                 updated_at = $1 WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
-                 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id"
+             updated_at = $1 WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
+             ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING {CLAIMED}"
             )))
             .bind(now_ms)
             .bind(now_ms + lease_ms)
@@ -49,8 +69,8 @@ pub async fn claim(
             // SQLite has one writer at a time: the UPDATE is the lock.
             Pool::Sqlite(p) => sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET status = 'sending', attempts = attempts + 1, lease_until = $2, \
-                 updated_at = $1 WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
-                 ORDER BY due_at LIMIT $3) RETURNING id"
+             updated_at = $1 WHERE id IN (SELECT id FROM jobs WHERE {CLAIMABLE} \
+             ORDER BY due_at LIMIT $3) RETURNING {CLAIMED}"
             )))
             .bind(now_ms)
             .bind(now_ms + lease_ms)
@@ -58,28 +78,9 @@ pub async fn claim(
             .fetch_all(p)
             .await?,
         };
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One read for the whole batch, oldest first (the order they were due in).
-    let placeholders = (1..=ids.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT j.id, j.notification_id, j.channel, j.address, j.attempts, n.user_id, \
-         n.template, n.locale, n.data, n.critical, COALESCE(j.lease_until, 0) AS lease_until \
-         FROM jobs j JOIN notifications n ON n.id = j.notification_id \
-         WHERE j.id IN ({placeholders}) ORDER BY j.due_at, j.id"
-    );
-    let claimed: Vec<ClaimedJob> = with_pool!(pool, |p| {
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-        for (id,) in &ids {
-            query = query.bind(id);
-        }
-        query.fetch_all(p).await
-    })?;
-    Ok(claimed)
+    // `RETURNING` has no order: oldest first, the order they were due in.
+    rows.sort_by(|a, b| (a.due_at, &a.job.id).cmp(&(b.due_at, &b.job.id)));
+    Ok(rows.into_iter().map(|row| row.job).collect())
 }
 
 /// Extends this worker's claim on a job to `lease_until` (unix ms) while an attempt runs.
@@ -127,36 +128,82 @@ pub struct Attempt<'a> {
     pub detail: Option<String>,
 }
 
-/// Records `attempt` and moves the job on, in one transaction. Does nothing and answers
-/// `false` when the job is no longer this worker's (its lease ran out and another took it).
+/// Records `attempt` and moves the job on. Does nothing and answers `false` when the job
+/// is no longer this worker's (its lease ran out and another took it).
+///
+/// A job that failed for good takes one transaction with the event announcing it. Any
+/// other outcome takes two statements of their own, no transaction (on SQLite a begin and
+/// a commit are two more hand-offs to the connection's thread): the attempt, while the
+/// job is still this worker's, then the job. Stopped between the two (a crash, an error),
+/// the job is still `sending` with its attempt recorded, which is what a crash right after
+/// the send leaves too: the job is sent again once its lease runs out, or recorded by the
+/// worker's next try (the attempt is not inserted twice).
 pub async fn finish(pool: &Pool, attempt: &Attempt<'_>, next: &Next) -> Result<bool, sqlx::Error> {
     let (status, due_at) = match next {
         Next::Final(status) => (*status, None),
         Next::Retry { due_at } => ("pending", Some(*due_at)),
-        Next::Failed(_) => ("failed", None),
+        Next::Failed(event) => return finish_failed(pool, attempt, event).await,
     };
     with_pool!(pool, |p| async {
-        let mut tx = p.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE jobs SET status = $1, due_at = COALESCE($2, due_at), lease_until = NULL, \
-             last_error = $3, updated_at = $4 \
-             WHERE id = $5 AND status = 'sending' AND attempts = $6",
+        sqlx::query(
+            "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, detail) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM jobs \
+             WHERE id = $1 AND status = 'sending' AND attempts = $2) \
+             ON CONFLICT (job_id, number) DO NOTHING",
         )
-        .bind(status)
-        .bind(due_at)
-        .bind(&attempt.detail)
-        .bind(attempt.finished_at)
         .bind(attempt.job_id)
         .bind(attempt.number)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .bind(attempt.started_at)
+        .bind(attempt.finished_at)
+        .bind(attempt.outcome)
+        .bind(&attempt.detail)
+        .execute(p)
+        .await?;
+        let updated = sqlx::query(MOVE_ON)
+            .bind(status)
+            .bind(due_at)
+            .bind(&attempt.detail)
+            .bind(attempt.finished_at)
+            .bind(attempt.job_id)
+            .bind(attempt.number)
+            .execute(p)
+            .await?
+            .rows_affected();
+        Ok::<_, sqlx::Error>(updated == 1)
+    }
+    .await)
+}
+
+/// Moves a job on after an attempt, if it is still the attempt's.
+const MOVE_ON: &str = "UPDATE jobs SET status = $1, due_at = COALESCE($2, due_at), \
+     lease_until = NULL, last_error = $3, updated_at = $4 \
+     WHERE id = $5 AND status = 'sending' AND attempts = $6";
+
+/// `finish` for a job that failed for good: the job, its attempt and the failure event
+/// in one transaction.
+async fn finish_failed(
+    pool: &Pool,
+    attempt: &Attempt<'_>,
+    event: &OutboxMessage,
+) -> Result<bool, sqlx::Error> {
+    with_pool!(pool, |p| async {
+        let mut tx = p.begin().await?;
+        let updated = sqlx::query(MOVE_ON)
+            .bind("failed")
+            .bind(None::<i64>)
+            .bind(&attempt.detail)
+            .bind(attempt.finished_at)
+            .bind(attempt.job_id)
+            .bind(attempt.number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if updated == 0 {
             return Ok(false);
         }
         sqlx::query(
             "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, number) DO NOTHING",
         )
         .bind(attempt.job_id)
         .bind(attempt.number)
@@ -166,9 +213,7 @@ pub async fn finish(pool: &Pool, attempt: &Attempt<'_>, next: &Next) -> Result<b
         .bind(&attempt.detail)
         .execute(&mut *tx)
         .await?;
-        if let Next::Failed(event) = next {
-            outbox::write(&mut *tx, event).await?;
-        }
+        outbox::write(&mut *tx, event).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(true)
     }

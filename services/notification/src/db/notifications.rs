@@ -71,6 +71,9 @@ pub async fn create(
     guard: Guard<'_>,
     now_ms: i64,
 ) -> Result<Created, sqlx::Error> {
+    if let Guard::Inbox { consumer, event_id } = guard {
+        return create_for_event(pool, notification, jobs, (consumer, event_id), now_ms).await;
+    }
     let created = with_pool!(pool, |p| {
         async {
         let mut tx = p.begin().await?;
@@ -144,6 +147,118 @@ pub async fn create(
     .await
     })?;
     Ok(created)
+}
+
+/// The inbox row, the notification and its jobs for an event, all or nothing, in as few
+/// statements as the backend allows: every welcome mail starts here, and on SQLite each
+/// statement is a hand-off to the connection's thread and back (five of them before:
+/// begin, inbox, notification, job, commit). The inbox row is the one
+/// `tessera_events::inbox::claim` writes (`ON CONFLICT DO NOTHING`); an event seen before
+/// stores nothing.
+async fn create_for_event(
+    pool: &Pool,
+    notification: &NewNotification,
+    jobs: &[NewJob],
+    (consumer, event_id): (&str, &str),
+    now_ms: i64,
+) -> Result<Created, sqlx::Error> {
+    const INBOX: &str = "INSERT INTO inbox (consumer, event_id, received_at) \
+         VALUES ($1, $2, $3) ON CONFLICT (consumer, event_id) DO NOTHING";
+    const NOTIFICATION: &str = "INSERT INTO notifications (id, user_id, template, locale, \
+         data, critical, origin, requested_by, created_at) \
+         SELECT $4, $5, $6, $7, $8, $9, $10, $11, $12";
+    // $13 is the jobs' due time; each job then has three parameters from $14 on.
+    let job_values = |row: &str| {
+        (0..jobs.len())
+            .map(|i| {
+                let n = 14 + 3 * i;
+                row.replace("$a", &format!("${n}"))
+                    .replace("$b", &format!("${}", n + 1))
+                    .replace("$c", &format!("${}", n + 2))
+            })
+            .collect::<Vec<_>>()
+    };
+    // The parameters in the order of the placeholders above.
+    macro_rules! bind_event {
+        ($query:expr) => {{
+            let mut query = $query
+                .bind(consumer)
+                .bind(event_id)
+                .bind(now_ms / 1000)
+                .bind(&notification.id)
+                .bind(&notification.user_id)
+                .bind(&notification.template)
+                .bind(&notification.locale)
+                .bind(&notification.data)
+                .bind(notification.critical)
+                .bind(notification.origin)
+                .bind(&notification.requested_by)
+                .bind(notification.created_at)
+                .bind(now_ms);
+            for job in jobs {
+                query = query
+                    .bind(&job.id)
+                    .bind(job.channel.as_str())
+                    .bind(&job.address);
+            }
+            query
+        }};
+    }
+    let new = match pool {
+        // One statement, atomic by itself: each insert feeds the next, so an event seen
+        // before (no inbox row inserted) inserts nothing further.
+        Pool::Postgres(p) => {
+            let job = if jobs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", job AS (INSERT INTO jobs (id, notification_id, channel, address, \
+                     status, attempts, due_at, updated_at) SELECT v.id, notification.id, \
+                     v.channel, v.address, 'pending', 0, $13, $13 FROM notification \
+                     CROSS JOIN (VALUES {}) AS v (id, channel, address))",
+                    job_values("($a, $b, $c)").join(", ")
+                )
+            };
+            let sql = format!(
+                "WITH inbox_row AS ({INBOX} RETURNING 1), \
+                 notification AS ({NOTIFICATION} FROM inbox_row RETURNING id){job} \
+                 SELECT count(*) FROM notification"
+            );
+            let stored: i64 = bind_event!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)))
+                .fetch_one(p)
+                .await?;
+            stored == 1
+        }
+        // SQLite has no data-modifying `WITH`: the three inserts in one query string,
+        // run by the connection's thread in one go inside the transaction. Each insert
+        // after the inbox's goes ahead only if the one before it inserted (`changes()`:
+        // the rows of the last statement completed).
+        Pool::Sqlite(p) => {
+            let job = if jobs.is_empty() {
+                String::new()
+            } else {
+                let row = "SELECT $a, $4, $b, $c, 'pending', 0, $13, $13 WHERE changes() = 1";
+                format!(
+                    "; INSERT INTO jobs (id, notification_id, channel, address, status, \
+                     attempts, due_at, updated_at) {}",
+                    job_values(row).join(" UNION ALL ")
+                )
+            };
+            let sql = format!("{INBOX}; {NOTIFICATION} WHERE changes() = 1{job}");
+            let mut tx = p.begin().await?;
+            let inserted = bind_event!(sqlx::query(sqlx::AssertSqlSafe(sql)))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            inserted > 0
+        }
+    };
+    Ok(if new {
+        Created::New
+    } else {
+        Created::AlreadyHandled
+    })
 }
 
 /// A stored notification.

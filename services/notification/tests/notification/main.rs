@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod db;
 mod delivery;
 mod faults;
 mod logging;
