@@ -18,11 +18,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpStream;
 
@@ -99,12 +101,31 @@ struct Endpoint {
     timeout: Duration,
 }
 
-/// Why a send failed before the server could answer it.
+/// Why a send failed.
 enum Failure {
     /// The server answered (or the protocol broke): lettre's error.
     Smtp(lettre::transport::smtp::Error),
     /// The connection could not be opened in time.
     Connect(String),
+    /// The message needs an extension the server does not offer.
+    Unsupported(&'static str),
+}
+
+/// The server's `421`: it is closing the connection (an idle timeout, a restart).
+const CLOSING: &str = "421";
+
+impl Failure {
+    /// Whether the connection was gone rather than the server refusing: the connection
+    /// broke or ended without an answer, or the server said it is closing it.
+    fn is_closed_connection(&self) -> bool {
+        match self {
+            Self::Smtp(error) if error.is_transient() => error
+                .status()
+                .is_some_and(|code| code.to_string() == CLOSING),
+            Self::Smtp(error) => !error.is_permanent(),
+            Self::Connect(_) | Self::Unsupported(_) => false,
+        }
+    }
 }
 
 const URL_ERROR: &str =
@@ -317,22 +338,24 @@ impl SmtpChannel {
         })
     }
 
-    /// An idle connection that still answers (NOOP), or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, Failure> {
+    /// A kept connection, newest first; `None` when none is left. Connections idle for
+    /// longer than the server is likely to keep them are closed instead.
+    async fn parked(&self) -> Option<AsyncSmtpConnection> {
         loop {
-            let parked = self
+            let (mut conn, since) = self
                 .idle
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop();
-            let Some((mut conn, since)) = parked else {
-                break;
-            };
-            if since.elapsed() < IDLE_TIMEOUT && conn.test_connected().await {
-                return Ok(conn);
+                .pop()?;
+            if since.elapsed() < IDLE_TIMEOUT {
+                return Some(conn);
             }
             conn.abort().await;
         }
+    }
+
+    /// A new connection within the endpoint's timeout.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
         let timeout = self.endpoint.timeout;
         tokio::time::timeout(timeout, self.endpoint.connect())
             .await
@@ -359,12 +382,93 @@ impl SmtpChannel {
         conn.abort().await;
     }
 
+    /// Sends `email` on a kept connection, or a new one when none is kept.
+    ///
+    /// A kept connection is not tested with `NOOP` first, as lettre's pool does: that is
+    /// a round trip per mail for both sides (one command in six) that finds nothing while
+    /// connections stay up. One the server closed in the meantime fails in the envelope
+    /// (`MAIL`, `RCPT`, `DATA`), before any of the message went out, so the mail goes on
+    /// another connection: not lost, and not sent twice. Once the message is on its way,
+    /// a failure is the send's (trying again could deliver it twice), and so is any
+    /// failure on a new connection or an answer from a server that is still there.
     async fn send_message(&self, email: &Message) -> Result<(), Failure> {
-        let mut conn = self.checkout().await?;
-        let sent = conn.send(email.envelope(), &email.formatted()).await;
-        self.checkin(conn).await;
-        sent.map(drop).map_err(Failure::Smtp)
+        let envelope = email.envelope();
+        let content = email.formatted();
+        while let Some(mut conn) = self.parked().await {
+            match open_envelope(&mut conn, envelope, &content).await {
+                Ok(()) => return self.transfer(conn, &content).await,
+                Err(failure) => {
+                    conn.abort().await;
+                    if !failure.is_closed_connection() {
+                        return Err(failure);
+                    }
+                }
+            }
+        }
+        let mut conn = self.connect().await?;
+        if let Err(failure) = open_envelope(&mut conn, envelope, &content).await {
+            conn.abort().await;
+            return Err(failure);
+        }
+        self.transfer(conn, &content).await
     }
+
+    /// Sends the message after the server accepted `DATA`; keeps the connection when
+    /// the server took the message.
+    async fn transfer(&self, mut conn: AsyncSmtpConnection, content: &[u8]) -> Result<(), Failure> {
+        match conn.message(content).await {
+            Ok(_) => {
+                self.checkin(conn).await;
+                Ok(())
+            }
+            Err(error) => {
+                conn.abort().await;
+                Err(Failure::Smtp(error))
+            }
+        }
+    }
+}
+
+/// `MAIL`, `RCPT` for each recipient and `DATA`: what lettre's `send` does before the
+/// message itself, with `SMTPUTF8` and `8BITMIME` where the addresses or the message
+/// need them.
+async fn open_envelope(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    content: &[u8],
+) -> Result<(), Failure> {
+    let mut options = Vec::new();
+    let non_ascii_address = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|address| !AsRef::<str>::as_ref(address).is_ascii());
+    if non_ascii_address {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(Failure::Unsupported(
+                "the address is not ASCII and the server does not support SMTPUTF8",
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !content.is_ascii() {
+        if !conn.server_info().supports_feature(Extension::EightBitMime) {
+            return Err(Failure::Unsupported(
+                "the message is not ASCII and the server does not support 8BITMIME",
+            ));
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    conn.command(Mail::new(envelope.from().cloned(), options))
+        .await
+        .map_err(Failure::Smtp)?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), Vec::new()))
+            .await
+            .map_err(Failure::Smtp)?;
+    }
+    conn.command(Data).await.map_err(Failure::Smtp)?;
+    Ok(())
 }
 
 impl Channel for SmtpChannel {
@@ -380,6 +484,7 @@ impl Channel for SmtpChannel {
                 }
                 Err(Failure::Smtp(error)) => Err(SendError::Transient(error.to_string())),
                 Err(Failure::Connect(reason)) => Err(SendError::Transient(reason)),
+                Err(Failure::Unsupported(reason)) => Err(SendError::Permanent(reason.to_owned())),
             }
         })
     }
