@@ -63,6 +63,24 @@ pub enum Created {
     },
 }
 
+/// Binds a new notification's columns, in the order `INSERT INTO notifications (id,
+/// user_id, template, locale, data, critical, origin, requested_by, created_at)` lists
+/// them, to the next nine placeholders of `$query`.
+macro_rules! bind_notification {
+    ($query:expr, $notification:expr) => {
+        $query
+            .bind(&$notification.id)
+            .bind(&$notification.user_id)
+            .bind(&$notification.template)
+            .bind(&$notification.locale)
+            .bind(&$notification.data)
+            .bind($notification.critical)
+            .bind($notification.origin)
+            .bind(&$notification.requested_by)
+            .bind($notification.created_at)
+    };
+}
+
 /// Stores `notification` and `jobs` (due now) in one transaction with its guard.
 pub async fn create(
     pool: &Pool,
@@ -113,19 +131,13 @@ pub async fn create(
             }
             Guard::None => {}
         }
-        sqlx::query(
-            "INSERT INTO notifications (id, user_id, template, locale, data, critical, origin, \
-             requested_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        bind_notification!(
+            sqlx::query(
+                "INSERT INTO notifications (id, user_id, template, locale, data, critical, \
+                 origin, requested_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            ),
+            notification
         )
-        .bind(&notification.id)
-        .bind(&notification.user_id)
-        .bind(&notification.template)
-        .bind(&notification.locale)
-        .bind(&notification.data)
-        .bind(notification.critical)
-        .bind(notification.origin)
-        .bind(&notification.requested_by)
-        .bind(notification.created_at)
         .execute(&mut *tx)
         .await?;
         for job in jobs {
@@ -181,20 +193,11 @@ async fn create_for_event(
     // The parameters in the order of the placeholders above.
     macro_rules! bind_event {
         ($query:expr) => {{
-            let mut query = $query
-                .bind(consumer)
-                .bind(event_id)
-                .bind(now_ms / 1000)
-                .bind(&notification.id)
-                .bind(&notification.user_id)
-                .bind(&notification.template)
-                .bind(&notification.locale)
-                .bind(&notification.data)
-                .bind(notification.critical)
-                .bind(notification.origin)
-                .bind(&notification.requested_by)
-                .bind(notification.created_at)
-                .bind(now_ms);
+            let mut query = bind_notification!(
+                $query.bind(consumer).bind(event_id).bind(now_ms / 1000),
+                notification
+            )
+            .bind(now_ms);
             for job in jobs {
                 query = query
                     .bind(&job.id)
