@@ -127,21 +127,16 @@ async fn a_delivered_message_whose_record_fails_at_first_is_recorded_not_sent_ag
 
 /// Sum of `tessera_notification_claims_total` samples with `trigger` and `outcome`.
 async fn claims(stack: &Stack, trigger: &str, outcome: &str) -> u64 {
-    let text = stack
-        .http
-        .get(format!("{}/metrics", stack.notification_admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with("tessera_notification_claims_total{"))
-        .filter(|l| l.contains(&format!("trigger=\"{trigger}\"")))
-        .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let (trigger, outcome) = (
+        format!("trigger=\"{trigger}\""),
+        format!("outcome=\"{outcome}\""),
+    );
+    metric(
+        stack,
+        "tessera_notification_claims_total",
+        &[&trigger, &outcome],
+    )
+    .await
 }
 
 #[tokio::test]
