@@ -109,7 +109,8 @@ pub async fn handle(
     let answer = gateway
         .respond(request, peer, &ids, started, &mut access)
         .await;
-    let mut response = answer.into_response();
+    // hyper writes this answer: a body that breaks off at once becomes a 502 (prefetch).
+    let mut response = prefetch::read_ahead(answer).into_response();
     response.extensions_mut().insert(AccessFields {
         upstream: access.upstream,
         subject: access.subject,

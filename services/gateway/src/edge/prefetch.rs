@@ -1,5 +1,6 @@
-//! Answers on hyper's connections (HTTP/1.0, streamed uploads, `Expect`, h2c): what of
-//! an answer's body is ready is read before hyper gets the answer, so that a body that
+//! Answers on hyper's connections (HTTP/1.0, streamed uploads, `Expect`, h2c, and every
+//! request of the all-in-one `tessera dev`, served through axum): what of an answer's
+//! body is ready is read before hyper gets the answer, so that a body that
 //! fails right away (an upstream that broke off its answer, usually seen together with
 //! its head) turns into the same `502` the gateway's own loop sends in that case
 //! (`h1::response`), instead of a connection closed without a byte: hyper holds an

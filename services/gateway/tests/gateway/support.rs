@@ -142,6 +142,17 @@ pub(crate) struct TestGateway {
 /// Worker threads of every test gateway.
 pub(crate) const WORKERS: usize = 2;
 
+/// How a test gateway is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Serving {
+    /// As the gateway binary serves it: thread-per-core, [`WORKERS`] workers sharing the
+    /// public port.
+    PerCore,
+    /// As the all-in-one `tessera dev` serves it: the built service's axum router behind
+    /// the service kit's layers (`edge::handle`), on the test's runtime.
+    AsDev,
+}
+
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -150,8 +161,19 @@ impl Drop for TestGateway {
 
 impl TestGateway {
     /// Starts a gateway with `routes` (YAML; `{upstream}` is replaced by the echo
-    /// upstream's address) and extra flags.
+    /// upstream's address) and extra flags, served as the binary serves it.
     pub(crate) async fn start(
+        issuer: &Issuer,
+        routes: &str,
+        upstream: SocketAddr,
+        args: &[&str],
+    ) -> Self {
+        Self::start_serving(Serving::PerCore, issuer, routes, upstream, args).await
+    }
+
+    /// [`TestGateway::start`], served as `serving` says.
+    pub(crate) async fn start_serving(
+        serving: Serving,
         issuer: &Issuer,
         routes: &str,
         upstream: SocketAddr,
@@ -182,27 +204,51 @@ impl TestGateway {
         let built = tessera_gateway::build(&config, Arc::new(SystemClock), &shutdown)
             .await
             .expect("gateway builds");
-        // Served as the binary serves it: thread-per-core, here two workers sharing the
-        // public port, so every test also crosses the workers' shared state.
-        let public =
-            tessera_gateway::serve::bind_public(SocketAddr::from(([127, 0, 0, 1], 0)), WORKERS)
-                .expect("bind public");
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind admin");
-        let base = format!("http://{}", public[0].local_addr().expect("addr"));
-        let admin_url = format!("http://{}", admin.local_addr().expect("addr"));
         let stopped = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn({
-            let (shutdown, stopped) = (shutdown.clone(), stopped.clone());
-            async move {
-                tessera_gateway::serve::serve_per_core(built, public, admin, shutdown)
+        let (base, admin) = match serving {
+            Serving::PerCore => {
+                // Thread-per-core, here two workers sharing the public port, so every
+                // test also crosses the workers' shared state.
+                let public = tessera_gateway::serve::bind_public(
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    WORKERS,
+                )
+                .expect("bind public");
+                let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
-                    .expect("workers start");
-                stopped.notify_one();
+                    .expect("bind admin");
+                let urls = (
+                    format!("http://{}", public[0].local_addr().expect("addr")),
+                    format!("http://{}", admin.local_addr().expect("addr")),
+                );
+                let (shutdown, stopped) = (shutdown.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    tessera_gateway::serve::serve_per_core(built, public, admin, shutdown)
+                        .await
+                        .expect("workers start");
+                    stopped.notify_one();
+                });
+                urls
             }
-        });
-        let admin = admin_url;
+            Serving::AsDev => {
+                let listeners = service_kit::Listeners::bind_addrs(
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                )
+                .await
+                .expect("bind");
+                let urls = (
+                    format!("http://{}", listeners.public_addr().expect("addr")),
+                    format!("http://{}", listeners.admin_addr().expect("addr")),
+                );
+                let (shutdown, stopped) = (shutdown.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    built.service.serve(listeners, shutdown).await;
+                    stopped.notify_one();
+                });
+                urls
+            }
+        };
         Self {
             base,
             admin,

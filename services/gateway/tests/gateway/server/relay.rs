@@ -6,6 +6,7 @@
 use tokio::io::AsyncWriteExt;
 
 use super::{answering, connect, gateway_with, one_answer, read_to_close, relayed_raw};
+use crate::support::{Issuer, PUBLIC_ROUTES, Serving, TestGateway};
 
 /// An upstream answer with every kind of line the gateway must not relay, in the case
 /// a server might send it, beside lines it must relay.
@@ -162,10 +163,20 @@ async fn a_broken_off_answer_is_not_taken_for_a_whole_one(
     answer: &'static [u8],
     request: &'static [u8],
 ) {
+    a_broken_off_answer_is_told(Serving::PerCore, answer, request).await;
+}
+
+/// [`a_broken_off_answer_is_not_taken_for_a_whole_one`] on a gateway served as `serving`.
+async fn a_broken_off_answer_is_told(
+    serving: Serving,
+    answer: &'static [u8],
+    request: &'static [u8],
+) {
     let upstream = answering_and_closing(answer).await;
     for _ in 0..8 {
         // A gateway each: no breaker or ejection in the way of the repeated failures.
-        let (_issuer, gw) = gateway_with(upstream, &[]).await;
+        let issuer = Issuer::start(true).await;
+        let gw = TestGateway::start_serving(serving, &issuer, PUBLIC_ROUTES, upstream, &[]).await;
         let mut stream = connect(&gw).await;
         stream.write_all(request).await.expect("write");
         let answer = read_to_close(&mut stream).await;
@@ -195,6 +206,13 @@ async fn a_broken_off_answer_is_not_taken_for_a_whole_one(
             assert!(!whole, "a cut body ends like a whole one: {answer:?}");
         }
     }
+}
+
+/// The all-in-one `tessera dev` serves the gateway through axum (hyper writes every
+/// answer): a plain HTTP/1.1 request whose answer breaks off gets the 502 there too.
+#[tokio::test]
+async fn tessera_dev_tells_a_client_when_the_answer_breaks_off() {
+    a_broken_off_answer_is_told(Serving::AsDev, SHORT_ANSWER, PLAIN_REQUEST).await;
 }
 
 /// An upstream answer cut short within its length.
