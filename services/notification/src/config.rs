@@ -60,7 +60,8 @@ pub struct ProfileArgs {
     #[arg(long, env = "TESSERA_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: SecretString,
 
-    /// Seconds a fetched profile (address, locale, preferences) is reused.
+    /// Seconds a fetched profile (address, locale, preferences) is reused; a profile a
+    /// `user.created` event carried counts as fetched at the event's time.
     #[arg(long, env = "TESSERA_PREFERENCES_TTL_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub preferences_ttl_secs: u64,

@@ -4,15 +4,18 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use service_kit::{Clock, Pool};
 use tessera_events::{ConsumerConfig, Event, HandlerError, HandlerResult, Received, Router};
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use crate::channel::ChannelKind;
 use crate::db::notifications::{self, Guard, NewJob, NewNotification};
+use crate::recipients::{Preferences, Recipient, Recipients};
 use crate::templates::{Templates, WELCOME};
 
 /// The durable consumer's name (and the inbox's `consumer`).
@@ -27,6 +30,9 @@ pub struct UserCreated {
     pub locale: String,
     #[serde(default)]
     pub phone: Option<String>,
+    /// The preferences as created (events from before profile sent them have none).
+    #[serde(default)]
+    pub preferences: Option<Preferences>,
 }
 
 impl Event for UserCreated {
@@ -47,6 +53,8 @@ pub struct Intake {
     pub channels: Arc<HashSet<ChannelKind>>,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
+    /// The delivery's profile cache, given the profile the event carries.
+    pub recipients: Arc<Recipients>,
 }
 
 impl Intake {
@@ -86,6 +94,7 @@ impl Intake {
             });
         }
         let now = self.clock.now();
+        self.remember(&user, received.envelope.time, now);
         let notification = NewNotification {
             id: uuid::Uuid::now_v7().to_string(),
             user_id: user.user_id.clone(),
@@ -107,5 +116,24 @@ impl Intake {
             .map_err(HandlerError::retry)?;
         crate::delivery::wake_for(&self.wake, jobs.len());
         Ok(())
+    }
+
+    /// Gives the delivery the profile `user` as it was at `created` (the event's time),
+    /// so its welcome mail needs no lookup while that is fresh.
+    fn remember(&self, user: &UserCreated, created: OffsetDateTime, now: OffsetDateTime) {
+        let Some(preferences) = user.preferences else {
+            return;
+        };
+        // An event stamped ahead of this clock counts as just made.
+        let age = Duration::try_from(now - created).unwrap_or(Duration::ZERO);
+        let recipient = Recipient {
+            user_id: user.user_id.clone(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            locale: user.locale.clone(),
+            phone: user.phone.clone(),
+            preferences,
+        };
+        self.recipients.remember(recipient, age);
     }
 }

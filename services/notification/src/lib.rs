@@ -296,7 +296,7 @@ pub fn build(
         pool: pool.clone(),
         templates: templates.clone(),
         routes: Arc::new(routes),
-        recipients,
+        recipients: recipients.clone(),
         schedule: Arc::new(schedule),
         lease: Duration::from_secs(delivery_cfg.delivery_lease_secs),
         clock: clock.clone(),
@@ -311,6 +311,7 @@ pub fn build(
         channels: configured.clone(),
         clock: clock.clone(),
         wake: wake.clone(),
+        recipients,
     };
     let (consumer, handlers) = intake.consumer();
     bus.subscribe(consumer, handlers, events.clone(), shutdown);

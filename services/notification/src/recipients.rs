@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tessera_auth::ClientCredentials;
 use tokio::time::Instant;
 
@@ -18,7 +18,7 @@ const MAX_CACHED: usize = 100_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-channel consent, as profile stores it.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preferences {
     pub email: bool,
     pub sms: bool,
@@ -103,12 +103,38 @@ impl Recipients {
             return Ok(recipient.clone());
         }
         let recipient = Arc::new(self.fetch(user_id, true).await?);
+        self.keep(user_id, Instant::now(), recipient.clone());
+        Ok(recipient)
+    }
+
+    /// Keeps `recipient` as if fetched `age` ago (a profile an event carried, `age` after
+    /// the event's time): reused like a lookup of that moment until the TTL runs out, so
+    /// a welcome mail needs no request to profile. Nothing is kept when `age` is past the
+    /// TTL, nor over an entry fetched later.
+    pub fn remember(&self, recipient: Recipient, age: Duration) {
+        if age >= self.ttl {
+            return;
+        }
+        let now = Instant::now();
+        let fetched = now.checked_sub(age).unwrap_or(now);
+        let user_id = recipient.user_id.clone();
+        self.keep(&user_id, fetched, Arc::new(recipient));
+    }
+
+    /// Caches `recipient` as `user_id`'s, fetched at `fetched`, unless a later fetch is
+    /// cached.
+    fn keep(&self, user_id: &str, fetched: Instant, recipient: Arc<Recipient>) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache
+            .get(user_id)
+            .is_some_and(|(cached, _)| *cached > fetched)
+        {
+            return;
+        }
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(user_id.to_owned(), (Instant::now(), recipient.clone()));
-        Ok(recipient)
+        cache.insert(user_id.to_owned(), (fetched, recipient));
     }
 
     async fn fetch(&self, user_id: &str, retry_on_401: bool) -> Result<Recipient, LookupError> {
@@ -139,5 +165,75 @@ impl Recipients {
                 "profile answered {status}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recipients whose profile and identity cannot be reached: every lookup that is
+    /// not answered from the cache fails.
+    fn unreachable(ttl: Duration) -> Recipients {
+        let tokens = ClientCredentials::new(
+            "http://127.0.0.1:9/oauth2/token",
+            "notification",
+            "secret".to_owned().into(),
+        );
+        Recipients::new("http://127.0.0.1:9", tokens, ttl)
+    }
+
+    fn ada() -> Recipient {
+        Recipient {
+            user_id: "ada".into(),
+            email: "ada@example.com".into(),
+            display_name: "Ada".into(),
+            locale: "en".into(),
+            phone: None,
+            preferences: Preferences {
+                email: true,
+                sms: false,
+                push: true,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_profile_is_used_while_fresh() {
+        let recipients = unreachable(Duration::from_secs(60));
+        recipients.remember(ada(), Duration::from_secs(59));
+        let found = recipients.get("ada").await.expect("from the cache");
+        assert_eq!(found.email, "ada@example.com");
+        assert!(!found.preferences.allows(ChannelKind::Sms));
+    }
+
+    #[tokio::test]
+    async fn a_profile_older_than_the_ttl_is_looked_up() {
+        let recipients = unreachable(Duration::from_secs(60));
+        recipients.remember(ada(), Duration::from_secs(60));
+        let error = recipients.get("ada").await.expect_err("not cached");
+        assert!(matches!(error, LookupError::Unavailable(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_profile_expires_with_its_age() {
+        let recipients = unreachable(Duration::from_secs(1));
+        recipients.remember(ada(), Duration::from_millis(800));
+        assert!(recipients.get("ada").await.is_ok(), "800 ms old");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(recipients.get("ada").await.is_err(), "1.1 s old");
+    }
+
+    #[tokio::test]
+    async fn an_older_profile_does_not_replace_a_newer_one() {
+        let recipients = unreachable(Duration::from_secs(60));
+        recipients.remember(ada(), Duration::from_secs(1));
+        let older = Recipient {
+            email: "old@example.com".into(),
+            ..ada()
+        };
+        recipients.remember(older, Duration::from_secs(30));
+        let found = recipients.get("ada").await.expect("cached");
+        assert_eq!(found.email, "ada@example.com");
     }
 }

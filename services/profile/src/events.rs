@@ -4,11 +4,13 @@
 use serde::{Deserialize, Serialize};
 use tessera_events::Event;
 
+use crate::api::profiles::Preferences;
 use crate::db::profiles::ProfileRow;
 
 /// `dev.tessera.profile.user.created.v1` on `tessera.events.profile.user.created`: a user
-/// created their profile. Carries what a consumer needs to greet them without calling
-/// back (notification still asks profile for the current preferences).
+/// created their profile. Carries the whole profile as created, so a consumer can greet
+/// them without calling back: notification takes it as a lookup of the profile made at
+/// the event's `time` (reused, like one, for its preferences TTL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCreated {
     pub user_id: String,
@@ -16,6 +18,7 @@ pub struct UserCreated {
     pub display_name: String,
     pub locale: String,
     pub phone: Option<String>,
+    pub preferences: Preferences,
 }
 
 impl Event for UserCreated {
@@ -36,6 +39,11 @@ impl From<&ProfileRow> for UserCreated {
             display_name: row.display_name.clone(),
             locale: row.locale.clone(),
             phone: row.phone.clone(),
+            preferences: Preferences {
+                email: row.notify_email,
+                sms: row.notify_sms,
+                push: row.notify_push,
+            },
         }
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn nats_url() -> String {
 
 pub(crate) struct Options {
     pub(crate) backend: Backend,
-    /// Extra notification flags.
+    /// Extra notification flags (one given here replaces the stack's default for it).
     pub(crate) args: Vec<String>,
     /// NATS URL (default: the shared test server).
     pub(crate) nats: Option<String>,
@@ -122,6 +122,31 @@ async fn start_profile(
     endpoints.base
 }
 
+/// Notification with `args`, in this process on this test's stream; returns its base and
+/// admin URLs.
+async fn start_notification(
+    args: &[String],
+    nats_url: &str,
+    nats_id: &str,
+    shutdown: &CancellationToken,
+) -> (String, String) {
+    let config = tessera_notification::config::Config::try_parse_from(args)
+        .expect("valid notification config");
+    let bus = JetStreamBus::connect(nats_config(nats_url, "notification", nats_id))
+        .await
+        .expect("bus");
+    let runtime = tessera_notification::Runtime {
+        clock: Arc::new(SystemClock),
+        bus: Bus::JetStream(bus),
+    };
+    let service =
+        tessera_notification::build(&config, runtime, shutdown).expect("notification builds");
+    let (listeners, endpoints) = loopback().await;
+    tokio::spawn(service.service.serve(listeners, shutdown.clone()));
+    testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(20)).await;
+    (endpoints.base, endpoints.admin)
+}
+
 impl Stack {
     pub(crate) async fn start(options: Options) -> Self {
         testkit::init_logs();
@@ -145,8 +170,7 @@ impl Stack {
 
         let smtp = SmtpServer::start().await;
         let sms = Recorder::start().await;
-        let mut args: Vec<String> = [
-            "tessera-notification",
+        let defaults: Vec<String> = [
             "--database-url",
             &options
                 .backend
@@ -186,28 +210,20 @@ impl Stack {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        // Every default is a flag and its value; a flag in `options.args` replaces it.
+        let mut args = vec!["tessera-notification".to_owned()];
+        for pair in defaults.chunks(2) {
+            if !options.args.contains(&pair[0]) {
+                args.extend_from_slice(pair);
+            }
+        }
         args.extend(options.args.iter().cloned());
 
-        let mut notification = String::new();
-        let mut notification_admin = String::new();
-        if options.notification {
-            let config = tessera_notification::config::Config::try_parse_from(&args)
-                .expect("valid notification config");
-            let bus = JetStreamBus::connect(nats_config(&nats_url, "notification", &nats_id))
-                .await
-                .expect("bus");
-            let runtime = tessera_notification::Runtime {
-                clock: Arc::new(SystemClock),
-                bus: Bus::JetStream(bus),
-            };
-            let service = tessera_notification::build(&config, runtime, &shutdown)
-                .expect("notification builds");
-            let (listeners, endpoints) = loopback().await;
-            tokio::spawn(service.service.serve(listeners, shutdown.clone()));
-            testkit::wait_until_ready(&endpoints.admin, Duration::from_secs(20)).await;
-            notification = endpoints.base;
-            notification_admin = endpoints.admin;
-        }
+        let (notification, notification_admin) = if options.notification {
+            start_notification(&args, &nats_url, &nats_id, &shutdown).await
+        } else {
+            (String::new(), String::new())
+        };
         Self {
             identity,
             profile: profile_base,

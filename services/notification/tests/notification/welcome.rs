@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{SMS_AUTH, Stack, on_both_backends, profile};
+use crate::support::{Options, SMS_AUTH, Stack, on_both_backends, profile};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -60,4 +60,37 @@ on_both_backends! {
             "Bob turned SMS off: {sms:?}"
         );
     }
+}
+
+/// `user.created` carries the profile as created, and notification takes it as a lookup
+/// made at the event's time: the welcome mail goes out, with the preferences the event
+/// carried, without asking profile (here it cannot be asked at all).
+#[tokio::test]
+async fn a_welcome_mail_needs_no_profile_lookup() {
+    let stack = Stack::start(Options {
+        args: vec![
+            // Nothing listens there: a lookup fails, and the job would wait for retries.
+            "--profile-url".into(),
+            "http://127.0.0.1:9".into(),
+            "--preferences-ttl-secs".into(),
+            "60".into(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    stack
+        .user_with_profile(
+            "ada@example.com",
+            &profile("Ada", "ada@example.com", "en", Some("+41791234567"), false),
+        )
+        .await;
+    let mails = stack.mails(1, WITHIN).await;
+    assert_eq!(mails[0].header("subject"), "Welcome to Tessera, Ada");
+    // Ada turned SMS off when she created her profile: the event's preferences count.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        stack.sms.requests().is_empty(),
+        "{:?}",
+        stack.sms.requests()
+    );
 }

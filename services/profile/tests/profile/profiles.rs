@@ -45,7 +45,9 @@ on_both_backends! {
     async fn creating_a_profile_writes_one_user_created_event_in_the_outbox(backend: Backend) {
         let stack = TestStack::on(backend).await;
         let (user_id, token) = stack.user("ada@example.com").await;
-        assert_eq!(stack.create(&token, &ada()).await.status(), StatusCode::CREATED);
+        let mut no_sms = ada();
+        no_sms["preferences"] = json!({ "sms": false });
+        assert_eq!(stack.create(&token, &no_sms).await.status(), StatusCode::CREATED);
         assert_eq!(stack.create(&token, &ada()).await.status(), StatusCode::CONFLICT);
         assert_eq!(
             stack.patch(&token, &json!({ "display_name": "Ada" })).await.status(),
@@ -64,6 +66,11 @@ on_both_backends! {
         assert_eq!(event["data"]["locale"], "en-GB");
         assert_eq!(event["data"]["display_name"], "Ada Lovelace");
         assert_eq!(event["data"]["phone"], "+442079460958");
+        // The preferences as created: notification reuses them instead of a lookup.
+        assert_eq!(
+            event["data"]["preferences"],
+            json!({ "email": true, "sms": false, "push": true })
+        );
         let id = event["id"].as_str().expect("id");
         assert_eq!(uuid::Uuid::parse_str(id).expect("uuid").get_version_num(), 7);
     }
