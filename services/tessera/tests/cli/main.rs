@@ -27,6 +27,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A free port below Linux's ephemeral range (32768–60999), for a server that restarts
+/// on the same port: between its stop and its restart no `bind` to port 0 and no
+/// outgoing connection (the other tests' servers and clients) can take it.
+fn restartable_port() -> u16 {
+    // Spread by the process id so concurrent test binaries start at different ports.
+    let start = 20_000 + u16::try_from(std::process::id() % 10_000).unwrap_or(0);
+    (start..32_000)
+        .chain(20_000..start)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below 32000")
+}
+
 fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -61,6 +73,7 @@ impl Dev {
     /// it, so a restart that should keep tokens valid must reuse it).
     fn start(data_dir: &std::path::Path, gateway_port: u16) -> Self {
         let admin_port = free_port();
+        let log = data_dir.with_extension("log");
         let mut child = tessera()
             .args(["dev", "--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
@@ -77,16 +90,17 @@ impl Dev {
             .arg("--data-dir")
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Its log, for the message of a start that fails.
+            .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn tessera");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut summary = String::new();
         while !summary.contains("Ctrl-C") {
-            assert!(
-                stdout.read_line(&mut summary).expect("read") > 0,
-                "stdout closed: {summary}"
-            );
+            if stdout.read_line(&mut summary).expect("read") == 0 {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("stdout closed: {summary}\nits log:\n{log}");
+            }
         }
         assert!(
             summary.contains(&format!("http://127.0.0.1:{admin_port}")),
@@ -236,7 +250,7 @@ async fn logs_and_audit_reach_logging(
 async fn tessera_dev_serves_the_readme_curl_session_through_the_gateway_and_stops_on_ctrl_c() {
     let data = tempfile::tempdir().expect("tempdir");
     let state = data.path().join("state");
-    let port = free_port();
+    let port = restartable_port();
     let mut dev = Dev::start(&state, port);
     dev.ready().await;
     let http = reqwest::Client::new();
