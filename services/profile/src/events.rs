@@ -39,11 +39,7 @@ impl From<&ProfileRow> for UserCreated {
             display_name: row.display_name.clone(),
             locale: row.locale.clone(),
             phone: row.phone.clone(),
-            preferences: Preferences {
-                email: row.notify_email,
-                sms: row.notify_sms,
-                push: row.notify_push,
-            },
+            preferences: Preferences::from(row),
         }
     }
 }

@@ -51,6 +51,16 @@ impl Default for Preferences {
     }
 }
 
+impl From<&ProfileRow> for Preferences {
+    fn from(row: &ProfileRow) -> Self {
+        Self {
+            email: row.notify_email,
+            sms: row.notify_sms,
+            push: row.notify_push,
+        }
+    }
+}
+
 /// A new profile.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -137,11 +147,7 @@ pub struct Profile {
 impl From<ProfileRow> for Profile {
     fn from(row: ProfileRow) -> Self {
         Self {
-            preferences: Preferences {
-                email: row.notify_email,
-                sms: row.notify_sms,
-                push: row.notify_push,
-            },
+            preferences: Preferences::from(&row),
             user_id: row.user_id,
             email: row.email,
             display_name: row.display_name,
